@@ -1,0 +1,3 @@
+"""The realtime token broker."""
+
+__version__ = "0.1.0"

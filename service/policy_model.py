@@ -1,0 +1,86 @@
+"""The session policy as data (DESIGN.md section 5): what each role may get.
+
+Parsing and validation live in `parse_policy` (service.policy); this module only holds
+the frozen shapes so that settings, policy and handlers share one vocabulary.
+`None` for an allow-list or a range means "whatever the upstream allows".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from service.limits import Limit
+
+InstructionsMode = Literal["server", "prefix", "client"]
+OnViolation = Literal["clamp", "reject"]
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    min: float | None = None
+    max: float | None = None
+    default: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionsRule:
+    mode: InstructionsMode = "client"
+    text: str = ""
+    max_chars: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetectionRule:
+    # Allowed `type` values (server_vad, semantic_vad); the first is the default.
+    types: tuple[str, ...] | None = None
+    silence_duration_ms: Range | None = None
+    prefix_padding_ms: Range | None = None
+    threshold: Range | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TtlRule:
+    default: int = 60
+    max: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRules:
+    models: tuple[str, ...] | None = None
+    voices: tuple[str, ...] | None = None
+    modalities: tuple[str, ...] | None = None
+    # Audio formats in the normalized (GA) spelling: audio/pcm, audio/pcmu, audio/pcma.
+    audio_formats: tuple[str, ...] | None = None
+    transcription_models: tuple[str, ...] | None = None
+    tools_allow: tuple[str, ...] | None = None
+    temperature: Range | None = None
+    max_output_tokens: int | None = None
+    speed: Range | None = None
+    turn_detection: TurnDetectionRule | None = None
+    instructions: InstructionsRule = field(default_factory=InstructionsRule)
+    ttl_seconds: TtlRule = field(default_factory=TtlRule)
+    limits: tuple[Limit, ...] = ()
+    # Call control (DESIGN.md section 8); None means no limit.
+    max_concurrent_calls: int | None = None
+    max_call_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    default_role: str
+    on_violation: OnViolation
+    tenant_limits: tuple[Limit, ...]
+    roles: Mapping[str, RoleRules]
+
+    def rules_for(self, role: str) -> RoleRules:
+        """A role missing from the policy gets `default_role`'s rules."""
+        rules = self.roles.get(role)
+        if rules is None:
+            rules = self.roles[self.default_role]
+        return rules
+
+    def user_limits(self) -> dict[str, tuple[Limit, ...]]:
+        """Per-role user limits, for the store's single-round-trip admission."""
+        return {role: rules.limits for role, rules in self.roles.items()}

@@ -1,0 +1,1 @@
+"""State backends: one interface (base.Store), a memory and a Redis implementation."""

@@ -1,0 +1,30 @@
+"""The upstream interface the handlers use. Implementations raise only BrokerError
+subclasses (UpstreamError, UpstreamUnavailable, UpstreamTimeout, InvalidRequest for a
+safe upstream 400, NotFound for an upstream 404): no httpx exception crosses this line."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Upstream(Protocol):
+    async def create_secret(
+        self, path: str, body: dict[str, Any], *, safety_identifier: str
+    ) -> dict[str, Any]:
+        """POST `body` to `path` (relative to the tenant's UPSTREAM_URL, e.g.
+        "/realtime/client_secrets") and return the parsed JSON object."""
+        ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        safety_identifier: str | None = None,
+    ) -> dict[str, Any]:
+        """Any other JSON call (vector stores), same error mapping."""
+        ...
+
+    async def aclose(self) -> None: ...
