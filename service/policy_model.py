@@ -62,6 +62,8 @@ class RoleRules:
     instructions: InstructionsRule = field(default_factory=InstructionsRule)
     ttl_seconds: TtlRule = field(default_factory=TtlRule)
     limits: tuple[Limit, ...] = ()
+    # Per-user limits of the vector-store endpoints (own buckets); None means `limits`.
+    vector_store_limits: tuple[Limit, ...] | None = None
     # Call control (DESIGN.md section 8); None means no limit.
     max_concurrent_calls: int | None = None
     max_call_seconds: int | None = None

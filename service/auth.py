@@ -1,0 +1,374 @@
+"""Bearer JWT authentication (DESIGN.md sections 3 and 4): token in, `Identity` out.
+
+The token is parsed here, strictly, before any cryptography: exactly three segments of
+unpadded, canonical base64url; header and payload UTF-8 JSON objects without duplicate
+keys. A lenient parser is where JWT libraries have historically been fooled (two readers
+of one token disagreeing on a duplicated `alg`, padding tricks), so there is only one
+reader, this one. The `alg` must be in the tenant's allow-list and the key comes from the
+tenant's configuration only (never from `jku`, `x5u`, `jwk` or `x5c` headers); the
+signature is then checked with PyJWT's algorithm objects and keys prepared once at startup.
+
+Every failure raises `InvalidToken` with the same public message; the `reason` is for
+debug logs and is a fixed string, never a piece of the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import jwt
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.exceptions import InvalidKeyError
+
+from service.clock import Clock
+from service.errors import ConfigError, InvalidToken
+from service.jwks import JwksCache
+
+if TYPE_CHECKING:
+    # Type only: auth needs the values, not the environment parsing behind them.
+    from service.settings import TenantSettings
+
+MAX_TOKEN_CHARS = 8 * 1024
+MIN_HMAC_SECRET_BYTES = 32
+MAX_USER_ID_CHARS = 256
+_MAX_PROFILE_CHARS = 256  # name, email: longer values are dropped, not refused
+_MIN_RSA_BITS = 2048
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# Verified-token cache: bounded, and an entry never outlives its token's exp (plus
+# leeway) nor this many seconds, so that a key dropped from a JWKS stops counting soon.
+_CACHE_SIZE = 1024
+_CACHE_MAX_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    tenant: str
+    user_id: str
+    role: str | None
+    name: str | None
+    email: str | None
+    expires_at: int
+
+
+class _Tenant:
+    """One tenant's verification material, prepared once. No repr: it holds the HMAC key."""
+
+    __slots__ = ("algorithms", "jwks", "keys", "settings")
+
+    def __init__(self, settings: TenantSettings, http: httpx.AsyncClient, clock: Clock) -> None:
+        self.settings = settings
+        self.algorithms: dict[str, Algorithm] = {}
+        self.keys: dict[str, Any] = {}  # alg -> prepared key, for secret/PEM tenants
+        self.jwks = (
+            JwksCache(
+                settings.jwt_jwks_url,
+                http=http,
+                clock=clock,
+                max_age=settings.jwt_jwks_cache_seconds,
+            )
+            if settings.jwt_jwks_url
+            else None
+        )
+        secret = _hmac_secret(settings)
+        public_key = _public_key(settings)
+        implemented = get_default_algorithms()
+        for alg in settings.jwt_algorithms:
+            algorithm = implemented.get(alg)
+            if algorithm is None or alg.lower() == "none":
+                continue
+            self.algorithms[alg] = algorithm
+            # An allowed alg without matching key material is simply never verifiable:
+            # this is what defeats key confusion (HS256 "signed" with the RSA public key).
+            material: Any = secret if alg.startswith("HS") else public_key
+            if material is None:
+                continue
+            try:
+                self.keys[alg] = algorithm.prepare_key(material)
+            except (InvalidKeyError, TypeError, ValueError):
+                continue
+
+    async def key_for(self, alg: str, kid: str | None) -> Any:
+        key = self.keys.get(alg)
+        if key is not None:
+            return key
+        if self.jwks is not None and not alg.startswith("HS"):
+            return await self.jwks.key_for(kid, alg)
+        raise InvalidToken("no key for this alg")
+
+
+def _hmac_secret(settings: TenantSettings) -> bytes | None:
+    if settings.jwt_secret is None:
+        return None
+    secret = settings.jwt_secret.reveal().encode()
+    if len(secret) < MIN_HMAC_SECRET_BYTES:
+        raise ConfigError([f"tenant {settings.id}: JWT_SECRET must be at least 32 bytes"])
+    return secret
+
+
+def _public_key(settings: TenantSettings) -> Any:
+    if not settings.jwt_public_key:
+        return None
+    pem = settings.jwt_public_key.encode()
+    try:
+        key: Any = (
+            x509.load_pem_x509_certificate(pem).public_key()
+            if b"CERTIFICATE" in pem
+            else load_pem_public_key(pem)
+        )
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        problem = f"tenant {settings.id}: JWT_PUBLIC_KEY is not a PEM public key"
+        raise ConfigError([problem]) from exc
+    if isinstance(key, RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
+        raise ConfigError([f"tenant {settings.id}: JWT_PUBLIC_KEY RSA key under 2048 bits"])
+    return key
+
+
+class Authenticator:
+    """Verifies bearer JWTs for one or more tenants.
+
+    Keys are parsed here, once. With several tenants, the unverified `iss` (and `aud`)
+    only pick the tenant; the token must then verify with that tenant's keys and pass
+    that tenant's claim checks, so a token of tenant A never authenticates for B.
+    """
+
+    def __init__(
+        self, tenants: Sequence[TenantSettings], *, http: httpx.AsyncClient, clock: Clock
+    ) -> None:
+        if not tenants:
+            raise ConfigError(["no tenant configured"])
+        self._clock = clock
+        self._tenants = [_Tenant(t, http, clock) for t in tenants]
+        self._by_issuer: dict[str, list[_Tenant]] = {}
+        if len(self._tenants) > 1:
+            self._by_issuer = _route_table(self._tenants)
+        self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+
+    @property
+    def jwks_refreshes(self) -> dict[str, int]:
+        return {t.settings.id: t.jwks.refreshes for t in self._tenants if t.jwks is not None}
+
+    async def aclose(self) -> None:
+        for tenant in self._tenants:
+            if tenant.jwks is not None:
+                await tenant.jwks.aclose()
+
+    async def authenticate(self, authorization: Sequence[str]) -> Identity:
+        token = _bearer_token(authorization)
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None:
+            if now < cached[1]:
+                self._cache.move_to_end(token)
+                return cached[0]
+            del self._cache[token]
+
+        header, payload, signing_input, signature = _parse(token)
+        tenant = self._route(payload)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in tenant.algorithms:
+            raise InvalidToken("alg not allowed")
+        if "crit" in header:
+            # We implement no JWS extension, so any critical one must be refused (RFC 7515).
+            raise InvalidToken("unsupported crit header")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("kid is not a string")
+        key = await tenant.key_for(alg, kid)
+        try:
+            valid = tenant.algorithms[alg].verify(signing_input, key, signature)
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise InvalidToken("bad signature")
+        identity = _identity(tenant.settings, payload, now)
+
+        leeway = tenant.settings.jwt_leeway_seconds
+        self._cache[token] = (identity, min(identity.expires_at + leeway, now + _CACHE_MAX_SECONDS))
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return identity
+
+    def _route(self, payload: dict[str, Any]) -> _Tenant:
+        if len(self._tenants) == 1:
+            return self._tenants[0]
+        issuer = payload.get("iss")
+        if not isinstance(issuer, str):
+            raise InvalidToken("no issuer to route by")
+        audiences = _audiences(payload)
+        found = [
+            t
+            for t in self._by_issuer.get(issuer, ())
+            if t.settings.jwt_audience is None or t.settings.jwt_audience in audiences
+        ]
+        if len(found) != 1:
+            raise InvalidToken("no single tenant for this issuer and audience")
+        return found[0]
+
+
+def _route_table(tenants: Sequence[_Tenant]) -> dict[str, list[_Tenant]]:
+    problems: list[str] = []
+    table: dict[str, list[_Tenant]] = {}
+    seen: set[tuple[str, str | None]] = set()
+    for tenant in tenants:
+        issuer, audience = tenant.settings.jwt_issuer, tenant.settings.jwt_audience
+        if not issuer:
+            problems.append(
+                f"tenant {tenant.settings.id}: JWT_ISSUER is required with several tenants"
+            )
+            continue
+        if (issuer, audience) in seen:
+            problems.append(
+                f"tenant {tenant.settings.id}: another tenant has the same issuer and audience"
+            )
+        seen.add((issuer, audience))
+        table.setdefault(issuer, []).append(tenant)
+    if problems:
+        raise ConfigError(problems)
+    return table
+
+
+def _bearer_token(authorization: Sequence[str]) -> str:
+    if len(authorization) != 1:
+        raise InvalidToken("expected exactly one Authorization header")
+    value = authorization[0]
+    if len(value) > MAX_TOKEN_CHARS + 7 or value[:7].lower() != "bearer ":
+        raise InvalidToken("not a bearer token of acceptable size")
+    return value[7:]
+
+
+def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    if not _TOKEN_SHAPE.fullmatch(token):
+        raise InvalidToken("not three base64url segments")
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    header = _json_object(_b64decode(header_b64))
+    payload = _json_object(_b64decode(payload_b64))
+    signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+    return header, payload, signing_input, _b64decode(signature_b64)
+
+
+def _b64decode(segment: str) -> bytes:
+    # Unpadded and canonical: a length of 1 mod 4 is impossible, and the unused low bits
+    # of the last character must be zero, so each byte string has exactly one encoding.
+    if len(segment) % 4 == 1:
+        raise InvalidToken("bad base64url length")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:
+        raise InvalidToken("bad base64url") from exc
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
+        raise InvalidToken("non-canonical base64url")
+    return raw
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise InvalidToken("duplicate JSON key")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidToken("NaN or Infinity in JSON")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
+        value = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant
+        )
+    except (ValueError, RecursionError) as exc:
+        raise InvalidToken("segment is not UTF-8 JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken("segment is not a JSON object")
+    return value
+
+
+def _audiences(payload: dict[str, Any]) -> tuple[str, ...]:
+    aud = payload.get("aud")
+    if aud is None:
+        return ()
+    if isinstance(aud, str):
+        return (aud,)
+    if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        return tuple(aud)
+    raise InvalidToken("aud is neither a string nor a list of strings")
+
+
+def _time_claim(payload: dict[str, Any], name: str) -> int | None:
+    if name not in payload:
+        return None
+    value = payload[name]
+    # type() and not isinstance(): True is an int to Python, not a time to us.
+    if type(value) is not int:
+        raise InvalidToken("time claim is not an integer")
+    return value
+
+
+def _identity(settings: TenantSettings, payload: dict[str, Any], now: float) -> Identity:
+    leeway = settings.jwt_leeway_seconds
+    exp = _time_claim(payload, "exp")
+    if exp is None:
+        raise InvalidToken("exp missing")
+    if now >= exp + leeway:
+        raise InvalidToken("expired")
+    nbf = _time_claim(payload, "nbf")
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidToken("not yet valid")
+    iat = _time_claim(payload, "iat")
+    if iat is not None and iat > now + leeway:
+        raise InvalidToken("issued in the future")
+    if settings.jwt_issuer is not None and payload.get("iss") != settings.jwt_issuer:
+        raise InvalidToken("wrong issuer")
+    if settings.jwt_audience is not None and settings.jwt_audience not in _audiences(payload):
+        raise InvalidToken("wrong audience")
+    user_id = payload.get(settings.jwt_user_claim)
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID_CHARS:
+        raise InvalidToken("user claim missing or invalid")
+    role = payload.get(settings.jwt_role_claim)
+    return Identity(
+        tenant=settings.id,
+        user_id=user_id,
+        role=role if isinstance(role, str) else None,
+        name=_profile(payload.get("name")),
+        email=_profile(payload.get("email")),
+        expires_at=exp,
+    )
+
+
+def _profile(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) <= _MAX_PROFILE_CHARS else None
+
+
+def sign_dev_token(
+    secret: str,
+    *,
+    sub: str,
+    role: str | None,
+    ttl_seconds: int = 3600,
+    now: float,
+    issuer: str | None = None,
+    audience: str | None = None,
+    name: str | None = None,
+    email: str | None = None,
+) -> str:
+    """An HS256 token for `token-broker jwt` and dev mode."""
+    if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
+        raise ValueError("the HMAC secret must be at least 32 bytes")
+    issued = int(now)
+    claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + ttl_seconds}
+    optional = {"role": role, "iss": issuer, "aud": audience, "name": name, "email": email}
+    claims.update({k: v for k, v in optional.items() if v is not None})
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,153 @@
+"""The mint path: authenticate, admit, apply the policy, ask upstream, answer.
+
+`Broker` holds the per-tenant parts (policy limits, upstream client) built once at
+startup; handlers parse the HTTP request, call one method here and render the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.auth import Authenticator, Identity
+from service.errors import (
+    BrokerError,
+    RateLimited,
+    RateLimiterUnavailable,
+    StoreUnavailable,
+    UserRevoked,
+)
+from service.limits import Limit, tightest
+from service.policy import apply_policy
+from service.redact import user_hash
+from service.session import (
+    Endpoint,
+    decode_request,
+    decode_upstream_response,
+    encode_response,
+    encode_upstream_request,
+)
+from service.settings import Settings, TenantSettings
+from service.stores.base import Admission, AdmitRequest, Store, UserProfile
+from service.upstream.base import Upstream
+
+logger = logging.getLogger("service.broker")
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    body: dict[str, Any]
+    headers: dict[str, str]
+    identity: Identity
+    adjustments: tuple[str, ...] = field(default_factory=tuple)
+
+
+def rate_limit_headers(admission: Admission) -> dict[str, str]:
+    """RateLimit-* of the tightest limit (draft-ietf-httpapi-ratelimit-headers)."""
+    outcome = tightest(admission.outcomes)
+    if outcome is None:
+        return {}
+    return {
+        "RateLimit-Limit": str(outcome.limit.count),
+        "RateLimit-Remaining": str(outcome.remaining),
+        "RateLimit-Reset": str(max(0, int(-(-outcome.reset_after // 1)))),
+    }
+
+
+class Broker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        authenticator: Authenticator,
+        upstreams: Mapping[str, Upstream],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.authenticator = authenticator
+        self.upstreams = dict(upstreams)
+        self._tenants = {tenant.id: tenant for tenant in settings.tenants}
+        # Computed once: the per-role limits every admission of a tenant carries.
+        self._user_limits: dict[str, dict[str, tuple[Limit, ...]]] = {
+            tenant.id: tenant.policy.user_limits() for tenant in settings.tenants
+        }
+
+    def tenant(self, tenant_id: str) -> TenantSettings:
+        return self._tenants[tenant_id]
+
+    async def authenticate(self, authorization: Sequence[str]) -> Identity:
+        return await self.authenticator.authenticate(authorization)
+
+    def admit_request(
+        self,
+        identity: Identity,
+        *,
+        scope: str = "mint",
+        user_limits: Mapping[str, tuple[Limit, ...]] | None = None,
+    ) -> AdmitRequest:
+        """The admission of one request. `user_limits` (per role) replaces the mint limits,
+        for endpoints with limits of their own; give them a `scope` of their own too."""
+        tenant = self._tenants[identity.tenant]
+        policy = tenant.policy
+        claimed = identity.role if identity.role in policy.roles else policy.default_role
+        return AdmitRequest(
+            tenant=tenant.id,
+            user_id=identity.user_id,
+            claimed_role=claimed,
+            user_limits=self._user_limits[tenant.id] if user_limits is None else user_limits,
+            tenant_limits=policy.tenant_limits,
+            profile=UserProfile(name=identity.name, email=identity.email),
+            scope=scope,
+        )
+
+    async def admit(self, request: AdmitRequest) -> Admission:
+        """Admit or raise: revoked → 403, over a limit → 429, store down → 503."""
+        try:
+            admission = await self.store.admit(request)
+        except StoreUnavailable as exc:
+            raise RateLimiterUnavailable() from exc
+        if admission.revoked:
+            raise UserRevoked()
+        if not admission.allowed:
+            raise RateLimited(
+                retry_after=admission.retry_after, headers=rate_limit_headers(admission)
+            )
+        return admission
+
+    async def refund(self, request: AdmitRequest, admission: Admission) -> None:
+        """Nothing delivered, nothing charged. Best effort: a store that is down now
+        keeps the charge, which expires with the bucket."""
+        try:
+            await self.store.refund(request, admission)
+        except StoreUnavailable:
+            logger.warning("refund skipped: store unavailable", extra={"tenant": request.tenant})
+
+    async def mint(self, endpoint: Endpoint, authorization: Sequence[str], body: object) -> Minted:
+        identity = await self.authenticate(authorization)
+        tenant = self._tenants[identity.tenant]
+        requested = decode_request(endpoint, body)
+        admit_request = self.admit_request(identity)
+        admission = await self.admit(admit_request)
+        try:
+            effective, adjustments = apply_policy(tenant.policy, admission.role, requested)
+            path, upstream_body, dropped = encode_upstream_request(effective, tenant.upstream_api)
+            raw = await self.upstreams[tenant.id].create_secret(
+                path, upstream_body, safety_identifier=user_hash(tenant.id, identity.user_id)
+            )
+            result = decode_upstream_response(tenant.upstream_api, effective.kind, raw)
+        except BrokerError:
+            await self.refund(admit_request, admission)
+            raise
+        changed = tuple(dict.fromkeys([*adjustments, *dropped]))
+        headers = {"Cache-Control": "no-store", **rate_limit_headers(admission)}
+        if changed:
+            headers["X-Policy-Adjusted"] = ",".join(changed)
+        return Minted(
+            body=encode_response(endpoint, result, effective),
+            headers=headers,
+            identity=identity,
+            adjustments=changed,
+        )

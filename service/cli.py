@@ -1,0 +1,210 @@
+"""`token-broker`: dev, serve, fake-upstream, jwt, config check."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from service.errors import ConfigError
+from service.settings import Settings, describe_settings, load_settings
+
+DEV_PORT = 8080
+
+
+def dev_secret_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "token-broker" / "dev-jwt-secret"
+
+
+def dev_secret() -> str:
+    """The dev-mode HS256 secret: generated once per machine, kept 0600, shared by
+    `token-broker dev` and `token-broker jwt` so printed tokens keep working."""
+    path = dev_secret_path()
+    try:
+        value = path.read_text().strip()
+        if len(value.encode()) >= 32:
+            return value
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def dev_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dev mode's defaults under whatever the caller set: fake upstream, in-memory state,
+    the dev secret, loopback only, console logs."""
+    env = dict(environ)
+    env.setdefault("BROKER_HOST", "127.0.0.1")
+    env.setdefault("BROKER_PORT", str(DEV_PORT))
+    env.setdefault("BROKER_UPSTREAM", "fake")
+    env.setdefault("BROKER_LOG_FORMAT", "console")
+    if not any(k in env for k in ("BROKER_JWT_SECRET", "BROKER_JWT_SECRET_FILE")):
+        env["BROKER_JWT_SECRET"] = dev_secret()
+    return env
+
+
+def _load(environ: Mapping[str, str]) -> Settings:
+    try:
+        return load_settings(environ)
+    except ConfigError as exc:
+        print("token-broker: the configuration is incomplete or wrong:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
+    import uvicorn
+
+    from service.logs import configure_logging
+    from service.web.app import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    if clock_banner:
+        print(clock_banner, flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # Behind a gateway: keep idle connections longer than the gateway does, so the
+        # gateway never reuses a connection the broker has just closed.
+        timeout_keep_alive=int(os.environ.get("UVICORN_TIMEOUT_KEEP_ALIVE", "75")),
+        timeout_graceful_shutdown=int(os.environ.get("UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", "20")),
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _run(_load(os.environ))
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from service.auth import sign_dev_token
+
+    env = dev_environ(os.environ)
+    if args.port is not None:
+        env["BROKER_PORT"] = str(args.port)
+    settings = dataclasses.replace(_load(env), dev=True)
+    tenant = settings.tenants[0]
+    assert tenant.jwt_secret is not None, "dev mode signs its own tokens"
+    token = sign_dev_token(
+        tenant.jwt_secret.reveal(), sub="dev-user", role="owner", now=time.time(), ttl_seconds=3600
+    )
+    base = f"http://{settings.host}:{settings.port}"
+    banner = "\n".join(
+        [
+            f"token-broker dev: {base} (in-memory state, fake upstream, demo page at {base}/)",
+            "Sample JWT for user dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
+            f"  {token}",
+            "Mint a Realtime client secret:",
+            f"  curl -s -X POST {base}/v1/realtime/client_secrets \\",
+            f"    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
+            '    -d \'{"session": {"type": "realtime"}}\'',
+        ]
+    )
+    _run(settings, clock_banner=banner)
+    return 0
+
+
+def cmd_fake_upstream(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.upstream.fake import create_fake_app
+
+    uvicorn.run(
+        create_fake_app(), host=args.host, port=args.port, log_level="warning", access_log=False
+    )
+    return 0
+
+
+def cmd_jwt(args: argparse.Namespace) -> int:
+    from service.auth import sign_dev_token
+
+    secret = os.environ.get("BROKER_JWT_SECRET") or dev_secret()
+    token = sign_dev_token(
+        secret,
+        sub=args.sub,
+        role=args.role,
+        ttl_seconds=args.ttl,
+        now=time.time(),
+        issuer=args.issuer,
+        audience=args.audience,
+        name=args.name,
+        email=args.email,
+    )
+    print(token)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    env: Mapping[str, str] = dev_environ(os.environ) if args.dev else os.environ
+    try:
+        settings = load_settings(env)
+    except ConfigError as exc:
+        print("configuration problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    print(json.dumps(describe_settings(settings), indent=2, sort_keys=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="token-broker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run locally: in-memory state, fake upstream, no key")
+    dev.add_argument("--port", type=int, default=None)
+    dev.set_defaults(func=cmd_dev)
+
+    serve = sub.add_parser("serve", help="run in production from environment configuration")
+    serve.set_defaults(func=cmd_serve)
+
+    fake = sub.add_parser("fake-upstream", help="run the fake OpenAI upstream on its own")
+    fake.add_argument("--port", type=int, required=True)
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.set_defaults(func=cmd_fake_upstream)
+
+    jwt = sub.add_parser("jwt", help="print a token signed with the dev secret (dev only)")
+    jwt.add_argument("--sub", required=True)
+    jwt.add_argument("--role", default=None)
+    jwt.add_argument("--name", default=None)
+    jwt.add_argument("--email", default=None)
+    jwt.add_argument("--issuer", default=None)
+    jwt.add_argument("--audience", default=None)
+    jwt.add_argument("--ttl", type=int, default=3600)
+    jwt.set_defaults(func=cmd_jwt)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="print the effective configuration, masked")
+    check.add_argument("--dev", action="store_true", help="with dev mode's defaults")
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

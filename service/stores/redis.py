@@ -1,0 +1,391 @@
+"""The Redis store: the shared state of every broker replica (DESIGN.md sections 4 and 6).
+
+`admit` is one EVALSHA of stores/lua/admit.lua on standalone Redis and Sentinel: the
+script checks revocation, finds the effective role, creates the record on first sight
+and decides every bucket, all or nothing, on Redis's own clock. On Redis Cluster the
+tenant-wide buckets live in another slot than the user's; a request with tenant limits
+then takes two calls, user slot first, and gives back the first call's consumption when
+the second refuses or fails (docs/redis.md explains the cost and why nothing leaks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.clock import Clock
+from service.errors import StoreUnavailable
+from service.limits import Limit, Outcome
+from service.stores import redis_keys as keys
+from service.stores.base import Admission, AdmitRequest, UserRecord
+from service.stores.redis_client import (
+    Client,
+    LuaScript,
+    create_client,
+    guarded,
+    load_script,
+    run_script,
+)
+from service.stores.redis_url import parse_redis_url
+
+logger = logging.getLogger(__name__)
+
+# list_users reads ids in batches this much larger than the page, since revoked users
+# are in the index but not in the answer.
+_LIST_BATCH_EXTRA = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Scripts:
+    admit: LuaScript
+    consume: LuaScript
+    refund: LuaScript
+    update_user: LuaScript
+
+    @classmethod
+    def load(cls) -> _Scripts:
+        return cls(
+            admit=load_script("admit"),
+            consume=load_script("consume"),
+            refund=load_script("refund"),
+            update_user=load_script("update_user", with_gcra=False),
+        )
+
+
+def _bucket_args(limits: Sequence[Limit]) -> list[str]:
+    args: list[str] = []
+    for limit in limits:
+        args += [repr(limit.period * 1e6), repr(limit.interval * 1e6)]
+    return args
+
+
+def _outcomes(flat: Sequence[Any], limits: Sequence[Limit]) -> list[Outcome]:
+    """Script outcomes (bucket number, allowed, remaining, reset, retry, tat) → Outcome."""
+    result = []
+    for i in range(0, len(flat), 6):
+        number, allowed, remaining, reset, retry, tat = flat[i : i + 6]
+        result.append(
+            Outcome(
+                limit=limits[int(number) - 1],
+                allowed=int(allowed) == 1,
+                remaining=int(remaining),
+                reset_after=float(reset) / 1e6,
+                retry_after=float(retry) / 1e6,
+                new_tat=float(tat) / 1e6,
+            )
+        )
+    return result
+
+
+def _record(tenant: str, fields: dict[str, str]) -> UserRecord | None:
+    if not fields or "added_at" not in fields:
+        return None
+    return UserRecord(
+        tenant=tenant,
+        id=fields["id"],
+        name=fields.get("name"),
+        email=fields.get("email"),
+        added_at=int(fields["added_at"]),
+        role=fields.get("role") or None,
+        revoked=fields.get("revoked") == "1",
+    )
+
+
+def _pairs(flat: Sequence[str] | None) -> dict[str, str]:
+    flat = flat or []
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class RedisStore:
+    """A Store on Redis (standalone, Sentinel or Cluster).
+
+    `clock`: tests only. When given, decisions use it instead of Redis's TIME, so the
+    contract suite can move time without sleeping; production leaves it None so that
+    every replica decides on the one clock of Redis.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        cluster: bool,
+        timeout_ms: int = 250,
+        max_connections: int = 64,
+        clock: Clock | None = None,
+    ) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(max_connections)
+        self._cluster = cluster
+        self._timeout = timeout_ms / 1000
+        self._clock = clock
+        self._scripts = _Scripts.load()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout_ms: int = 250,
+        max_connections: int = 64,
+        clock: Clock | None = None,
+    ) -> RedisStore:
+        """redis:// rediss:// unix:// (standalone), redis+sentinel:// rediss+sentinel://,
+        redis+cluster:// rediss+cluster:// (see stores.redis_url). Connects lazily.
+        `max_connections`: Redis calls in flight from this replica (more wait their turn,
+        within the timeout)."""
+        target = parse_redis_url(url)
+        client = create_client(target, timeout_ms=timeout_ms, max_connections=max_connections)
+        return cls(
+            client,
+            cluster=target.kind == "cluster",
+            timeout_ms=timeout_ms,
+            max_connections=max_connections,
+            clock=clock,
+        )
+
+    def _now(self) -> str:
+        return "" if self._clock is None else repr(self._clock() * 1e6)
+
+    async def _run(self, script: LuaScript, ks: Sequence[str], args: Sequence[str | int]) -> Any:
+        return await guarded(
+            script.name,
+            self._timeout,
+            self._slots,
+            lambda: run_script(self._client, script, ks, args),
+        )
+
+    # --- admit and refund -------------------------------------------------------------
+
+    async def admit(self, request: AdmitRequest) -> Admission:
+        t, uid = request.tenant, request.user_id
+        # Every role's user limits, deduplicated by text: the bucket of "5/minute" is
+        # the same whichever role it comes from (as in MemoryStore).
+        user_limits = list(
+            {lim.text: lim for ls in request.user_limits.values() for lim in ls}.values()
+        )
+        numbers = {lim.text: i + 1 for i, lim in enumerate(user_limits)}
+        tenant_limits = list(request.tenant_limits) if not self._cluster else []
+        all_limits = user_limits + tenant_limits
+        ks = [keys.record_key(t, uid)]
+        ks += [keys.user_bucket_key(t, uid, request.scope, lim) for lim in user_limits]
+        ks += [keys.tenant_bucket_key(t, request.scope, lim) for lim in tenant_limits]
+        if not self._cluster:
+            ks.append(keys.index_key(t))
+        name, email = request.profile.name, request.profile.email
+        args: list[str | int] = [
+            self._now(),
+            request.cost,
+            uid,
+            int(name is not None),
+            name or "",
+            int(email is not None),
+            email or "",
+            request.claimed_role,
+            int(not self._cluster),
+            len(user_limits),
+            len(tenant_limits),
+            *_bucket_args(all_limits),
+            len(request.user_limits),
+        ]
+        for role, limits in request.user_limits.items():
+            args += [role, len(limits), *(numbers[lim.text] for lim in limits)]
+        reply = await self._run(self._scripts.admit, ks, args)
+        status, role, need_index = reply[0], reply[1], int(reply[2])
+        if status == "revoked":
+            return Admission(allowed=False, revoked=True, role=role)
+        outcomes = _outcomes(reply[3:], all_limits)
+        if not self._cluster:
+            return Admission(
+                allowed=status == "ok", revoked=False, role=role, outcomes=tuple(outcomes)
+            )
+        return await self._admit_tenant_slot(
+            request, role, status == "ok", outcomes, need_index == 1
+        )
+
+    async def _admit_tenant_slot(
+        self,
+        request: AdmitRequest,
+        role: str,
+        user_ok: bool,
+        outcomes: list[Outcome],
+        need_index: bool,
+    ) -> Admission:
+        """Cluster only: the tenant's half of the decision, in the tenant's slot."""
+        t, uid = request.tenant, request.user_id
+        tenant_limits = list(request.tenant_limits)
+        if tenant_limits:
+            ks = [keys.tenant_bucket_key(t, request.scope, lim) for lim in tenant_limits]
+            if need_index:
+                ks.append(keys.index_key(t))
+            args: list[str | int] = [
+                self._now(),
+                request.cost,
+                int(user_ok),  # a refused user still learns the tenant's outcomes
+                len(tenant_limits),
+                uid if need_index else "",
+                *_bucket_args(tenant_limits),
+            ]
+            user_outcomes = list(outcomes)
+            try:
+                reply = await self._run(self._scripts.consume, ks, args)
+            except StoreUnavailable:
+                if user_ok:
+                    await self._give_back(request, user_outcomes)
+                raise
+            outcomes += _outcomes(reply[1:], tenant_limits)
+            if user_ok and reply[0] != "ok":
+                await self._give_back(request, user_outcomes)
+                user_ok = False
+        elif need_index:
+            need_index = not await self._index(t, uid)
+        if need_index:
+            # The index holds the user now; mark the record so later admits skip it.
+            # A failure here only means the idempotent ZADD is repeated next time.
+            try:
+                await guarded(
+                    "hset",
+                    self._timeout,
+                    self._slots,
+                    lambda: self._client.execute_command(
+                        "HSET", keys.record_key(t, uid), "ix", "1"
+                    ),
+                )
+            except StoreUnavailable as exc:
+                logger.warning("user index mark failed: %s", exc)
+        return Admission(allowed=user_ok, revoked=False, role=role, outcomes=tuple(outcomes))
+
+    async def _index(self, tenant: str, user_id: str) -> bool:
+        try:
+            await guarded(
+                "zadd",
+                self._timeout,
+                self._slots,
+                lambda: self._client.execute_command("ZADD", keys.index_key(tenant), 0, user_id),
+            )
+        except StoreUnavailable as exc:
+            logger.warning("user index update failed: %s", exc)
+            return False
+        return True
+
+    async def _give_back(self, request: AdmitRequest, outcomes: Sequence[Outcome]) -> None:
+        """Compensate the user-slot consumption of a cluster admit that did not complete.
+        If this fails too, the held capacity is one emission interval per user limit and
+        comes back by itself as the bucket refills."""
+        limits = [o.limit for o in outcomes]
+        try:
+            await self._refund_buckets(
+                [
+                    keys.user_bucket_key(request.tenant, request.user_id, request.scope, lim)
+                    for lim in limits
+                ],
+                limits,
+                request.cost,
+            )
+        except StoreUnavailable as exc:
+            logger.warning("cluster admit compensation failed: %s", exc)
+
+    async def refund(self, request: AdmitRequest, admission: Admission) -> None:
+        if not admission.allowed:
+            return
+        t = request.tenant
+        user_limits = request.user_limits.get(admission.role)
+        if user_limits is None:
+            user_limits = request.user_limits.get(request.claimed_role, ())
+        user = [
+            (keys.user_bucket_key(t, request.user_id, request.scope, lim), lim)
+            for lim in user_limits
+        ]
+        tenant = [
+            (keys.tenant_bucket_key(t, request.scope, lim), lim) for lim in request.tenant_limits
+        ]
+        groups = [user, tenant] if self._cluster else [user + tenant]
+        for group in groups:
+            if group:
+                await self._refund_buckets(
+                    [k for k, _ in group], [lim for _, lim in group], request.cost
+                )
+
+    async def _refund_buckets(self, ks: Sequence[str], limits: Sequence[Limit], cost: int) -> None:
+        if not ks:
+            return
+        args: list[str | int] = [self._now(), cost, *(repr(lim.interval * 1e6) for lim in limits)]
+        await self._run(self._scripts.refund, ks, args)
+
+    # --- the user directory ----------------------------------------------------------
+
+    async def get_user(self, tenant: str, user_id: str) -> UserRecord | None:
+        fields = await guarded(
+            "hgetall",
+            self._timeout,
+            self._slots,
+            lambda: self._client.execute_command("HGETALL", keys.record_key(tenant, user_id)),
+        )
+        return _record(tenant, dict(fields) if isinstance(fields, dict) else _pairs(fields))
+
+    async def list_users(
+        self, tenant: str, *, after: str | None, limit: int
+    ) -> tuple[list[UserRecord], bool]:
+        page: list[UserRecord] = []
+        cursor = after
+        batch = limit + _LIST_BATCH_EXTRA
+        while len(page) <= limit:
+            start = "-" if cursor is None else "(" + cursor
+            ids = await self._index_range(tenant, start, batch)
+            if not ids:
+                break
+            for record in await self._records(tenant, ids):
+                if record is not None and not record.revoked:
+                    page.append(record)
+            cursor = ids[-1]
+            if len(ids) < batch:
+                break
+        return page[:limit], len(page) > limit
+
+    async def _index_range(self, tenant: str, start: str, count: int) -> list[str]:
+        async def fetch() -> list[str]:
+            return list(
+                await self._client.execute_command(
+                    "ZRANGEBYLEX", keys.index_key(tenant), start, "+", "LIMIT", 0, count
+                )
+            )
+
+        return await guarded("zrangebylex", self._timeout, self._slots, fetch)
+
+    async def _records(self, tenant: str, ids: Sequence[str]) -> list[UserRecord | None]:
+        async def fetch() -> list[Any]:
+            pipe = self._client.pipeline()
+            for uid in ids:
+                pipe.hgetall(keys.record_key(tenant, uid))
+            return list(await pipe.execute())
+
+        replies = await guarded("pipeline", self._timeout, self._slots, fetch)
+        return [_record(tenant, dict(r)) for r in replies]
+
+    async def set_role(self, tenant: str, user_id: str, role: str) -> UserRecord | None:
+        return await self._update(tenant, user_id, "role", role)
+
+    async def revoke(self, tenant: str, user_id: str) -> UserRecord | None:
+        return await self._update(tenant, user_id, "revoke", "")
+
+    async def _update(self, tenant: str, user_id: str, op: str, role: str) -> UserRecord | None:
+        reply = await self._run(
+            self._scripts.update_user, [keys.record_key(tenant, user_id)], [op, role]
+        )
+        return None if reply is None else _record(tenant, _pairs(reply))
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        try:
+            answer = await guarded(
+                "ping", self._timeout, self._slots, lambda: self._client.execute_command("PING")
+            )
+        except StoreUnavailable:
+            return False
+        return bool(answer)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,304 @@
+"""What the fake upstream accepts on each endpoint, after the reference OpenAPI subset.
+
+Built once per fake app (`RequestShapes.build()`), never at import time. Where the
+reference spec leaves objects open, these are closed, because the real API refuses unknown
+fields: `temperature` in a GA session is refused here as OpenAI refuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.upstream.fake_validate import (
+    Shape,
+    any_object,
+    any_of,
+    array,
+    boolean,
+    choice,
+    integer,
+    nullable,
+    number,
+    obj,
+    string,
+    string_map,
+    tagged,
+)
+
+BETA_AUDIO_FORMATS = ("pcm16", "g711_ulaw", "g711_alaw")
+LOGPROBS = "item.input_audio_transcription.logprobs"
+
+
+def _audio_format() -> Shape:
+    return tagged(
+        {
+            "audio/pcm": obj({"type": string(), "rate": choice(24000)}),
+            "audio/pcmu": obj({"type": string()}),
+            "audio/pcma": obj({"type": string()}),
+        }
+    )
+
+
+def _turn_detection() -> Shape:
+    common = {
+        "type": string(),
+        "create_response": boolean(),
+        "interrupt_response": boolean(),
+    }
+    return nullable(
+        tagged(
+            {
+                "server_vad": obj(
+                    {
+                        **common,
+                        "threshold": number(0.0, 1.0),
+                        "prefix_padding_ms": integer(0),
+                        "silence_duration_ms": integer(0),
+                        "idle_timeout_ms": nullable(integer(5000, 30000)),
+                    }
+                ),
+                "semantic_vad": obj(
+                    {**common, "eagerness": choice("low", "medium", "high", "auto")}
+                ),
+            }
+        )
+    )
+
+
+def _transcription() -> Shape:
+    return obj(
+        {
+            "model": string(),
+            "language": string(),
+            "languages": array(string()),
+            "keywords": array(string()),
+            "prompt": string(),
+            "delay": choice("minimal", "low", "medium", "high", "xhigh"),
+        }
+    )
+
+
+def _noise_reduction() -> Shape:
+    return nullable(obj({"type": choice("near_field", "far_field")}))
+
+
+def _tracing() -> Shape:
+    config = obj({"workflow_name": string(), "group_id": string(), "metadata": any_object()})
+    return nullable(any_of(choice("auto"), config, expected="'auto' or a tracing object"))
+
+
+def _max_tokens() -> Shape:
+    return any_of(integer(1, 4096), choice("inf"), expected="an integer in 1..4096 or 'inf'")
+
+
+def _function_tool() -> Shape:
+    return obj(
+        {
+            "type": string(),
+            "name": string(),
+            "description": string(),
+            "parameters": any_object(),
+        },
+        required=("name",),
+    )
+
+
+def _ga_realtime_session() -> Shape:
+    audio_input = obj(
+        {
+            "format": _audio_format(),
+            "transcription": nullable(_transcription()),
+            "noise_reduction": _noise_reduction(),
+            "turn_detection": _turn_detection(),
+        }
+    )
+    voice = any_of(string(), obj({"id": string()}, required=("id",)), expected="a voice")
+    audio_output = obj({"format": _audio_format(), "voice": voice, "speed": number(0.25, 1.5)})
+    tool_choice = any_of(
+        choice("none", "auto", "required"),
+        obj({"type": choice("function"), "name": string()}, required=("type", "name")),
+        obj(
+            {"type": choice("mcp"), "server_label": string(), "name": nullable(string())},
+            required=("type", "server_label"),
+        ),
+        expected="'none', 'auto', 'required' or a tool choice object",
+    )
+    truncation = any_of(
+        choice("auto", "disabled"),
+        obj(
+            {
+                "type": choice("retention_ratio"),
+                "retention_ratio": number(0.0, 1.0),
+                "token_limits": obj({"post_instructions": integer(0)}),
+            },
+            required=("type", "retention_ratio"),
+        ),
+        expected="'auto', 'disabled' or a retention_ratio object",
+    )
+    prompt = nullable(
+        obj(
+            {"id": string(), "version": nullable(string()), "variables": any_object()},
+            required=("id",),
+        )
+    )
+    return obj(
+        {
+            "type": string(),
+            "model": string(),
+            "output_modalities": array(choice("text", "audio")),
+            "instructions": string(),
+            "audio": obj({"input": audio_input, "output": audio_output}),
+            "include": array(choice(LOGPROBS)),
+            "tracing": _tracing(),
+            "tools": array(
+                tagged(
+                    {
+                        "function": _function_tool(),
+                        # MCP tools carry many connector fields; only the tag and label matter.
+                        "mcp": obj(
+                            {"server_label": string()}, required=("server_label",), open=True
+                        ),
+                    }
+                )
+            ),
+            "tool_choice": tool_choice,
+            "parallel_tool_calls": boolean(),
+            "reasoning": obj({"effort": choice("minimal", "low", "medium", "high", "xhigh")}),
+            "max_output_tokens": _max_tokens(),
+            "truncation": truncation,
+            "prompt": prompt,
+        }
+    )
+
+
+def _ga_transcription_session() -> Shape:
+    audio_input = obj(
+        {
+            "format": _audio_format(),
+            "transcription": _transcription(),
+            "noise_reduction": _noise_reduction(),
+            "turn_detection": _turn_detection(),
+        }
+    )
+    return obj(
+        {
+            "type": string(),
+            "audio": obj({"input": audio_input}),
+            "include": array(choice(LOGPROBS)),
+        }
+    )
+
+
+def _expires_after() -> Shape:
+    return obj({"anchor": choice("created_at"), "seconds": integer(10, 7200)})
+
+
+def _beta_turn_detection() -> Shape:
+    return nullable(
+        obj(
+            {
+                "type": choice("server_vad", "semantic_vad"),
+                "threshold": number(0.0, 1.0),
+                "prefix_padding_ms": integer(0),
+                "silence_duration_ms": integer(0),
+                "create_response": boolean(),
+                "interrupt_response": boolean(),
+                "eagerness": choice("low", "medium", "high", "auto"),
+            }
+        )
+    )
+
+
+def _beta_transcription() -> Shape:
+    return nullable(obj({"model": string(), "language": string(), "prompt": string()}))
+
+
+def _beta_session() -> Shape:
+    function_tool = obj(
+        {
+            "type": choice("function"),
+            "name": string(),
+            "description": string(),
+            "parameters": any_object(),
+        }
+    )
+    return obj(
+        {
+            "client_secret": obj({"expires_after": _expires_after()}),
+            "model": string(),
+            "modalities": array(choice("text", "audio")),
+            "instructions": string(),
+            "voice": any_of(string(), obj({"id": string()}, required=("id",)), expected="a voice"),
+            "input_audio_format": choice(*BETA_AUDIO_FORMATS),
+            "output_audio_format": choice(*BETA_AUDIO_FORMATS),
+            "input_audio_transcription": _beta_transcription(),
+            "input_audio_noise_reduction": _noise_reduction(),
+            "turn_detection": _beta_turn_detection(),
+            "tools": array(function_tool),
+            "tool_choice": string(),
+            "temperature": number(0.6, 1.2),
+            "max_response_output_tokens": _max_tokens(),
+            "speed": number(0.25, 1.5),
+            "tracing": _tracing(),
+            "include": array(choice(LOGPROBS)),
+        }
+    )
+
+
+def _beta_transcription_session() -> Shape:
+    return obj(
+        {
+            "client_secret": obj({"expires_after": _expires_after()}),
+            "modalities": array(choice("text", "audio")),
+            "input_audio_format": choice(*BETA_AUDIO_FORMATS),
+            "input_audio_transcription": _beta_transcription(),
+            "input_audio_noise_reduction": _noise_reduction(),
+            "turn_detection": _beta_turn_detection(),
+            "include": array(choice(LOGPROBS)),
+        }
+    )
+
+
+def _vector_store_create() -> Shape:
+    static = obj(
+        {"max_chunk_size_tokens": integer(100, 4096), "chunk_overlap_tokens": integer(0)},
+        required=("max_chunk_size_tokens", "chunk_overlap_tokens"),
+    )
+    return obj(
+        {
+            "file_ids": array(string(), max_items=500),
+            "name": string(),
+            "description": string(),
+            "expires_after": obj(
+                {"anchor": choice("last_active_at"), "days": integer(1, 365)},
+                required=("anchor", "days"),
+            ),
+            "chunking_strategy": tagged(
+                {
+                    "auto": obj({"type": string()}),
+                    "static": obj({"type": string(), "static": static}, required=("static",)),
+                }
+            ),
+            "metadata": nullable(string_map(max_pairs=16, max_key=64, max_value=512)),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class RequestShapes:
+    ga_client_secret: Shape
+    beta_session: Shape
+    beta_transcription: Shape
+    vector_store_create: Shape
+
+    @classmethod
+    def build(cls) -> RequestShapes:
+        session = tagged(
+            {"realtime": _ga_realtime_session(), "transcription": _ga_transcription_session()}
+        )
+        return cls(
+            ga_client_secret=obj({"expires_after": _expires_after(), "session": session}),
+            beta_session=_beta_session(),
+            beta_transcription=_beta_transcription_session(),
+            vector_store_create=_vector_store_create(),
+        )

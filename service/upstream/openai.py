@@ -1,0 +1,295 @@
+"""The client for OpenAI and Azure OpenAI: one pooled `httpx.AsyncClient` per upstream,
+every call under one overall deadline, upstream failures translated into the broker's
+errors (DESIGN.md section 7). No httpx exception and no upstream text that could carry a
+secret crosses this module's boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from typing import Any, Literal, NoReturn
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from service import __version__
+from service.errors import (
+    BrokerError,
+    InvalidRequest,
+    NotFound,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from service.redact import Secret
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"realtime-token-broker/{__version__}"
+SAFETY_IDENTIFIER_HEADER = "OpenAI-Safety-Identifier"
+# Measured in bench/upstream_client.py, see docs/upstream-transport.md: the aiohttp
+# transport costs a fraction of httpx's default pool per call. The pool is sized for many
+# concurrent mints to one host; keep-alive connections are what makes a mint cheap.
+MAX_CONNECTIONS = 256
+KEEPALIVE_EXPIRY = 30.0
+RETRY_BACKOFF = 0.05
+RETRIED_STATUSES = frozenset({502, 503, 504})
+MISCONFIGURED = "The broker is misconfigured: the upstream refused its credentials."
+MAX_MESSAGE_CHARS = 1000
+# Anything shaped like an OpenAI key or client secret is masked from upstream messages.
+_SECRET_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*]{4,}")
+_SAFE_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_CONNECTION_FAILURES = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def default_transport() -> httpx.AsyncBaseTransport:
+    """The transport chosen by measurement (docs/upstream-transport.md)."""
+    return AiohttpTransport(
+        limits=httpx.Limits(
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+    )
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way a second attempt may fix; carries the final error."""
+
+    def __init__(self, error: BrokerError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class OpenAIUpstream:
+    """An `Upstream` speaking to OpenAI (`Authorization: Bearer`) or Azure OpenAI (`api-key`;
+    the `model` sent is then the deployment name, which is the caller's business).
+
+    Every call, its retry included, finishes within `deadline` seconds or raises
+    `UpstreamTimeout` (504). At most one retry, and only when at least a quarter of the
+    deadline remains: on a failed or reset connection (then `UpstreamUnavailable`, 503) and
+    on upstream 502/503/504 (then 503 for a 503, else `UpstreamError`, 502).
+
+    Upstream answers are mapped so that no upstream text reaches the caller unless it is
+    known to be safe:
+
+    - 400 → `InvalidRequest` with upstream's `message` and `param` (secret-shaped words masked);
+    - 401/403 → `UpstreamError` 502: the server key is wrong, which is the operator's
+      problem, and OpenAI's 401 text echoes part of the key;
+    - 404 → `NotFound` with upstream's message;
+    - 429 `insufficient_quota` → `UpstreamError` 502 (retrying will not help);
+      any other 429 → `UpstreamUnavailable` 503 with upstream's `Retry-After` passed on;
+    - other 4xx and 5xx, redirects, and 2xx bodies that are not a JSON object → `UpstreamError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: Secret | None,
+        flavor: Literal["openai", "azure"] = "openai",
+        transport: httpx.AsyncBaseTransport | None = None,
+        deadline: float = 10.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self._base_url = base_url
+        self._api_key = api_key
+        self._flavor = flavor
+        self._deadline = deadline
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport if transport is not None else default_transport(),
+            timeout=httpx.Timeout(deadline, connect=min(connect_timeout, deadline)),
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIUpstream(base_url={self._base_url!r}, flavor={self._flavor!r})"
+
+    async def create_secret(
+        self, path: str, body: dict[str, Any], *, safety_identifier: str
+    ) -> dict[str, Any]:
+        return await self.request("POST", path, json_body=body, safety_identifier=safety_identifier)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        safety_identifier: str | None = None,
+    ) -> dict[str, Any]:
+        headers = self._headers(safety_identifier)
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + self._deadline
+        try:
+            async with asyncio.timeout_at(deadline_at):
+                return await self._with_retry(method, path, params, json_body, headers, deadline_at)
+        except TimeoutError:
+            logger.warning("upstream %s %s: no answer within %.1fs", method, path, self._deadline)
+            raise UpstreamTimeout("The upstream did not answer in time.") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _headers(self, safety_identifier: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self._api_key is not None:
+            if self._flavor == "azure":
+                headers["api-key"] = self._api_key.reveal()
+            else:
+                headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+        if safety_identifier:
+            headers[SAFETY_IDENTIFIER_HEADER] = safety_identifier
+        return headers
+
+    async def _with_retry(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+        headers: dict[str, str],
+        deadline_at: float,
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await self._attempt(method, path, params, json_body, headers, attempt=1)
+        except _Retryable as first:
+            # A retry that cannot finish in time would only turn a clear 502/503 into a 504.
+            if deadline_at - loop.time() < self._deadline / 4:
+                raise first.error from None
+        await asyncio.sleep(RETRY_BACKOFF)
+        try:
+            return await self._attempt(method, path, params, json_body, headers, attempt=2)
+        except _Retryable as second:
+            raise second.error from None
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+        headers: dict[str, str],
+        *,
+        attempt: int,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.request(
+                method, path, params=params, json=json_body, headers=headers
+            )
+        except _CONNECTION_FAILURES as exc:
+            # Refused, reset or dropped connections: worth one more try on a fresh connection.
+            logger.warning(
+                "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
+            )
+            raise _Retryable(UpstreamUnavailable("The upstream could not be reached.")) from None
+        except (httpx.TimeoutException, TimeoutError):
+            # Read, write and pool timeouts: the deadline is spent; `request` answers 504.
+            raise TimeoutError from None
+        except OSError as exc:
+            # A transport other than httpx's own may let a raw socket error through.
+            logger.warning(
+                "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
+            )
+            raise _Retryable(UpstreamUnavailable("The upstream could not be reached.")) from None
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            logger.warning(
+                "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
+            )
+            raise UpstreamError("The upstream call failed.") from None
+        if response.status_code != 200:
+            logger.warning(
+                "upstream %s %s attempt %d: HTTP %d (request id %s)",
+                method,
+                path,
+                attempt,
+                response.status_code,
+                response.headers.get("x-request-id", "-"),
+            )
+            self._raise_for_status(response)
+        return _json_object(response)
+
+    def _raise_for_status(self, response: httpx.Response) -> NoReturn:
+        status = response.status_code
+        if status in RETRIED_STATUSES:
+            if status == 503:
+                raise _Retryable(UpstreamUnavailable("The upstream is unavailable."))
+            raise _Retryable(UpstreamError(f"The upstream failed (HTTP {status})."))
+        if status in (401, 403):
+            raise UpstreamError(MISCONFIGURED)
+        error = _error_object(response)
+        if status == 400:
+            code = error.get("code")
+            raise InvalidRequest(
+                self._scrub(error.get("message")) or "The upstream refused the request.",
+                param=error.get("param") if isinstance(error.get("param"), str) else None,
+                code=code if isinstance(code, str) and _SAFE_CODE.fullmatch(code) else None,
+            )
+        if status == 404:
+            raise NotFound(
+                self._scrub(error.get("message")) or "The upstream found no such object."
+            )
+        if status == 429:
+            if error.get("code") == "insufficient_quota":
+                raise UpstreamError("The broker's upstream account has run out of quota.")
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            raise UpstreamUnavailable(
+                "The upstream is rate limiting the broker; try again shortly.",
+                headers={"Retry-After": retry_after} if retry_after else None,
+            )
+        if 200 <= status < 300:
+            raise UpstreamError(f"The upstream answered with an unexpected status (HTTP {status}).")
+        raise UpstreamError(f"The upstream refused or failed (HTTP {status}).")
+
+    def _scrub(self, text: object) -> str:
+        """Upstream's own words, only after masking anything secret-shaped and the key."""
+        if not isinstance(text, str):
+            return ""
+        if self._api_key:
+            text = text.replace(self._api_key.reveal(), "**********")
+        return _SECRET_LIKE.sub("**********", text)[:MAX_MESSAGE_CHARS]
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise UpstreamError("The upstream sent a response the broker could not read.")
+    return body
+
+
+def _error_object(response: httpx.Response) -> dict[str, Any]:
+    """OpenAI's `{"error": {...}}`, or empty when the body is something else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _retry_after(value: str | None) -> str | None:
+    """Whole seconds, rounded up; HTTP-dates and nonsense are dropped rather than guessed."""
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return str(max(1, math.ceil(seconds)))

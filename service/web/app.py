@@ -1,0 +1,126 @@
+"""The composition root: settings in, a running ASGI app out.
+
+Every backend is chosen here and only here (memory or Redis store, OpenAI, Azure or
+the in-process fake upstream), and every seam a test needs is a keyword argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from service.auth import Authenticator
+from service.broker import Broker
+from service.clock import Clock, system_clock
+from service.errors import BrokerError
+from service.redact import Secret
+from service.settings import Settings, TenantSettings
+from service.stores.base import Store
+from service.stores.memory import MemoryStore
+from service.upstream.base import Upstream
+from service.upstream.fake import create_fake_app
+from service.upstream.openai import OpenAIUpstream
+from service.web import handlers
+from service.web.errors import broker_error_handler, http_exception_handler
+from service.web.middleware import RequestContextMiddleware
+
+FAKE_UPSTREAM_URL = "http://fake-upstream.invalid/v1"
+
+
+def build_store(settings: Settings, clock: Clock) -> Store:
+    if settings.redis_url is None:
+        return MemoryStore(clock=clock)
+    # Imported here so that dev mode and memory-only deployments never load redis.
+    from service.stores.redis import RedisStore
+    from service.stores.resilient import FailureAwareStore
+
+    primary = RedisStore.from_url(settings.redis_url.reveal(), timeout_ms=settings.redis_timeout_ms)
+    modes = {tenant.id: tenant.rate_limit_failure_mode for tenant in settings.tenants}
+    return FailureAwareStore(primary, failure_modes=modes, clock=clock)
+
+
+def build_upstream(
+    tenant: TenantSettings, *, transport: httpx.AsyncBaseTransport | None, clock: Clock
+) -> Upstream:
+    if tenant.upstream == "fake" and transport is None:
+        fake = httpx.ASGITransport(app=create_fake_app(clock=clock))
+        return OpenAIUpstream(base_url=FAKE_UPSTREAM_URL, api_key=Secret("fake"), transport=fake)
+    flavor = "azure" if tenant.upstream == "azure" else "openai"
+    base_url = FAKE_UPSTREAM_URL if tenant.upstream == "fake" else tenant.upstream_url
+    return OpenAIUpstream(
+        base_url=base_url,
+        api_key=tenant.upstream_api_key or Secret("fake"),
+        flavor=flavor,
+        transport=transport,
+        deadline=tenant.upstream_timeout_ms / 1000,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = system_clock,
+) -> Starlette:
+    """Build the broker app.
+
+    `store` replaces the configured store; `transport` replaces the HTTP transport of
+    every tenant's upstream (tests pass a MockTransport or the fake's ASGITransport);
+    `jwks_transport` does the same for JWKS fetches; `clock` drives token expiry,
+    the memory store and the fake upstream.
+    """
+    state_store = store if store is not None else build_store(settings, clock)
+    jwks_http = httpx.AsyncClient(transport=jwks_transport, timeout=httpx.Timeout(2.0))
+    authenticator = Authenticator(settings.tenants, http=jwks_http, clock=clock)
+    upstreams = {
+        tenant.id: build_upstream(tenant, transport=transport, clock=clock)
+        for tenant in settings.tenants
+    }
+    broker = Broker(settings, store=state_store, authenticator=authenticator, upstreams=upstreams)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for upstream in upstreams.values():
+                await upstream.aclose()
+            await authenticator.aclose()
+            await jwks_http.aclose()
+            await state_store.close()
+
+    routes = [
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/readyz", handlers.readyz, methods=["GET"]),
+        Route(
+            "/v1/realtime/client_secrets",
+            handlers.mint_handler("client_secrets"),
+            methods=["POST"],
+        ),
+        Route("/v1/realtime/sessions", handlers.mint_handler("sessions"), methods=["POST"]),
+        Route(
+            "/v1/realtime/transcription_sessions",
+            handlers.mint_handler("transcription_sessions"),
+            methods=["POST"],
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers={
+            BrokerError: broker_error_handler,
+            HTTPException: http_exception_handler,
+        },
+        lifespan=lifespan,
+    )
+    app.state.broker = broker
+    app.state.settings = settings
+    return app

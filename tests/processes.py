@@ -1,0 +1,77 @@
+"""Starting the real CLI as child processes, for process-level tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+# The installed console script, as operators run it; `-m` where scripts are not on disk.
+_SCRIPT = Path(sys.executable).parent / "token-broker"
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "service.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+@contextlib.contextmanager
+def running(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    ready_url: str | None,
+    clean_env: bool = True,
+) -> Iterator[subprocess.Popen[str]]:
+    """Run `token-broker ARGS` until the block ends. With `clean_env`, BROKER_* variables
+    of the test runner's own environment are not inherited."""
+    base = {k: v for k, v in os.environ.items() if not (clean_env and k.startswith("BROKER_"))}
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        env={**base, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        if ready_url is not None:
+            wait_http(ready_url, proc)
+        yield proc
+    finally:
+        stop(proc)

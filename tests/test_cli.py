@@ -1,0 +1,266 @@
+"""The real CLI as processes: `serve` against `fake-upstream`, `dev`, `jwt`, `config check`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.auth import sign_dev_token
+from tests.processes import CLI, free_port, running
+
+pytestmark = pytest.mark.process
+
+SECRET = "process-test-secret-0123456789abcdef"
+TENANTS = ("good", "strict", "down", "slow", "broken")
+
+
+class _Failing(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"error": {"message": "boom"}}')
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def failing_upstream() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def hanging_upstream() -> Iterator[int]:
+    """Accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                accepted.append(conn)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def broker(failing_upstream: int, hanging_upstream: int) -> Iterator[str]:
+    fake_port, broker_port = free_port(), free_port()
+    env = {
+        "BROKER_HOST": "127.0.0.1",
+        "BROKER_PORT": str(broker_port),
+        "BROKER_TENANTS": ",".join(TENANTS),
+        "BROKER_JWT_SECRET": SECRET,
+        "BROKER_UPSTREAM_API_KEY": "sk-process-test-key",
+        "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
+        "BROKER_UPSTREAM_TIMEOUT_MS": "700",
+        "BROKER_POLICY": json.dumps(
+            {
+                "default_role": "reader",
+                "on_violation": "clamp",
+                "roles": {"reader": {"limits": ["3/minute"]}},
+            }
+        ),
+        "BROKER_STRICT_POLICY": json.dumps(
+            {
+                "default_role": "reader",
+                "on_violation": "reject",
+                "roles": {"reader": {"voices": ["alloy"], "limits": ["50/minute"]}},
+            }
+        ),
+        "BROKER_DOWN_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}/v1",
+        "BROKER_SLOW_UPSTREAM_URL": f"http://127.0.0.1:{hanging_upstream}/v1",
+        "BROKER_BROKEN_UPSTREAM_URL": f"http://127.0.0.1:{failing_upstream}/v1",
+        "BROKER_LOG_LEVEL": "warning",
+    }
+    for tenant in TENANTS:
+        env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
+        env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = "broker"
+    with (
+        running(
+            ["fake-upstream", "--port", str(fake_port)],
+            env={},
+            ready_url=f"http://127.0.0.1:{fake_port}/v1/vector_stores",
+        ),
+        running(["serve"], env=env, ready_url=f"http://127.0.0.1:{broker_port}/healthz"),
+    ):
+        yield f"http://127.0.0.1:{broker_port}"
+
+
+def jwt_for(tenant: str, sub: str = "alice") -> str:
+    return sign_dev_token(
+        SECRET,
+        sub=sub,
+        role="reader",
+        now=time.time(),
+        issuer=f"https://{tenant}.example",
+        audience="broker",
+    )
+
+
+def mint(base: str, tenant: str, body: bytes | None = None, sub: str = "alice") -> httpx.Response:
+    return httpx.post(
+        f"{base}/v1/realtime/client_secrets",
+        content=b'{"session": {"type": "realtime"}}' if body is None else body,
+        headers={"Authorization": f"Bearer {jwt_for(tenant, sub)}"},
+        timeout=10,
+    )
+
+
+def error_code(response: httpx.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+def test_serve_mints_against_fake_upstream(broker: str) -> None:
+    response = mint(broker, "good", sub="minter")
+    assert response.status_code == 200, response.text
+    assert response.json()["value"].startswith("ek_")
+    assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{", "invalid_json"),
+        (b'{"bogus": 1}', "unknown_parameter"),
+        (b'{"expires_after": {"seconds": "soon"}}', "invalid_value"),
+    ],
+)
+def test_serve_400s(broker: str, body: bytes, code: str) -> None:
+    response = mint(broker, "good", body, sub=f"bad-{code}")
+    assert response.status_code == 400
+    assert error_code(response) == code
+
+
+def test_serve_policy_violation(broker: str) -> None:
+    body = json.dumps({"session": {"type": "realtime", "audio": {"output": {"voice": "ash"}}}})
+    response = mint(broker, "strict", body.encode())
+    assert response.status_code == 400
+    assert error_code(response) == "policy_violation"
+    assert response.json()["error"]["param"] == "session.audio.output.voice"
+
+
+def test_serve_401_404_413(broker: str) -> None:
+    unauthenticated = httpx.post(f"{broker}/v1/realtime/client_secrets", json={})
+    assert unauthenticated.status_code == 401
+    assert error_code(unauthenticated) == "invalid_token"
+    assert unauthenticated.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    missing = httpx.get(f"{broker}/v1/nothing-here")
+    assert (missing.status_code, error_code(missing)) == (404, "not_found")
+    huge = mint(broker, "good", b'{"x": "' + b"a" * 70_000 + b'"}', sub="huge")
+    assert (huge.status_code, error_code(huge)) == (413, "request_too_large")
+
+
+def test_serve_429(broker: str) -> None:
+    statuses = [mint(broker, "good", sub="limited").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    last = mint(broker, "good", sub="limited")
+    assert error_code(last) == "rate_limit_exceeded"
+    assert int(last.headers["retry-after"]) >= 1
+
+
+def test_serve_upstream_failures(broker: str) -> None:
+    down = mint(broker, "down")
+    assert (down.status_code, error_code(down)) == (503, "upstream_unavailable")
+    broken = mint(broker, "broken")
+    assert (broken.status_code, error_code(broken)) == (502, "upstream_error")
+    assert "boom" not in broken.text
+    started = time.monotonic()
+    slow = mint(broker, "slow")
+    assert (slow.status_code, error_code(slow)) == (504, "upstream_timeout")
+    assert time.monotonic() - started < 5
+
+
+def test_serve_refuses_incomplete_configuration() -> None:
+    result = subprocess.run(
+        [*CLI, "serve"],
+        env={"PATH": "/usr/bin:/bin", "BROKER_JWT_SECRT": "typo"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "BROKER_JWT_SECRT" in result.stderr
+    assert "UPSTREAM_API_KEY" in result.stderr
+
+
+def test_config_check_masks_secrets() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BROKER_JWT_SECRET": SECRET,
+        "BROKER_UPSTREAM_API_KEY": "sk-config-check-key",
+    }
+    result = subprocess.run(
+        [*CLI, "config", "check"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stdout
+    assert "sk-config-check-key" not in result.stdout
+    described = json.loads(result.stdout)
+    assert "default" in json.dumps(described)
+
+
+def test_dev_prints_a_curl_line_that_mints(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    with running(
+        ["dev", "--port", str(port)], env=env, ready_url=f"http://127.0.0.1:{port}/healthz"
+    ) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any("-d '" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        curl = " ".join(line.strip().rstrip("\\") for line in lines if line.strip()[:4] in ("curl", "-H '", "-d '"))
+        result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
+        body = json.loads(result.stdout)
+        assert body["value"].startswith("ek_")
+        # `token-broker jwt` signs with the same dev secret, so its tokens work too.
+        jwt = subprocess.run(
+            [*CLI, "jwt", "--sub", "bob", "--role", "owner"],
+            env={"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", jwt)
+        minted = httpx.post(
+            f"http://127.0.0.1:{port}/v1/realtime/sessions",
+            json={},
+            headers={"Authorization": f"Bearer {jwt}"},
+        )
+        assert minted.status_code == 200, minted.text
+        assert minted.json()["client_secret"]["value"].startswith("ek_")
