@@ -31,6 +31,8 @@ from service.session import (
 )
 from service.settings import Settings, TenantSettings
 from service.stores.base import Admission, AdmitRequest, Store, UserProfile
+from service.timing import HEADER as SERVER_TIMING
+from service.timing import PhaseTimer
 from service.upstream.base import Upstream
 
 logger = logging.getLogger("service.broker")
@@ -92,7 +94,11 @@ class Broker:
         for endpoints with limits of their own; give them a `scope` of their own too."""
         tenant = self._tenants[identity.tenant]
         policy = tenant.policy
-        claimed = identity.role if identity.role in policy.roles else policy.default_role
+        claimed = (
+            identity.role
+            if identity.role is not None and identity.role in policy.roles
+            else policy.default_role
+        )
         return AdmitRequest(
             tenant=tenant.id,
             user_id=identity.user_id,
@@ -126,27 +132,37 @@ class Broker:
             logger.warning("refund skipped: store unavailable", extra={"tenant": request.tenant})
 
     async def mint(self, endpoint: Endpoint, authorization: Sequence[str], body: object) -> Minted:
+        # Server-Timing splits the mint so that a slow phase shows from the outside.
+        timer = PhaseTimer()
         identity = await self.authenticate(authorization)
+        timer.mark("jwt")
         tenant = self._tenants[identity.tenant]
         requested = decode_request(endpoint, body)
         admit_request = self.admit_request(identity)
+        timer.mark("policy")
         admission = await self.admit(admit_request)
+        timer.mark("store")
         try:
             effective, adjustments = apply_policy(tenant.policy, admission.role, requested)
             path, upstream_body, dropped = encode_upstream_request(effective, tenant.upstream_api)
+            timer.mark("policy")
             raw = await self.upstreams[tenant.id].create_secret(
                 path, upstream_body, safety_identifier=user_hash(tenant.id, identity.user_id)
             )
+            timer.mark("upstream")
             result = decode_upstream_response(tenant.upstream_api, effective.kind, raw)
         except BrokerError:
             await self.refund(admit_request, admission)
             raise
         changed = tuple(dict.fromkeys([*adjustments, *dropped]))
+        response_body = encode_response(endpoint, result, effective)
+        timer.mark("codec")
         headers = {"Cache-Control": "no-store", **rate_limit_headers(admission)}
         if changed:
             headers["X-Policy-Adjusted"] = ",".join(changed)
+        headers[SERVER_TIMING] = timer.header()
         return Minted(
-            body=encode_response(endpoint, result, effective),
+            body=response_body,
             headers=headers,
             identity=identity,
             adjustments=changed,

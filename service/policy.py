@@ -68,6 +68,7 @@ _ROLE_KEYS = frozenset(
         "instructions",
         "ttl_seconds",
         "limits",
+        "vector_store_limits",
         "max_concurrent_calls",
         "max_call_seconds",
     }
@@ -225,6 +226,11 @@ def _parse_role(raw: object, path: str, problems: _Problems) -> RoleRules:
         instructions=_instructions(raw.get("instructions"), f"{path}.instructions", problems),
         ttl_seconds=_ttl(raw.get("ttl_seconds"), f"{path}.ttl_seconds", problems),
         limits=_parse_limits(raw.get("limits", []), f"{path}.limits", problems),
+        vector_store_limits=(
+            _parse_limits(raw["vector_store_limits"], f"{path}.vector_store_limits", problems)
+            if "vector_store_limits" in raw
+            else None
+        ),
         max_concurrent_calls=_positive_int(raw, "max_concurrent_calls", path, problems),
         max_call_seconds=_positive_int(raw, "max_call_seconds", path, problems),
     )

@@ -43,7 +43,7 @@ from service.codecs import (
     join,
     wrong_type,
 )
-from service.errors import InvalidJSON, InvalidRequest, UpstreamError
+from service.errors import InvalidJSON, InvalidRequest, InvalidValue, UpstreamError
 from service.redact import Secret
 
 __all__ = [
@@ -257,7 +257,7 @@ def _decode_ga(
         return "realtime", Session(), ttl
     raw = as_object(body["session"], "session")
     if "type" not in raw:
-        raise InvalidRequest("Missing required parameter: 'session.type'.", param="session.type")
+        raise InvalidValue("Missing required parameter: 'session.type'.", param="session.type")
     kind: Kind = "realtime"
     if as_str(raw["type"], "session.type", choices=("realtime", "transcription")) != "realtime":
         kind = "transcription"
@@ -379,9 +379,7 @@ class _Decoder:
     def turn_detection(self, value: object, path: str) -> TurnDetection:
         kind = as_object(value, path).get("type")
         if kind is None:
-            raise InvalidRequest(
-                f"Missing required parameter: '{path}.type'.", param=f"{path}.type"
-            )
+            raise InvalidValue(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
         as_str(kind, join(path, "type"), choices=VAD_TYPES)
         common = ("type", "create_response", "interrupt_response")
         if kind == "semantic_vad":
@@ -425,9 +423,7 @@ class _Decoder:
         if name is None:
             if not self.strict:
                 return None
-            raise InvalidRequest(
-                f"Missing required parameter: '{path}.name'.", param=f"{path}.name"
-            )
+            raise InvalidValue(f"Missing required parameter: '{path}.name'.", param=f"{path}.name")
         return FunctionTool(
             name=name,
             description=r.read("description", _text),

@@ -48,7 +48,10 @@ def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    if proc.stdout is None:
+        return ""
+    with proc.stdout:
+        return proc.stdout.read()
 
 
 @contextlib.contextmanager

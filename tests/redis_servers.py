@@ -245,8 +245,8 @@ def _wait_sentinel(port: int, service_name: str, process: subprocess.Popen[bytes
     raise RuntimeError(f"sentinel on port {port} did not come up")
 
 
-def command_calls(server: RedisServer) -> dict[str, int]:
-    """INFO commandstats as {command: calls}, e.g. {"evalsha": 3}."""
-    with server.client() as c:
-        stats = c.info("commandstats")
+def command_calls(connection: redis.Redis) -> dict[str, int]:
+    """INFO commandstats as {command: calls}, e.g. {"evalsha": 3}. Pass a client that is
+    already connected: a new connection's HELLO and CLIENT SETINFO would be counted."""
+    stats = connection.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}

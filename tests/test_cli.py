@@ -244,7 +244,11 @@ def test_dev_prints_a_curl_line_that_mints(tmp_path: Path) -> None:
         lines: list[str] = []
         while not any("-d '" in line for line in lines):
             lines.append(proc.stdout.readline())
-        curl = " ".join(line.strip().rstrip("\\") for line in lines if line.strip()[:4] in ("curl", "-H '", "-d '"))
+        curl = " ".join(
+            line.strip().rstrip("\\")
+            for line in lines
+            if line.strip()[:4] in ("curl", "-H '", "-d '")
+        )
         result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
         body = json.loads(result.stdout)
         assert body["value"].startswith("ek_")

@@ -33,8 +33,15 @@ PURE = (
     "service.settings",
     "service.vector_stores",
 )
-IO_LAYERS = ("service.web*", "service.stores.redis*", "service.upstream*", "service.auth",
-             "service.jwks", "service.broker", "service.cli")
+IO_LAYERS = (
+    "service.web*",
+    "service.stores.redis*",
+    "service.upstream*",
+    "service.auth",
+    "service.jwks",
+    "service.broker",
+    "service.cli",
+)
 
 
 def modules() -> dict[str, set[str]]:
@@ -79,7 +86,8 @@ def test_nothing_but_the_cli_imports_the_web_layer_from_below() -> None:
     offenders = [
         module
         for module, imported in MODULES.items()
-        if not module.startswith("service.web") and module != "service.cli"
+        if not module.startswith("service.web")
+        and module != "service.cli"
         and any(i.startswith("service.web") or i == "service.cli" for i in imported)
     ]
     assert offenders == []

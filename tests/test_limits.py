@@ -7,14 +7,21 @@ from service.limits import Limit, evaluate, parse_limit, tightest
 
 @pytest.mark.parametrize(
     ("text", "count", "period"),
-    [("5/minute", 5, 60.0), ("1/second", 1, 1.0), ("200/day", 200, 86400.0), (" 3 / hours ", 3, 3600.0)],
+    [
+        ("5/minute", 5, 60.0),
+        ("1/second", 1, 1.0),
+        ("200/day", 200, 86400.0),
+        (" 3 / hours ", 3, 3600.0),
+    ],
 )
 def test_parse_limit(text: str, count: int, period: float) -> None:
     limit = parse_limit(text)
     assert (limit.count, limit.period) == (count, period)
 
 
-@pytest.mark.parametrize("text", ["0/minute", "-1/minute", "5/fortnight", "5", "", "five/minute", "1e3/day"])
+@pytest.mark.parametrize(
+    "text", ["0/minute", "-1/minute", "5/fortnight", "5", "", "five/minute", "1e3/day"]
+)
 def test_parse_limit_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="N/second"):
         parse_limit(text)

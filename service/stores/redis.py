@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from service.clock import Clock
 from service.errors import StoreUnavailable
@@ -32,6 +35,7 @@ from service.stores.redis_client import (
 from service.stores.redis_url import parse_redis_url
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # list_users reads ids in batches this much larger than the page, since revoked users
 # are in the index but not in the answer.
@@ -115,9 +119,13 @@ class RedisStore:
         timeout_ms: int = 250,
         max_connections: int = 64,
         clock: Clock | None = None,
+        helpers: Sequence[Redis] = (),
     ) -> None:
         self._client = client
+        self._helpers = list(helpers)
         self._slots = asyncio.Semaphore(max_connections)
+        self._init_lock = asyncio.Lock()
+        self._uninitialized_cluster = client if isinstance(client, RedisCluster) else None
         self._cluster = cluster
         self._timeout = timeout_ms / 1000
         self._clock = clock
@@ -137,9 +145,12 @@ class RedisStore:
         `max_connections`: Redis calls in flight from this replica (more wait their turn,
         within the timeout)."""
         target = parse_redis_url(url)
-        client = create_client(target, timeout_ms=timeout_ms, max_connections=max_connections)
+        client, helpers = create_client(
+            target, timeout_ms=timeout_ms, max_connections=max_connections
+        )
         return cls(
             client,
+            helpers=helpers,
             cluster=target.kind == "cluster",
             timeout_ms=timeout_ms,
             max_connections=max_connections,
@@ -149,11 +160,25 @@ class RedisStore:
     def _now(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1e6)
 
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        async def run() -> T:
+            if self._uninitialized_cluster is not None:
+                await self._initialize_cluster(self._uninitialized_cluster)
+            return await call()
+
+        return await guarded(what, self._timeout, self._slots, run)
+
+    async def _initialize_cluster(self, cluster: RedisCluster) -> None:
+        # redis-py's cluster client initializes itself at its first command, but many
+        # first commands at once race in there; one explicit initialize avoids that.
+        async with self._init_lock:
+            if self._uninitialized_cluster is not None:
+                await cluster.initialize()
+                self._uninitialized_cluster = None
+
     async def _run(self, script: LuaScript, ks: Sequence[str], args: Sequence[str | int]) -> Any:
-        return await guarded(
+        return await self._call(
             script.name,
-            self._timeout,
-            self._slots,
             lambda: run_script(self._client, script, ks, args),
         )
 
@@ -245,10 +270,8 @@ class RedisStore:
             # The index holds the user now; mark the record so later admits skip it.
             # A failure here only means the idempotent ZADD is repeated next time.
             try:
-                await guarded(
+                await self._call(
                     "hset",
-                    self._timeout,
-                    self._slots,
                     lambda: self._client.execute_command(
                         "HSET", keys.record_key(t, uid), "ix", "1"
                     ),
@@ -259,10 +282,8 @@ class RedisStore:
 
     async def _index(self, tenant: str, user_id: str) -> bool:
         try:
-            await guarded(
+            await self._call(
                 "zadd",
-                self._timeout,
-                self._slots,
                 lambda: self._client.execute_command("ZADD", keys.index_key(tenant), 0, user_id),
             )
         except StoreUnavailable as exc:
@@ -317,10 +338,8 @@ class RedisStore:
     # --- the user directory ----------------------------------------------------------
 
     async def get_user(self, tenant: str, user_id: str) -> UserRecord | None:
-        fields = await guarded(
+        fields = await self._call(
             "hgetall",
-            self._timeout,
-            self._slots,
             lambda: self._client.execute_command("HGETALL", keys.record_key(tenant, user_id)),
         )
         return _record(tenant, dict(fields) if isinstance(fields, dict) else _pairs(fields))
@@ -352,7 +371,7 @@ class RedisStore:
                 )
             )
 
-        return await guarded("zrangebylex", self._timeout, self._slots, fetch)
+        return await self._call("zrangebylex", fetch)
 
     async def _records(self, tenant: str, ids: Sequence[str]) -> list[UserRecord | None]:
         async def fetch() -> list[Any]:
@@ -361,7 +380,7 @@ class RedisStore:
                 pipe.hgetall(keys.record_key(tenant, uid))
             return list(await pipe.execute())
 
-        replies = await guarded("pipeline", self._timeout, self._slots, fetch)
+        replies = await self._call("pipeline", fetch)
         return [_record(tenant, dict(r)) for r in replies]
 
     async def set_role(self, tenant: str, user_id: str, role: str) -> UserRecord | None:
@@ -380,12 +399,12 @@ class RedisStore:
 
     async def ping(self) -> bool:
         try:
-            answer = await guarded(
-                "ping", self._timeout, self._slots, lambda: self._client.execute_command("PING")
-            )
+            answer = await self._call("ping", lambda: self._client.execute_command("PING"))
         except StoreUnavailable:
             return False
         return bool(answer)
 
     async def close(self) -> None:
         await self._client.aclose()
+        for helper in self._helpers:
+            await helper.aclose()

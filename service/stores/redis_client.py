@@ -45,8 +45,11 @@ def load_script(name: str, *, with_gcra: bool = True) -> LuaScript:
     return LuaScript(name, body, hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest())
 
 
-def create_client(target: RedisTarget, *, timeout_ms: int, max_connections: int) -> Client:
-    """A client for the target; it connects lazily, at its first command."""
+def create_client(
+    target: RedisTarget, *, timeout_ms: int, max_connections: int
+) -> tuple[Client, list[Redis]]:
+    """A client for the target, and the helper clients to close with it (Sentinel's
+    connections to the sentinels). Nothing connects before the first command."""
     seconds = timeout_ms / 1000
     common: dict[str, Any] = {
         "max_connections": max_connections,
@@ -59,7 +62,7 @@ def create_client(target: RedisTarget, *, timeout_ms: int, max_connections: int)
         "decode_responses": True,
     }
     if target.kind == "standalone":
-        return Redis.from_url(target.url, **common)
+        return Redis.from_url(target.url, **common), []
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "sentinel":
         sentinel_kwargs = {k: common[k] for k in ("socket_timeout", "socket_connect_timeout")}
@@ -76,13 +79,14 @@ def create_client(target: RedisTarget, *, timeout_ms: int, max_connections: int)
         )
         assert target.service_name is not None  # parse_redis_url guarantees it
         master: Redis = sentinel.master_for(target.service_name)
-        return master
-    return RedisCluster(
+        return master, list(sentinel.sentinels)
+    cluster = RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
         ssl=target.tls,
         **auth,
         **common,
     )
+    return cluster, []
 
 
 async def guarded(

@@ -42,6 +42,8 @@ MAX_MESSAGE_CHARS = 1000
 # Anything shaped like an OpenAI key or client secret is masked from upstream messages.
 _SECRET_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*]{4,}")
 _SAFE_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# A field path such as `session.audio.input.format` or `tools[0].name`.
+_SAFE_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_.\[\]]{0,199}")
 _CONNECTION_FAILURES = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -236,7 +238,7 @@ class OpenAIUpstream:
             code = error.get("code")
             raise InvalidRequest(
                 self._scrub(error.get("message")) or "The upstream refused the request.",
-                param=error.get("param") if isinstance(error.get("param"), str) else None,
+                param=self._param(error.get("param")),
                 code=code if isinstance(code, str) and _SAFE_CODE.fullmatch(code) else None,
             )
         if status == 404:
@@ -254,6 +256,11 @@ class OpenAIUpstream:
         if 200 <= status < 300:
             raise UpstreamError(f"The upstream answered with an unexpected status (HTTP {status}).")
         raise UpstreamError(f"The upstream refused or failed (HTTP {status}).")
+
+    def _param(self, param: object) -> str | None:
+        if isinstance(param, str) and _SAFE_PARAM.fullmatch(param) and self._scrub(param) == param:
+            return param
+        return None
 
     def _scrub(self, text: object) -> str:
         """Upstream's own words, only after masking anything secret-shaped and the key."""

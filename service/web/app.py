@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import httpx
 from starlette.applications import Starlette
@@ -27,6 +28,8 @@ from service.upstream.base import Upstream
 from service.upstream.fake import create_fake_app
 from service.upstream.openai import OpenAIUpstream
 from service.web import handlers
+from service.web.admin import admin_routes
+from service.web.vector_stores import vector_store_routes
 from service.web.errors import broker_error_handler, http_exception_handler
 from service.web.middleware import RequestContextMiddleware
 
@@ -51,7 +54,7 @@ def build_upstream(
     if tenant.upstream == "fake" and transport is None:
         fake = httpx.ASGITransport(app=create_fake_app(clock=clock))
         return OpenAIUpstream(base_url=FAKE_UPSTREAM_URL, api_key=Secret("fake"), transport=fake)
-    flavor = "azure" if tenant.upstream == "azure" else "openai"
+    flavor: Literal["openai", "azure"] = "azure" if tenant.upstream == "azure" else "openai"
     base_url = FAKE_UPSTREAM_URL if tenant.upstream == "fake" else tenant.upstream_url
     return OpenAIUpstream(
         base_url=base_url,
@@ -112,6 +115,8 @@ def create_app(
             methods=["POST"],
         ),
     ]
+    routes += admin_routes(clock=clock)
+    routes += vector_store_routes()
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware)],

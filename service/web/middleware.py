@@ -28,7 +28,8 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def request_id_from(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == b"x-request-id":
             try:
                 candidate = value.decode("ascii")

@@ -11,6 +11,7 @@ from service.clock import ManualClock
 from service.limits import parse_limits
 from service.stores.base import AdmitRequest, Store, UserProfile
 
+
 def request_for(
     user: str = "alice",
     *,
@@ -272,6 +273,8 @@ async def test_concurrent_admits_against_tenant_limit_are_exact(store: Store) ->
     assert sum(a.allowed for a in results) == 20
     # nothing is held by refused requests: every user's own bucket shows only its admits
     probe = request_for("user-0", limits=("100/minute",), tenant_limits=("20/minute",))
-    allowed_user0 = sum(a.allowed for a, r in zip(results, requests * 5, strict=True) if r.user_id == "user-0")
+    allowed_user0 = sum(
+        a.allowed for a, r in zip(results, requests * 5, strict=True) if r.user_id == "user-0"
+    )
     outcome = (await store.admit(probe)).outcomes[0]
     assert outcome.remaining == 100 - allowed_user0 - 1

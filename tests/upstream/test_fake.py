@@ -187,8 +187,12 @@ def test_the_schema_check_is_not_vacuous(check_schema: SchemaCheck) -> None:
 
 async def test_the_official_sdk_works_against_the_fake(fake_app: Starlette) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake_app)) as http:
+        # The SDK is typed for httpx2's client and accepts an httpx one at run time.
         client = openai.AsyncOpenAI(
-            base_url="http://fake/v1", api_key=FAKE_KEY, http_client=http, max_retries=0
+            base_url="http://fake/v1",
+            api_key=FAKE_KEY,
+            http_client=http,  # type: ignore[arg-type]
+            max_retries=0,
         )
         secret = await client.realtime.client_secrets.create(session={"type": "realtime"})
         for index in range(5):

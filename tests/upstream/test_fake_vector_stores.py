@@ -29,9 +29,7 @@ def ids_of(page: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_after_walks_every_page_in_order(
-    seven: tuple[VectorStores, list[str]], order: str
-) -> None:
+def test_after_walks_every_page_in_order(seven: tuple[VectorStores, list[str]], order: str) -> None:
     stores, created = seven
     expected = created if order == "asc" else created[::-1]
     seen: list[str] = []
@@ -53,9 +51,7 @@ def test_after_walks_every_page_in_order(
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_before_walks_back_page_by_page(
-    seven: tuple[VectorStores, list[str]], order: str
-) -> None:
+def test_before_walks_back_page_by_page(seven: tuple[VectorStores, list[str]], order: str) -> None:
     stores, created = seven
     expected = created if order == "asc" else created[::-1]
     last_page = stores.page(limit=7, order=order, after=expected[3])

@@ -82,7 +82,11 @@ async def test_auth_failures_are_one_401_whatever_the_cause(
         {"Authorization": "Bearer not.a.jwt"},
         {"Authorization": f"Bearer {token()}x"},
         auth(sign_dev_token(SECRET, sub="old", role=None, now=time.time() - 7200, ttl_seconds=60)),
-        auth(sign_dev_token("another-secret-of-at-least-32-bytes!!", sub="x", role=None, now=time.time())),
+        auth(
+            sign_dev_token(
+                "another-secret-of-at-least-32-bytes!!", sub="x", role=None, now=time.time()
+            )
+        ),
     ]
     bodies = set()
     for headers in cases:
@@ -138,7 +142,9 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "raw", "status", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize(
+    ("name", "raw", "status", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
+)
 async def test_bad_input_gets_a_4xx_in_the_error_shape(
     client: httpx.AsyncClient, token: TokenFactory, name: str, raw: bytes, status: int, code: str
 ) -> None:

@@ -1,0 +1,67 @@
+"""Dev mode only: the demo page at `/` and `POST /dev/token`, which signs a JWT for a chosen
+user and role with the dev secret so the page can sign in without an identity provider.
+
+The composition root mounts these routes only when `settings.dev` is set: outside dev
+mode `/` and `/dev/token` do not exist (404), so no deployment can hand out tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from service.auth import sign_dev_token
+from service.clock import Clock, system_clock
+from service.directory import ALLOWED_ROLES, validate_user_id
+from service.stores.base import ROLES
+from service.errors import InvalidValue, UnknownParameter
+from service.settings import Settings
+from service.web.bodies import read_json_object
+
+DEMO_PAGE = Path(__file__).parent / "static" / "demo.html"
+DEV_TOKEN_TTL_SECONDS = 3600
+
+
+async def demo_page(request: Request) -> Response:
+    return HTMLResponse(DEMO_PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
+
+
+def demo_routes(settings: Settings, *, clock: Clock = system_clock) -> list[Route]:
+    """`GET /` and `POST /dev/token` for a dev-mode app; tokens are for the first tenant."""
+    tenant = settings.tenants[0]
+    if tenant.jwt_secret is None:
+        raise ValueError("dev mode needs an HMAC JWT secret to sign its tokens")
+    secret = tenant.jwt_secret
+
+    async def dev_token(request: Request) -> Response:
+        body = await read_json_object(request, empty={})
+        for name in body:
+            if name not in ("user_id", "role"):
+                raise UnknownParameter(f"Unknown parameter `{name[:64]}`.", param=name[:64])
+        raw_user = body.get("user_id", "dev-user")
+        if not isinstance(raw_user, str):
+            raise InvalidValue("`user_id` must be a string.", param="user_id")
+        user_id = validate_user_id(raw_user)
+        role = body.get("role", "owner")
+        if not isinstance(role, str) or role not in ROLES:
+            raise InvalidValue(f"`role` must be one of: {ALLOWED_ROLES}.", param="role")
+        now = clock()
+        token = sign_dev_token(
+            secret.reveal(),
+            sub=user_id,
+            role=role,
+            now=now,
+            ttl_seconds=DEV_TOKEN_TTL_SECONDS,
+            issuer=tenant.jwt_issuer,
+            audience=tenant.jwt_audience,
+        )
+        payload = {"token": token, "expires_at": int(now) + DEV_TOKEN_TTL_SECONDS}
+        return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+
+    return [
+        Route("/", demo_page, methods=["GET"]),
+        Route("/dev/token", dev_token, methods=["POST"]),
+    ]

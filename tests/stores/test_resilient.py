@@ -1,0 +1,169 @@
+"""FailureAwareStore: failure modes, circuit breaker and recovery, against a real server
+that the tests stop and start (and a scripted primary for the breaker's edges)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.clock import ManualClock
+from service.errors import StoreUnavailable
+from service.limits import parse_limits
+from service.stores.base import Admission, AdmitRequest, UserRecord
+from service.stores.memory import MemoryStore
+from service.stores.redis import RedisStore
+from service.stores.resilient import FailureAwareStore
+from tests.redis_servers import RedisServer
+
+
+def request_for(tenant: str = "acme", user: str = "alice") -> AdmitRequest:
+    return AdmitRequest(
+        tenant=tenant,
+        user_id=user,
+        claimed_role="reader",
+        user_limits={"reader": parse_limits(["3/minute"])},
+    )
+
+
+class Flaky(MemoryStore):
+    """A primary that fails while `down`, counting the calls that reach it."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.down = False
+        self.calls = 0
+
+    async def admit(self, request: AdmitRequest) -> Admission:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("redis admit failed (ConnectionError)")
+        return await super().admit(request)
+
+    async def get_user(self, tenant: str, user_id: str) -> UserRecord | None:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("redis hgetall failed (ConnectionError)")
+        return await super().get_user(tenant, user_id)
+
+    async def ping(self) -> bool:
+        return not self.down
+
+
+def wrap(primary: object, clock: ManualClock, degraded: list[tuple[str, str]]) -> FailureAwareStore:
+    return FailureAwareStore(
+        primary,  # type: ignore[arg-type]
+        failure_modes={"acme": "closed", "globex": "open"},
+        clock=clock,
+        breaker_failures=3,
+        breaker_reset_seconds=2.0,
+        on_degraded=lambda tenant, reason: degraded.append((tenant, reason)),
+    )
+
+
+async def test_closed_mode_raises_and_open_mode_decides_locally(clock: ManualClock) -> None:
+    primary = Flaky(clock)
+    primary.down = True
+    degraded: list[tuple[str, str]] = []
+    store = wrap(primary, clock, degraded)
+
+    with pytest.raises(StoreUnavailable):
+        await store.admit(request_for("acme"))
+    local = [await store.admit(request_for("globex")) for _ in range(4)]
+
+    assert [a.allowed for a in local] == [True, True, True, False]  # the local GCRA
+    assert all(a.degraded for a in local)
+    assert [t for t, _ in degraded] == ["globex"] * 4  # every degraded decision
+    assert degraded[0] == ("globex", "unavailable")
+    assert degraded[-1] == ("globex", "circuit_open")
+
+
+async def test_breaker_opens_then_lets_one_trial_through(clock: ManualClock) -> None:
+    primary = Flaky(clock)
+    primary.down = True
+    store = wrap(primary, clock, [])
+
+    for _ in range(5):
+        with pytest.raises(StoreUnavailable):
+            await store.admit(request_for())
+    calls_while_open = primary.calls
+    clock.advance(2.0)
+    with pytest.raises(StoreUnavailable):
+        await store.admit(request_for())  # the half-open trial fails: open again
+    with pytest.raises(StoreUnavailable):
+        await store.get_user("acme", "alice")  # fails fast, not tried
+
+    assert calls_while_open == 3
+    assert primary.calls == 4
+    assert store.breaker_open
+    primary.down = False
+    clock.advance(2.0)
+    assert (await store.admit(request_for())).allowed
+    assert not store.breaker_open
+
+
+async def test_ping_reports_reachability_and_closes_the_breaker(clock: ManualClock) -> None:
+    primary = Flaky(clock)
+    primary.down = True
+    store = wrap(primary, clock, [])
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            await store.admit(request_for())
+
+    unreachable = await store.ping()
+    primary.down = False
+    reachable = await store.ping()
+
+    assert not unreachable
+    assert reachable
+    assert not store.breaker_open
+
+
+async def test_degraded_refund_goes_to_the_local_limiter(clock: ManualClock) -> None:
+    primary = Flaky(clock)
+    primary.down = True
+    store = wrap(primary, clock, [])
+    admissions = [await store.admit(request_for("globex")) for _ in range(3)]
+
+    await store.refund(request_for("globex"), admissions[0])
+
+    assert (await store.admit(request_for("globex"))).allowed
+
+
+@pytest.mark.redis
+async def test_redis_stopped_then_restarted(own_server: RedisServer, clock: ManualClock) -> None:
+    degraded: list[tuple[str, str]] = []
+    redis_store = RedisStore.from_url(own_server.url, timeout_ms=100)
+    store = wrap(redis_store, clock, degraded)
+    assert (await store.admit(request_for("globex"))).allowed
+    assert await store.ping()
+
+    own_server.stop()
+    timings: list[float] = []
+    results: list[Admission | None] = []
+    for tenant in ["acme", "globex"] * 4:
+        started = time.monotonic()
+        try:
+            results.append(await store.admit(request_for(tenant)))
+        except StoreUnavailable:
+            results.append(None)
+        timings.append(time.monotonic() - started)
+    not_ready = await store.ping()
+    with pytest.raises(StoreUnavailable):
+        await store.list_users("acme", after=None, limit=10)
+
+    own_server.start()
+    clock.advance(2.0)
+    recovered = await store.admit(request_for("acme"))
+    ready = await store.ping()
+    await store.close()
+
+    assert max(timings) < 1.0
+    assert max(timings[3:]) < 0.05  # the breaker is open: no waiting at all
+    assert results[0::2] == [None] * 4  # acme: closed
+    assert all(a is not None and a.degraded for a in results[1::2])  # globex: open
+    assert len(degraded) == 4
+    assert not not_ready
+    assert recovered.allowed
+    assert not recovered.degraded
+    assert ready
