@@ -20,6 +20,7 @@ from service.errors import (
     UserRevoked,
 )
 from service.limits import Limit, tightest
+from service.metrics import Metrics
 from service.policy import apply_policy
 from service.redact import user_hash
 from service.session import (
@@ -36,6 +37,7 @@ from service.timing import PhaseTimer
 from service.upstream.base import Upstream
 
 logger = logging.getLogger("service.broker")
+audit_logger = logging.getLogger("service.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +68,10 @@ class Broker:
         store: Store,
         authenticator: Authenticator,
         upstreams: Mapping[str, Upstream],
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics(t.id for t in settings.tenants)
         self.store = store
         self.authenticator = authenticator
         self.upstreams = dict(upstreams)
@@ -115,6 +119,10 @@ class Broker:
             admission = await self.store.admit(request)
         except StoreUnavailable as exc:
             raise RateLimiterUnavailable() from exc
+        if not admission.revoked:
+            self.metrics.rate_limit_decision(
+                request.tenant, allowed=admission.allowed, degraded=admission.degraded
+            )
         if admission.revoked:
             raise UserRevoked()
         if not admission.allowed:
@@ -134,8 +142,23 @@ class Broker:
     async def mint(self, endpoint: Endpoint, authorization: Sequence[str], body: object) -> Minted:
         # Server-Timing splits the mint so that a slow phase shows from the outside.
         timer = PhaseTimer()
-        identity = await self.authenticate(authorization)
+        try:
+            identity = await self.authenticate(authorization)
+        except BrokerError as exc:
+            self.metrics.mint(None, exc)
+            raise
         timer.mark("jwt")
+        try:
+            minted = await self._mint(endpoint, identity, body, timer)
+        except BrokerError as exc:
+            self.metrics.mint(identity.tenant, exc)
+            raise
+        self.metrics.mint(identity.tenant)
+        return minted
+
+    async def _mint(
+        self, endpoint: Endpoint, identity: Identity, body: object, timer: PhaseTimer
+    ) -> Minted:
         tenant = self._tenants[identity.tenant]
         requested = decode_request(endpoint, body)
         admit_request = self.admit_request(identity)
@@ -161,6 +184,19 @@ class Broker:
         if changed:
             headers["X-Policy-Adjusted"] = ",".join(changed)
         headers[SERVER_TIMING] = timer.header()
+        audit_logger.info(
+            "mint",
+            extra={
+                "event": "audit",
+                "action": "secret.minted",
+                "tenant": tenant.id,
+                "user_hash": user_hash(tenant.id, identity.user_id),
+                "role": admission.role,
+                "endpoint": endpoint,
+                "expires_at": result.expires_at,
+                "adjusted": list(changed),
+            },
+        )
         return Minted(
             body=response_body,
             headers=headers,

@@ -111,7 +111,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     banner = "\n".join(
         [
             f"token-broker dev: {base} (in-memory state, fake upstream, demo page at {base}/)",
-            "Sample JWT for user dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
+            "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
             f"  {token}",
             "Mint a Realtime client secret:",
             f"  curl -s -X POST {base}/v1/realtime/client_secrets \\",

@@ -58,6 +58,9 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # uvicorn's own access log would duplicate ours (and log query strings); ours has
     # the request id, tenant and user hash.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request URL at INFO; the upstream client logs what matters itself.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

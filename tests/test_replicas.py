@@ -133,8 +133,12 @@ async def test_limits_hold_across_replicas_and_refill(replicas: list[str]) -> No
 async def test_redis_down_then_back(replicas: list[str], redis_server: RedisServer) -> None:
     redis_server.stop()
     try:
-        closed, slowest_closed = await burst(replicas, [token("solo", f"down-{i}") for i in range(20)])
-        opened, slowest_open = await burst(replicas, [token("crowd", f"down-{i}") for i in range(20)])
+        closed, slowest_closed = await burst(
+            replicas, [token("solo", f"down-{i}") for i in range(20)]
+        )
+        opened, slowest_open = await burst(
+            replicas, [token("crowd", f"down-{i}") for i in range(20)]
+        )
     finally:
         redis_server.start()
     assert closed == Counter({503: 20})
@@ -152,4 +156,3 @@ async def test_redis_down_then_back(replicas: list[str], redis_server: RedisServ
     assert statuses == Counter({200: 1})
     keys = redis_server.client().keys("*after-recovery*")
     assert keys or redis_server.client().dbsize() > 0
-

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -23,13 +22,13 @@ from service.clock import Clock
 from service.errors import StoreUnavailable
 from service.limits import Limit, Outcome
 from service.stores import redis_keys as keys
+from service.stores import redis_replies as replies
 from service.stores.base import Admission, AdmitRequest, UserRecord
 from service.stores.redis_client import (
     Client,
     LuaScript,
     create_client,
     guarded,
-    load_script,
     run_script,
 )
 from service.stores.redis_url import parse_redis_url
@@ -40,67 +39,6 @@ T = TypeVar("T")
 # list_users reads ids in batches this much larger than the page, since revoked users
 # are in the index but not in the answer.
 _LIST_BATCH_EXTRA = 16
-
-
-@dataclass(frozen=True, slots=True)
-class _Scripts:
-    admit: LuaScript
-    consume: LuaScript
-    refund: LuaScript
-    update_user: LuaScript
-
-    @classmethod
-    def load(cls) -> _Scripts:
-        return cls(
-            admit=load_script("admit"),
-            consume=load_script("consume"),
-            refund=load_script("refund"),
-            update_user=load_script("update_user", with_gcra=False),
-        )
-
-
-def _bucket_args(limits: Sequence[Limit]) -> list[str]:
-    args: list[str] = []
-    for limit in limits:
-        args += [repr(limit.period * 1e6), repr(limit.interval * 1e6)]
-    return args
-
-
-def _outcomes(flat: Sequence[Any], limits: Sequence[Limit]) -> list[Outcome]:
-    """Script outcomes (bucket number, allowed, remaining, reset, retry, tat) → Outcome."""
-    result = []
-    for i in range(0, len(flat), 6):
-        number, allowed, remaining, reset, retry, tat = flat[i : i + 6]
-        result.append(
-            Outcome(
-                limit=limits[int(number) - 1],
-                allowed=int(allowed) == 1,
-                remaining=int(remaining),
-                reset_after=float(reset) / 1e6,
-                retry_after=float(retry) / 1e6,
-                new_tat=float(tat) / 1e6,
-            )
-        )
-    return result
-
-
-def _record(tenant: str, fields: dict[str, str]) -> UserRecord | None:
-    if not fields or "added_at" not in fields:
-        return None
-    return UserRecord(
-        tenant=tenant,
-        id=fields["id"],
-        name=fields.get("name"),
-        email=fields.get("email"),
-        added_at=int(fields["added_at"]),
-        role=fields.get("role") or None,
-        revoked=fields.get("revoked") == "1",
-    )
-
-
-def _pairs(flat: Sequence[str] | None) -> dict[str, str]:
-    flat = flat or []
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class RedisStore:
@@ -129,7 +67,7 @@ class RedisStore:
         self._cluster = cluster
         self._timeout = timeout_ms / 1000
         self._clock = clock
-        self._scripts = _Scripts.load()
+        self._scripts = replies.Scripts.load()
 
     @classmethod
     def from_url(
@@ -212,7 +150,7 @@ class RedisStore:
             int(not self._cluster),
             len(user_limits),
             len(tenant_limits),
-            *_bucket_args(all_limits),
+            *replies.bucket_args(all_limits),
             len(request.user_limits),
         ]
         for role, limits in request.user_limits.items():
@@ -221,7 +159,7 @@ class RedisStore:
         status, role, need_index = reply[0], reply[1], int(reply[2])
         if status == "revoked":
             return Admission(allowed=False, revoked=True, role=role)
-        outcomes = _outcomes(reply[3:], all_limits)
+        outcomes = replies.outcomes(reply[3:], all_limits)
         if not self._cluster:
             return Admission(
                 allowed=status == "ok", revoked=False, role=role, outcomes=tuple(outcomes)
@@ -241,6 +179,7 @@ class RedisStore:
         """Cluster only: the tenant's half of the decision, in the tenant's slot."""
         t, uid = request.tenant, request.user_id
         tenant_limits = list(request.tenant_limits)
+        indexed = False
         if tenant_limits:
             ks = [keys.tenant_bucket_key(t, request.scope, lim) for lim in tenant_limits]
             if need_index:
@@ -251,7 +190,7 @@ class RedisStore:
                 int(user_ok),  # a refused user still learns the tenant's outcomes
                 len(tenant_limits),
                 uid if need_index else "",
-                *_bucket_args(tenant_limits),
+                *replies.bucket_args(tenant_limits),
             ]
             user_outcomes = list(outcomes)
             try:
@@ -260,13 +199,14 @@ class RedisStore:
                 if user_ok:
                     await self._give_back(request, user_outcomes)
                 raise
-            outcomes += _outcomes(reply[1:], tenant_limits)
+            indexed = need_index  # the script added the user to the index
+            outcomes += replies.outcomes(reply[1:], tenant_limits)
             if user_ok and reply[0] != "ok":
                 await self._give_back(request, user_outcomes)
                 user_ok = False
         elif need_index:
-            need_index = not await self._index(t, uid)
-        if need_index:
+            indexed = await self._index(t, uid)
+        if indexed:
             # The index holds the user now; mark the record so later admits skip it.
             # A failure here only means the idempotent ZADD is repeated next time.
             try:
@@ -342,7 +282,9 @@ class RedisStore:
             "hgetall",
             lambda: self._client.execute_command("HGETALL", keys.record_key(tenant, user_id)),
         )
-        return _record(tenant, dict(fields) if isinstance(fields, dict) else _pairs(fields))
+        return replies.record(
+            tenant, dict(fields) if isinstance(fields, dict) else replies.pairs(fields)
+        )
 
     async def list_users(
         self, tenant: str, *, after: str | None, limit: int
@@ -380,8 +322,8 @@ class RedisStore:
                 pipe.hgetall(keys.record_key(tenant, uid))
             return list(await pipe.execute())
 
-        replies = await self._call("pipeline", fetch)
-        return [_record(tenant, dict(r)) for r in replies]
+        answers = await self._call("pipeline", fetch)
+        return [replies.record(tenant, dict(r)) for r in answers]
 
     async def set_role(self, tenant: str, user_id: str, role: str) -> UserRecord | None:
         return await self._update(tenant, user_id, "role", role)
@@ -393,7 +335,7 @@ class RedisStore:
         reply = await self._run(
             self._scripts.update_user, [keys.record_key(tenant, user_id)], [op, role]
         )
-        return None if reply is None else _record(tenant, _pairs(reply))
+        return None if reply is None else replies.record(tenant, replies.pairs(reply))
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import asyncio
 import logging
 import math
 import re
+import time
+from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
 import httpx
@@ -102,7 +104,10 @@ class OpenAIUpstream:
         transport: httpx.AsyncBaseTransport | None = None,
         deadline: float = 10.0,
         connect_timeout: float = 2.0,
+        observer: Callable[[float, BaseException | None], None] | None = None,
     ) -> None:
+        # `observer(seconds, error)` is called after every call (the metrics hook).
+        self._observer = observer
         self._base_url = base_url
         self._api_key = api_key
         self._flavor = flavor
@@ -132,6 +137,25 @@ class OpenAIUpstream:
         params: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
         safety_identifier: str | None = None,
+    ) -> dict[str, Any]:
+        if self._observer is None:
+            return await self._request(method, path, params, json_body, safety_identifier)
+        started = time.perf_counter()
+        try:
+            result = await self._request(method, path, params, json_body, safety_identifier)
+        except BrokerError as exc:
+            self._observer(time.perf_counter() - started, exc)
+            raise
+        self._observer(time.perf_counter() - started, None)
+        return result
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+        safety_identifier: str | None,
     ) -> dict[str, Any]:
         headers = self._headers(safety_identifier)
         loop = asyncio.get_running_loop()

@@ -29,9 +29,11 @@ from service.upstream.fake import create_fake_app
 from service.upstream.openai import OpenAIUpstream
 from service.web import handlers
 from service.web.admin import admin_routes
-from service.web.vector_stores import vector_store_routes
+from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
 from service.web.middleware import RequestContextMiddleware
+from service.web.openapi import openapi_routes
+from service.web.vector_stores import vector_store_routes
 
 FAKE_UPSTREAM_URL = "http://fake-upstream.invalid/v1"
 
@@ -117,6 +119,10 @@ def create_app(
     ]
     routes += admin_routes(clock=clock)
     routes += vector_store_routes()
+    routes += openapi_routes()
+    if settings.dev:
+        # The demo page and its token endpoint exist only in dev mode.
+        routes += demo_routes(settings, clock=clock)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware)],

@@ -16,9 +16,9 @@ from starlette.routing import Route
 from service.auth import sign_dev_token
 from service.clock import Clock, system_clock
 from service.directory import ALLOWED_ROLES, validate_user_id
-from service.stores.base import ROLES
 from service.errors import InvalidValue, UnknownParameter
 from service.settings import Settings
+from service.stores.base import ROLES
 from service.web.bodies import read_json_object
 
 DEMO_PAGE = Path(__file__).parent / "static" / "demo.html"
@@ -26,7 +26,9 @@ DEV_TOKEN_TTL_SECONDS = 3600
 
 
 async def demo_page(request: Request) -> Response:
-    return HTMLResponse(DEMO_PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(
+        DEMO_PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"}
+    )
 
 
 def demo_routes(settings: Settings, *, clock: Clock = system_clock) -> list[Route]:
@@ -58,7 +60,12 @@ def demo_routes(settings: Settings, *, clock: Clock = system_clock) -> list[Rout
             issuer=tenant.jwt_issuer,
             audience=tenant.jwt_audience,
         )
-        payload = {"token": token, "expires_at": int(now) + DEV_TOKEN_TTL_SECONDS}
+        # `upstream` lets the page say why WebRTC cannot work with the fake upstream.
+        payload = {
+            "token": token,
+            "expires_at": int(now) + DEV_TOKEN_TTL_SECONDS,
+            "upstream": tenant.upstream,
+        }
         return JSONResponse(payload, headers={"Cache-Control": "no-store"})
 
     return [

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -41,12 +42,25 @@ def request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def route_template(scope: Scope) -> str | None:
+    """The matched route's template (`/v1/organization/users/{user_id:path}`), never the
+    raw path, so that a metric label stays bounded; None when no route matched."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else None
+
+
+# on_request(scope, status, seconds): called once per request when it has ended.
+RequestObserver = Callable[[Scope, int, float], None]
+
+
 class RequestContextMiddleware:
     """Gives every request an id (echoing a valid incoming X-Request-ID), puts it on
-    every response, and writes one access line per request."""
+    every response, and writes one access line per request; `on_request` (the metrics
+    hook) is told of every request's end."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, on_request: RequestObserver | None = None) -> None:
         self.app = app
+        self.on_request = on_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,6 +96,9 @@ class RequestContextMiddleware:
             )
             await send_with_id({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
+            elapsed = time.perf_counter() - started
+            if self.on_request is not None:
+                self.on_request(scope, status, elapsed)
             if access_logger.isEnabledFor(logging.INFO):
                 access_logger.info(
                     "request",
@@ -91,7 +108,7 @@ class RequestContextMiddleware:
                         "method": scope.get("method"),
                         "path": scope.get("path"),
                         "status": status,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "latency_ms": round(elapsed * 1000, 3),
                         "tenant": state.get("tenant"),
                         "user_hash": state.get("user_hash"),
                     },

@@ -88,7 +88,10 @@ def _json(schema: Schema) -> dict[str, Any]:
 
 
 def _error(status: int) -> dict[str, Any]:
-    return {"description": _REASONS[status], "content": _json({"$ref": "#/components/schemas/ErrorResponse"})}
+    return {
+        "description": _REASONS[status],
+        "content": _json({"$ref": "#/components/schemas/ErrorResponse"}),
+    }
 
 
 def _operation(
@@ -101,7 +104,9 @@ def _operation(
     parameters: list[dict[str, Any]] | None = None,
     content_type: str = "application/json",
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": {content_type: {"schema": ok}}}}
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {content_type: {"schema": ok}}}
+    }
     responses.update({str(status): _error(status) for status in sorted(set(errors))})
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     operation["security"] = [{"bearer": []}] if secured else []
@@ -131,7 +136,11 @@ _MINT_BODY: Schema = {
 
 def _catalog() -> dict[str, dict[str, Any]]:
     """Every route the broker can mount: path -> method -> operation."""
-    health = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    health = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}},
+    }
     return {
         "/v1/realtime/client_secrets": {
             "post": _operation(
@@ -244,8 +253,12 @@ def _catalog() -> dict[str, dict[str, Any]]:
                 "A JWT signed with the dev secret (dev mode only).",
                 {
                     "type": "object",
-                    "required": ["token", "expires_at"],
-                    "properties": {"token": {"type": "string"}, "expires_at": {"type": "integer"}},
+                    "required": ["token", "expires_at", "upstream"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "expires_at": {"type": "integer"},
+                        "upstream": {"type": "string"},
+                    },
                 },
                 (400, 413),
                 secured=False,

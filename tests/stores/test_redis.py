@@ -166,10 +166,12 @@ async def test_cluster_without_tenant_limits_indexes_new_users(
     await store.admit(request_for("amy", tenant_limits=()))
 
     page, more = await store.list_users("acme", after=None, limit=10)
+    marked = await store._client.execute_command("HGET", keys.record_key("acme", "amy"), "ix")
     await store.close()
 
     assert [r.id for r in page] == ["amy", "zed"]
     assert not more
+    assert marked == "1"  # indexed once: later admits skip the extra call
 
 
 async def test_stopped_server_is_unavailable_fast(own_server: RedisServer) -> None:

@@ -1,0 +1,226 @@
+"""Prometheus metrics, one registry per app (so two apps in one process, as in tests,
+never share counts). This module owns `prometheus_client`.
+
+    broker_mints_total{tenant,outcome}                     every mint attempt's end
+    broker_rate_limit_decisions_total{tenant,decision}     allowed | limited | degraded
+    broker_rate_limit_fallbacks_total{tenant,reason}       decisions made without Redis, why
+    broker_upstream_latency_seconds{tenant}                histogram, every upstream call
+    broker_upstream_errors_total{tenant,kind}              timeout | unavailable | error | ...
+    broker_jwks_refreshes_total{tenant}                    read from the Authenticator at scrape
+    broker_request_duration_seconds{route,method,status_class}   histogram, route template
+
+Labels are bounded on purpose: a tenant not configured is counted as "unknown" (a 401
+has no tenant yet), routes are templates ("other" when none matched), and no label ever
+holds a user id or anything a caller chose freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, Generic, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.errors import (
+    BrokerError,
+    InvalidRequest,
+    InvalidToken,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RateLimiterUnavailable,
+    RequestTooLarge,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UserRevoked,
+)
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+UNKNOWN_TENANT: Final = "unknown"
+OTHER_ROUTE: Final = "other"
+
+# Order matters: the first matching class names the outcome (subclasses first).
+_MINT_OUTCOMES: tuple[tuple[type[BrokerError], str], ...] = (
+    (InvalidToken, "unauthorized"),
+    (UserRevoked, "revoked"),
+    (PermissionDenied, "forbidden"),
+    (RateLimited, "rate_limited"),
+    (RateLimiterUnavailable, "unavailable"),
+    (RequestTooLarge, "invalid_request"),
+    (NotFound, "upstream_error"),
+    (InvalidRequest, "invalid_request"),
+    (UpstreamTimeout, "upstream_timeout"),
+    (UpstreamUnavailable, "upstream_unavailable"),
+    (UpstreamError, "upstream_error"),
+    (ServiceUnavailable, "unavailable"),
+)
+_UPSTREAM_KINDS: tuple[tuple[type[BrokerError], str], ...] = (
+    (UpstreamTimeout, "timeout"),
+    (UpstreamUnavailable, "unavailable"),
+    (NotFound, "not_found"),
+    (InvalidRequest, "rejected"),
+    (UpstreamError, "error"),
+)
+# Mints and upstream calls take tens to hundreds of milliseconds; a slow upstream up to
+# the 10 s deadline.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+JwksRefreshes = Callable[[], Mapping[str, int]]
+_F = TypeVar("_F", Counter, Histogram)
+
+
+class _Bound(Generic[_F]):
+    """A metric family whose label children are bound once per label set: `labels()`
+    takes a lock and validates its arguments, which the hot path need not pay per call."""
+
+    def __init__(self, family: _F) -> None:
+        self._family: _F = family
+        self._children: dict[tuple[str, ...], _F] = {}
+
+    def __call__(self, *labels: str) -> _F:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._family.labels(*labels)
+        return child
+
+
+def _classify(exc: BaseException, table: tuple[tuple[type[BrokerError], str], ...]) -> str:
+    for cls, label in table:
+        if isinstance(exc, cls):
+            return label
+    return "other"
+
+
+def mint_outcome(exc: BaseException | None) -> str:
+    """The `outcome` label of a mint that ended with `exc` (None: it succeeded)."""
+    return "ok" if exc is None else _classify(exc, _MINT_OUTCOMES)
+
+
+def upstream_error_kind(exc: BaseException) -> str:
+    return _classify(exc, _UPSTREAM_KINDS)
+
+
+class _JwksCollector(Collector):
+    """Reads the Authenticator's refresh counts at scrape time: no hook on the JWKS path."""
+
+    def __init__(self, source: JwksRefreshes) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "broker_jwks_refreshes", "JWKS documents fetched, per tenant.", labels=["tenant"]
+        )
+        for tenant, count in sorted(self._source().items()):
+            family.add_metric([tenant], count)
+        yield family
+
+
+class Metrics:
+    """The broker's metrics on a registry of its own.
+
+    `tenants` are the configured tenant ids: any other value is counted as "unknown".
+    `jwks_refreshes` (optional) is read at every scrape.
+    """
+
+    def __init__(
+        self, tenants: Iterable[str], *, jwks_refreshes: JwksRefreshes | None = None
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._tenants = frozenset(tenants)
+        r = self.registry
+        self._mints = _Bound(
+            Counter("broker_mints", "Mint requests by outcome.", ["tenant", "outcome"], registry=r)
+        )
+        self._decisions = _Bound(
+            Counter(
+                "broker_rate_limit_decisions",
+                "Rate-limit decisions; degraded = made without Redis (failure mode open).",
+                ["tenant", "decision"],
+                registry=r,
+            )
+        )
+        self._fallbacks = _Bound(
+            Counter(
+                "broker_rate_limit_fallbacks",
+                "Decisions made by the local limiter, by why Redis was not used.",
+                ["tenant", "reason"],
+                registry=r,
+            )
+        )
+        self._upstream_latency = _Bound(
+            Histogram(
+                "broker_upstream_latency_seconds",
+                "Upstream call latency, retries included.",
+                ["tenant"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
+        )
+        self._upstream_errors = _Bound(
+            Counter(
+                "broker_upstream_errors",
+                "Failed upstream calls by kind.",
+                ["tenant", "kind"],
+                registry=r,
+            )
+        )
+        self._requests = _Bound(
+            Histogram(
+                "broker_request_duration_seconds",
+                "HTTP request latency by route template.",
+                ["route", "method", "status_class"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
+        )
+        if jwks_refreshes is not None:
+            r.register(_JwksCollector(jwks_refreshes))
+
+    def tenant_label(self, tenant: str | None) -> str:
+        return tenant if tenant is not None and tenant in self._tenants else UNKNOWN_TENANT
+
+    def mint(self, tenant: str | None, exc: BaseException | None = None) -> None:
+        self._mints(self.tenant_label(tenant), mint_outcome(exc)).inc()
+
+    def rate_limit_decision(self, tenant: str, *, allowed: bool, degraded: bool) -> None:
+        decision = "degraded" if degraded else ("allowed" if allowed else "limited")
+        self._decisions(self.tenant_label(tenant), decision).inc()
+
+    def store_fallback(self, tenant: str, reason: str) -> None:
+        """`FailureAwareStore(on_degraded=...)`: why a decision was made without Redis."""
+        self._fallbacks(self.tenant_label(tenant), reason).inc()
+
+    def upstream_call(self, tenant: str, seconds: float, error: BaseException | None) -> None:
+        label = self.tenant_label(tenant)
+        self._upstream_latency(label).observe(seconds)
+        if error is not None:
+            self._upstream_errors(label, upstream_error_kind(error)).inc()
+
+    def upstream_observer(self, tenant: str) -> Callable[[float, BaseException | None], None]:
+        """The per-tenant hook an upstream client calls after every call."""
+
+        def observe(seconds: float, error: BaseException | None) -> None:
+            self.upstream_call(tenant, seconds, error)
+
+        return observe
+
+    def request(self, route: str | None, method: str, status: int, seconds: float) -> None:
+        status_class = f"{status // 100}xx"
+        method = method if method in _METHODS else "other"
+        self._requests(route or OTHER_ROUTE, method, status_class).observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition of this registry (content type `CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
