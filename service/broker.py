@@ -37,7 +37,9 @@ from service.timing import PhaseTimer
 from service.upstream.base import Upstream
 
 logger = logging.getLogger("service.broker")
-audit_logger = logging.getLogger("service.audit")
+# A child of `service.audit` (directory changes log there): audit routing by the
+# `service.audit` prefix gets both, and each can be filtered on its own.
+audit_logger = logging.getLogger("service.audit.mint")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from service.errors import InvalidValue, PolicyViolation
 from service.limits import Limit, parse_limit
 from service.policy_model import (
     InstructionsRule,
+    OnSessionUpdate,
     Policy,
     Range,
     RoleRules,
@@ -71,6 +72,9 @@ _ROLE_KEYS = frozenset(
         "vector_store_limits",
         "max_concurrent_calls",
         "max_call_seconds",
+        "daily_token_budget",
+        "daily_minute_budget",
+        "on_session_update",
     }
 )
 _INSTRUCTION_MODES = ("server", "prefix", "client")
@@ -233,7 +237,20 @@ def _parse_role(raw: object, path: str, problems: _Problems) -> RoleRules:
         ),
         max_concurrent_calls=_positive_int(raw, "max_concurrent_calls", path, problems),
         max_call_seconds=_positive_int(raw, "max_call_seconds", path, problems),
+        daily_token_budget=_positive_int(raw, "daily_token_budget", path, problems),
+        daily_minute_budget=_positive_int(raw, "daily_minute_budget", path, problems),
+        on_session_update=_on_session_update(raw.get("on_session_update"), path, problems),
     )
+
+
+def _on_session_update(raw: object, path: str, problems: _Problems) -> OnSessionUpdate:
+    if raw is None:
+        return "reapply"
+    if raw == "hangup":
+        return "hangup"
+    if raw != "reapply":
+        problems.add(f"{path}.on_session_update", 'must be "reapply" or "hangup"')
+    return "reapply"
 
 
 def _allow_list(

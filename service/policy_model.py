@@ -15,6 +15,7 @@ from service.limits import Limit
 
 InstructionsMode = Literal["server", "prefix", "client"]
 OnViolation = Literal["clamp", "reject"]
+OnSessionUpdate = Literal["reapply", "hangup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,11 @@ class RoleRules:
     # Call control (DESIGN.md section 8); None means no limit.
     max_concurrent_calls: int | None = None
     max_call_seconds: int | None = None
+    # Per user and UTC day, metered on the sideband; None means no budget.
+    daily_token_budget: int | None = None
+    daily_minute_budget: int | None = None
+    # What the broker does when a client changes a policy-controlled field mid-call.
+    on_session_update: OnSessionUpdate = "reapply"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.clock import Clock, system_clock
+from service.upstream.fake_calls import FakeCalls, fake_call_routes
 from service.upstream.fake_sessions import (
     beta_session,
     beta_transcription_session,
@@ -99,12 +100,19 @@ def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) 
 
     `clock` dates secrets and vector stores. `api_key`, when given, is the only key the fake
     accepts (others get OpenAI's 401 `invalid_api_key`); by default any non-empty key passes.
-    `app.state.calls` counts requests per "METHOD /path", for tests.
+    `app.state.calls` counts requests per "METHOD /path", for tests; `app.state.realtime_calls`
+    is the registry of WebRTC calls (service.upstream.fake_calls).
     """
     shapes = RequestShapes.build()
     stores = VectorStores()
     calls: Counter[str] = Counter()
     order_shape = choice("asc", "desc")
+    realtime_calls = FakeCalls()
+
+    def sideband_authorized(authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        return bool(token) and (api_key is None or token == api_key)
 
     def endpoint(handler: Handler) -> Handler:
         async def run(request: Request) -> Response:
@@ -170,8 +178,15 @@ def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) 
             ),
             Route("/v1/vector_stores", endpoint(list_vector_stores), methods=["GET"]),
             Route("/v1/vector_stores", endpoint(create_vector_store), methods=["POST"]),
+            *fake_call_routes(
+                realtime_calls,
+                endpoint=endpoint,
+                session_shape=shapes.ga_client_secret,
+                authorized=sideband_authorized,
+            ),
         ],
         exception_handlers={Refusal: refused, HTTPException: http_error},
     )
     app.state.calls = calls
+    app.state.realtime_calls = realtime_calls
     return app

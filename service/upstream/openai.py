@@ -7,12 +7,14 @@ secret crosses this module's boundary.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
 import time
 from collections.abc import Callable
 from typing import Any, Literal, NoReturn
+from urllib.parse import quote
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -166,6 +168,49 @@ class OpenAIUpstream:
         except TimeoutError:
             logger.warning("upstream %s %s: no answer within %.1fs", method, path, self._deadline)
             raise UpstreamTimeout("The upstream did not answer in time.") from None
+
+    async def create_call(
+        self, sdp: str, session: dict[str, Any], *, safety_identifier: str
+    ) -> tuple[str, str]:
+        """POST /realtime/calls (multipart: the SDP offer and the session); returns the SDP
+        answer and the call id from `Location`. Never retried: a retry that follows a lost
+        answer would place a second call."""
+        files = {
+            "sdp": (None, sdp.encode(), "application/sdp"),
+            "session": (None, json.dumps(session).encode(), "application/json"),
+        }
+        headers = {**self._headers(safety_identifier), "Accept": "application/sdp"}
+        response = await self._send("POST", "/realtime/calls", files=files, headers=headers)
+        call_id = response.headers.get("location", "").rstrip("/").rpartition("/")[2]
+        if response.status_code != 201 or not call_id:
+            raise UpstreamError("The upstream sent a call answer the broker could not read.")
+        return response.text, call_id
+
+    async def hangup_call(self, call_id: str) -> None:
+        """POST /realtime/calls/{call_id}/hangup."""
+        path = f"/realtime/calls/{quote(call_id, safe='')}/hangup"
+        await self._send("POST", path, headers=self._headers(None))
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One attempt under the deadline, with the error mapping of `request`."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.request(method, path, **kwargs)
+        except (httpx.TimeoutException, TimeoutError):
+            raise UpstreamTimeout("The upstream did not answer in time.") from None
+        except (*_CONNECTION_FAILURES, OSError) as exc:
+            logger.warning("upstream %s %s: %s", method, path, type(exc).__name__)
+            raise UpstreamUnavailable("The upstream could not be reached.") from None
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            logger.warning("upstream %s %s: %s", method, path, type(exc).__name__)
+            raise UpstreamError("The upstream call failed.") from None
+        if not 200 <= response.status_code < 300:
+            logger.warning("upstream %s %s: HTTP %d", method, path, response.status_code)
+            try:
+                self._raise_for_status(response)
+            except _Retryable as failed:
+                raise failed.error from None
+        return response
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -7,19 +7,23 @@ the in-process fake upstream), and every seam a test needs is a keyword argument
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from service.auth import Authenticator
 from service.broker import Broker
 from service.clock import Clock, system_clock
 from service.errors import BrokerError
+from service.metrics import CONTENT_TYPE, Metrics
 from service.redact import Secret
 from service.settings import Settings, TenantSettings
 from service.stores.base import Store
@@ -29,16 +33,19 @@ from service.upstream.fake import create_fake_app
 from service.upstream.openai import OpenAIUpstream
 from service.web import handlers
 from service.web.admin import admin_routes
+from service.web.cors import CORSMiddleware
 from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
-from service.web.middleware import RequestContextMiddleware
+from service.web.middleware import RequestContextMiddleware, route_template
 from service.web.openapi import openapi_routes
 from service.web.vector_stores import vector_store_routes
 
 FAKE_UPSTREAM_URL = "http://fake-upstream.invalid/v1"
 
 
-def build_store(settings: Settings, clock: Clock) -> Store:
+def build_store(
+    settings: Settings, clock: Clock, *, on_degraded: Callable[[str, str], None] | None = None
+) -> Store:
     if settings.redis_url is None:
         return MemoryStore(clock=clock)
     # Imported here so that dev mode and memory-only deployments never load redis.
@@ -47,15 +54,21 @@ def build_store(settings: Settings, clock: Clock) -> Store:
 
     primary = RedisStore.from_url(settings.redis_url.reveal(), timeout_ms=settings.redis_timeout_ms)
     modes = {tenant.id: tenant.rate_limit_failure_mode for tenant in settings.tenants}
-    return FailureAwareStore(primary, failure_modes=modes, clock=clock)
+    return FailureAwareStore(primary, failure_modes=modes, clock=clock, on_degraded=on_degraded)
 
 
 def build_upstream(
-    tenant: TenantSettings, *, transport: httpx.AsyncBaseTransport | None, clock: Clock
+    tenant: TenantSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    clock: Clock,
+    observer: Callable[[float, BaseException | None], None] | None = None,
 ) -> Upstream:
     if tenant.upstream == "fake" and transport is None:
         fake = httpx.ASGITransport(app=create_fake_app(clock=clock))
-        return OpenAIUpstream(base_url=FAKE_UPSTREAM_URL, api_key=Secret("fake"), transport=fake)
+        return OpenAIUpstream(
+            base_url=FAKE_UPSTREAM_URL, api_key=Secret("fake"), transport=fake, observer=observer
+        )
     flavor: Literal["openai", "azure"] = "azure" if tenant.upstream == "azure" else "openai"
     base_url = FAKE_UPSTREAM_URL if tenant.upstream == "fake" else tenant.upstream_url
     return OpenAIUpstream(
@@ -64,7 +77,20 @@ def build_upstream(
         flavor=flavor,
         transport=transport,
         deadline=tenant.upstream_timeout_ms / 1000,
+        observer=observer,
     )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _request_observer(metrics: Metrics) -> Callable[[Scope, int, float], None]:
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        metrics.request(route_template(scope), scope.get("method", ""), status, seconds)
+
+    return observe
 
 
 def create_app(
@@ -82,14 +108,31 @@ def create_app(
     `jwks_transport` does the same for JWKS fetches; `clock` drives token expiry,
     the memory store and the fake upstream.
     """
-    state_store = store if store is not None else build_store(settings, clock)
     jwks_http = httpx.AsyncClient(transport=jwks_transport, timeout=httpx.Timeout(2.0))
     authenticator = Authenticator(settings.tenants, http=jwks_http, clock=clock)
+    # One registry per app: two apps in one process (tests) never share counts.
+    metrics = Metrics(
+        (tenant.id for tenant in settings.tenants),
+        jwks_refreshes=lambda: authenticator.jwks_refreshes,
+    )
+    state_store = (
+        store
+        if store is not None
+        else build_store(settings, clock, on_degraded=metrics.store_fallback)
+    )
     upstreams = {
-        tenant.id: build_upstream(tenant, transport=transport, clock=clock)
+        tenant.id: build_upstream(
+            tenant, transport=transport, clock=clock, observer=metrics.upstream_observer(tenant.id)
+        )
         for tenant in settings.tenants
     }
-    broker = Broker(settings, store=state_store, authenticator=authenticator, upstreams=upstreams)
+    broker = Broker(
+        settings,
+        store=state_store,
+        authenticator=authenticator,
+        upstreams=upstreams,
+        metrics=metrics,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +148,7 @@ def create_app(
     routes = [
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/readyz", handlers.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route(
             "/v1/realtime/client_secrets",
             handlers.mint_handler("client_secrets"),
@@ -125,7 +169,15 @@ def create_app(
         routes += demo_routes(settings, clock=clock)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware)],
+        # CORS outermost, so that it sees every response, even the 500 that
+        # RequestContextMiddleware renders for an unexpected error.
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                origins={tenant.id: tenant.cors_origins for tenant in settings.tenants},
+            ),
+            Middleware(RequestContextMiddleware, on_request=_request_observer(metrics)),
+        ],
         exception_handlers={
             BrokerError: broker_error_handler,
             HTTPException: http_exception_handler,
@@ -133,5 +185,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.broker = broker
+    app.state.metrics = metrics
     app.state.settings = settings
     return app

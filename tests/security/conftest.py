@@ -18,6 +18,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
 
@@ -30,7 +32,8 @@ AUDIENCE = "broker"
 JWKS_URL = "http://127.0.0.1:9/jwks.json"  # never dialled: jwks_transport answers
 UPSTREAM_KEY = "sk-security-suite-upstream-key-0123456789"
 
-Handler = Callable[[httpx.Request], httpx.Response]
+# Sync or async, as httpx.MockTransport takes either.
+Handler = Callable[[httpx.Request], Any]
 
 
 def b64(data: bytes) -> str:
@@ -43,9 +46,9 @@ def b64json(value: object) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    rsa: rsa.RSAPrivateKey
-    ec: ec.EllipticCurvePrivateKey
-    attacker: rsa.RSAPrivateKey
+    rsa: RSAPrivateKey
+    ec: EllipticCurvePrivateKey
+    attacker: RSAPrivateKey
 
     @property
     def rsa_public_pem(self) -> bytes:
@@ -73,7 +76,7 @@ def keys() -> Keys:
     )
 
 
-def claims(now: float | None = None, **overrides: object) -> dict[str, Any]:
+def claims(now: float | None = None, **overrides: Any) -> dict[str, Any]:
     issued = int(time.time() if now is None else now)
     base: dict[str, Any] = {
         "sub": "alice",

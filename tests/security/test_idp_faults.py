@@ -70,7 +70,9 @@ def _refused() -> httpx.Response:
         pytest.param(lambda: httpx.Response(200, json={"keys": "nope"}), id="garbage-keys"),
         pytest.param(lambda: httpx.Response(200, content=b"\xff\xfe{}"), id="garbage-bytes"),
         pytest.param(
-            lambda: httpx.Response(200, json={"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "rsa-1"}]}),
+            lambda: httpx.Response(
+                200, json={"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "rsa-1"}]}
+            ),
             id="hmac-key-in-jwks",
         ),
         pytest.param(lambda: httpx.Response(200, content=b"[" * 300_000), id="oversized"),
@@ -146,7 +148,9 @@ async def test_rotated_key_is_accepted_after_one_refresh(keys: Keys) -> None:
     document = keys.jwks()
     calls: list[float] = []
     async with app_client(keys, jwks_handler(lambda: document, calls), clock) as client:
-        old = await client.post(MINT, json=MINT_BODY, headers=bearer(rs256(keys, claims(clock.now))))
+        old = await client.post(
+            MINT, json=MINT_BODY, headers=bearer(rs256(keys, claims(clock.now)))
+        )
         new_jwk = json.loads(RSAAlgorithm.to_jwk(new_key.public_key()))
         document = {"keys": [{**new_jwk, "kid": "rsa-2", "use": "sig", "alg": "RS256"}]}
         clock.advance(COOLDOWN + 1)

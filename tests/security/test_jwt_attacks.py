@@ -87,7 +87,7 @@ def _ecdsa_zero(keys: Keys) -> str:
     return f"{header}.{b64json(claims())}.{b64(bytes(64))}"
 
 
-def _claims(**overrides: object) -> Attack:
+def _claims(**overrides: Any) -> Attack:
     return lambda keys: rs256(keys, claims(**overrides))
 
 
@@ -131,7 +131,8 @@ def _utf16_payload(keys: Keys) -> str:
 
 
 def _crit(keys: Keys) -> str:
-    return rs256(keys, claims(), crit=["urn:example:unknown"], **{"urn:example:unknown": 1})
+    headers = {"kid": "rsa-1", "crit": ["urn:example:unknown"], "urn:example:unknown": 1}
+    return jwt.encode(claims(), keys.rsa, algorithm="RS256", headers=headers)
 
 
 ATTACKS: dict[str, Attack] = {
@@ -180,7 +181,9 @@ async def reference_401(jwks_client: httpx.AsyncClient) -> httpx.Response:
 
 
 async def test_control_a_genuine_token_mints(jwks_client: httpx.AsyncClient, keys: Keys) -> None:
-    rsa_response = await jwks_client.post(MINT, json=MINT_BODY, headers=bearer(rs256(keys, claims())))
+    rsa_response = await jwks_client.post(
+        MINT, json=MINT_BODY, headers=bearer(rs256(keys, claims()))
+    )
     ec_token = jwt.encode(claims(sub="bob"), keys.ec, algorithm="ES256", headers={"kid": "ec-1"})
     ec_response = await jwks_client.post(MINT, json=MINT_BODY, headers=bearer(ec_token))
 

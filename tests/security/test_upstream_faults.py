@@ -77,13 +77,19 @@ CASES: dict[str, Case] = {
     "502": Case(_status(502), 502, "upstream_error", 2),
     "503": Case(_status(503), 503, "upstream_unavailable", 2),
     "504": Case(_status(504), 502, "upstream_error", 2),
-    "429-retry-after": Case(_status(429, None, **{"Retry-After": "7"}), 503, "upstream_unavailable", 1, "7"),
+    "429-retry-after": Case(
+        _status(429, None, **{"Retry-After": "7"}), 503, "upstream_unavailable", 1, "7"
+    ),
     "429-no-retry-after": Case(_status(429), 503, "upstream_unavailable", 1),
     "429-insufficient-quota": Case(_status(429, QUOTA), 502, "upstream_error", 1),
     "401-bad-server-key": Case(_status(401), 502, "upstream_error", 1),
     "timeout": Case(_hang, 504, "upstream_timeout", 1),
-    "connection-reset": Case(_raise(httpx.ReadError("reset by peer")), 503, "upstream_unavailable", 2),
-    "connection-refused": Case(_raise(httpx.ConnectError("refused")), 503, "upstream_unavailable", 2),
+    "connection-reset": Case(
+        _raise(httpx.ReadError("reset by peer")), 503, "upstream_unavailable", 2
+    ),
+    "connection-refused": Case(
+        _raise(httpx.ConnectError("refused")), 503, "upstream_unavailable", 2
+    ),
     "200-malformed": Case(_malformed, 502, "upstream_error", 1),
     "200-wrong-shape": Case(_status(200, {"unexpected": True}), 502, "upstream_error", 1),
     "slow-body": Case(_slow, 504, "upstream_timeout", 1),

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The benchmark, from a fresh clone: installs wrk (Debian) if missing and the project into
+# .venv (unless PYTHON names an interpreter that has it), then runs bench/run.py.
+#   bench/run.sh --quick     # ~2 minutes
+#   bench/run.sh             # full (~20 minutes, with the 5-minute memory run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y wrk >/dev/null || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null) || true; fi
+  command -v wrk >/dev/null || echo "bench: wrk unavailable; closed loop falls back to bench/loadgen.py"
+fi
+if [ -z "${PYTHON:-}" ]; then
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q -e '.[test]'
+  fi
+  PYTHON=.venv/bin/python
+fi
+exec "$PYTHON" bench/run.py "$@"

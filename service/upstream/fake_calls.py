@@ -1,0 +1,221 @@
+"""The fake upstream's WebRTC calls: POST /realtime/calls, hangup, and the sideband
+WebSocket (`/realtime?call_id=...`), so that call control runs in dev mode and tests.
+
+A call's "browser" is simulated: `FakeCalls.receive(call_id, event)` is what the
+client's data channel would send (tests call it directly, or through the fake-only
+route `POST /v1/_fake/realtime/calls/{call_id}/events` when the fake runs as its own
+process). Every `session.update` (client or sideband) is merged into the call's session
+and answered with `session.updated` carrying the full session; `response.create` is
+answered with a `response.done` carrying `FAKE_USAGE`. Hangup ends every sideband.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from service.calls.sdp import answer_for, check_offer, parse_multipart
+from service.errors import InvalidValue
+from service.upstream.fake_validate import Refusal, Shape
+
+Handler = Callable[[Request], Awaitable[Response]]
+Event = dict[str, Any]
+FAKE_USAGE = {"total_tokens": 100, "input_tokens": 40, "output_tokens": 60}
+# Bounded so that a sideband that stopped reading cannot grow the fake without limit.
+QUEUE_SIZE = 1024
+
+
+@dataclass
+class FakeCall:
+    id: str
+    session: dict[str, Any]
+    lines: list[asyncio.Queue[Event | None]] = field(default_factory=list)
+
+
+class FakeCalls:
+    """The fake's live calls and their sideband lines (one queue per listener)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, FakeCall] = {}
+        self.hung_up: list[str] = []
+        self.sideband_events: list[Event] = []
+
+    def create(self, session: dict[str, Any]) -> str:
+        call_id = "rtc_" + secrets.token_hex(12)
+        full = {"object": "realtime.session", "id": "sess_" + secrets.token_hex(8), **session}
+        full.setdefault("type", "realtime")
+        self.calls[call_id] = FakeCall(call_id, full)
+        return call_id
+
+    def hangup(self, call_id: str) -> bool:
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return False
+        self.hung_up.append(call_id)
+        for line in call.lines:
+            _put(line, None)
+        return True
+
+    def open_line(self, call_id: str) -> asyncio.Queue[Event | None] | None:
+        """A new sideband listener (primed with `session.created`); None if no such call."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        line: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_SIZE)
+        call.lines.append(line)
+        _put(line, _event("session.created", session=call.session))
+        return line
+
+    def close_line(self, call_id: str, line: asyncio.Queue[Event | None]) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and line in call.lines:
+            call.lines.remove(line)
+
+    def receive(self, call_id: str, event: Event, *, sideband: bool = False) -> None:
+        """A client event from the browser (or, `sideband=True`, from the broker)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        if sideband:
+            self.sideband_events.append(event)
+        kind = event.get("type")
+        if kind == "session.update" and isinstance(event.get("session"), dict):
+            _merge(call.session, event["session"])
+            self._emit(call, _event("session.updated", session=call.session))
+        elif kind == "response.create":
+            response = {"object": "realtime.response", "status": "completed", "usage": FAKE_USAGE}
+            self._emit(call, _event("response.done", response=response))
+
+    def _emit(self, call: FakeCall, event: Event) -> None:
+        for line in call.lines:
+            _put(line, json.loads(json.dumps(event)))
+
+
+def _put(line: asyncio.Queue[Event | None], event: Event | None) -> None:
+    with contextlib.suppress(asyncio.QueueFull):
+        line.put_nowait(event)
+
+
+def _event(kind: str, **fields: Any) -> Event:
+    return {"type": kind, "event_id": "event_" + secrets.token_hex(8), **fields}
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def fake_call_routes(
+    calls: FakeCalls,
+    *,
+    endpoint: Callable[[Handler], Handler],
+    session_shape: Shape,
+    authorized: Callable[[str], bool],
+) -> list[BaseRoute]:
+    """The routes, wrapped by the fake's `endpoint` (auth, call counting). `session_shape`
+    validates a GA session; `authorized(authorization header)` guards the WebSocket."""
+
+    async def create(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        body = await request.body()
+        try:
+            if content_type.startswith("multipart/form-data"):
+                parts = parse_multipart(content_type, body)
+                if "sdp" not in parts:
+                    raise InvalidValue("Missing required parameter: 'sdp'.", param="sdp")
+                offer = check_offer(parts["sdp"])
+                session = json.loads(parts["session"]) if "session" in parts else {}
+            elif content_type.startswith("application/sdp"):
+                offer, session = check_offer(body), {}
+            else:
+                raise InvalidValue("Unsupported content type.", param=None)
+        except (InvalidValue, ValueError) as exc:
+            message = exc.message if isinstance(exc, InvalidValue) else "Invalid session JSON."
+            raise Refusal(400, message, param="sdp", code="invalid_value") from None
+        if not isinstance(session, dict):
+            raise Refusal(400, "Invalid 'session': expected an object.", param="session")
+        session_shape({"session": session} if session else {}, "")
+        call_id = calls.create(session)
+        return Response(
+            answer_for(offer),
+            status_code=201,
+            media_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
+
+    async def hangup(request: Request) -> Response:
+        if not calls.hangup(request.path_params["call_id"]):
+            raise Refusal(404, "No call with that id.", code="not_found")
+        return Response(status_code=200)
+
+    async def client_event(request: Request) -> Response:
+        try:
+            event = json.loads(await request.body())
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or request.path_params["call_id"] not in calls.calls:
+            raise Refusal(404, "No call with that id, or not an event.", code="not_found")
+        calls.receive(request.path_params["call_id"], event)
+        return JSONResponse({"ok": True})
+
+    async def sideband(websocket: WebSocket) -> None:
+        call_id = websocket.query_params.get("call_id", "")
+        if not authorized(websocket.headers.get("authorization", "")):
+            await websocket.close(code=1008)
+            return
+        line = calls.open_line(call_id)
+        if line is None:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        reader = asyncio.create_task(_read_sideband(websocket, calls, call_id))
+        try:
+            while (event := await _next(line, reader)) is not None:
+                await websocket.send_text(json.dumps(event))
+            with contextlib.suppress(RuntimeError):
+                await websocket.close(code=1000)
+        finally:
+            reader.cancel()
+            calls.close_line(call_id, line)
+
+    return [
+        Route("/v1/realtime/calls", endpoint(create), methods=["POST"]),
+        Route("/v1/realtime/calls/{call_id}/hangup", endpoint(hangup), methods=["POST"]),
+        Route(
+            "/v1/_fake/realtime/calls/{call_id}/events", endpoint(client_event), methods=["POST"]
+        ),
+        WebSocketRoute("/v1/realtime", sideband),
+    ]
+
+
+async def _next(line: asyncio.Queue[Event | None], reader: asyncio.Task[None]) -> Event | None:
+    """The next event for the broker, or None when the call ended or the broker left."""
+    getter = asyncio.ensure_future(line.get())
+    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    return None
+
+
+async def _read_sideband(websocket: WebSocket, calls: FakeCalls, call_id: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            text = await websocket.receive_text()
+            with contextlib.suppress(ValueError):
+                event = json.loads(text)
+                if isinstance(event, dict):
+                    calls.receive(call_id, event, sideband=True)

@@ -1,0 +1,181 @@
+"""CORS per tenant, end to end over ASGI, on success and error responses alike."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.auth import sign_dev_token
+from service.settings import load_settings
+from service.web.app import create_app
+from service.web.cors import CORSMiddleware
+
+ACME_SECRET = "acme-jwt-secret-0123456789-abcdefghij"
+GLOBEX_SECRET = "globex-jwt-secret-0123456789-abcdefgh"
+ACME_ORIGIN = "https://app.acme.example"
+GLOBEX_ORIGIN = "https://app.globex.example"
+EVIL_ORIGIN = "https://evil.example"
+MINT = "/v1/realtime/client_secrets"
+EXPOSED = {
+    "retry-after",
+    "x-request-id",
+    "x-policy-adjusted",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+}
+
+
+def acme_token(sub: str = "alice") -> str:
+    return sign_dev_token(
+        ACME_SECRET,
+        sub=sub,
+        role="reader",
+        now=time.time(),
+        issuer="https://acme.example",
+        audience="broker",
+    )
+
+
+@pytest.fixture
+def app() -> Starlette:
+    env = {
+        "BROKER_TENANTS": "acme,globex",
+        "BROKER_UPSTREAM": "fake",
+        "BROKER_ACME_CORS_ORIGINS": ACME_ORIGIN,
+        "BROKER_GLOBEX_CORS_ORIGINS": GLOBEX_ORIGIN,
+        "BROKER_POLICY": '{"roles": {"reader": {"limits": ["1/minute"]}}}',
+    }
+    for tenant, secret in (("acme", ACME_SECRET), ("globex", GLOBEX_SECRET)):
+        env[f"BROKER_{tenant.upper()}_JWT_SECRET"] = secret
+        env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
+        env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = "broker"
+    return create_app(load_settings(env))
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://broker") as c:
+        yield c
+
+
+def assert_cors(response: httpx.Response, origin: str) -> None:
+    assert response.headers["access-control-allow-origin"] == origin
+    exposed = {
+        h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+    }
+    assert exposed == EXPOSED
+    assert "origin" in response.headers["vary"].lower()
+    assert "access-control-allow-credentials" not in response.headers
+
+
+def assert_no_cors(response: httpx.Response) -> None:
+    assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+
+
+async def test_a_mint_from_the_tenants_origin_gets_cors_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {"Authorization": f"Bearer {acme_token()}", "Origin": ACME_ORIGIN}
+    response = await client.post(MINT, json={}, headers=headers)
+    assert response.status_code == 200
+    assert_cors(response, ACME_ORIGIN)
+
+
+async def test_401_404_and_429_carry_cors_headers_too(client: httpx.AsyncClient) -> None:
+    unauthorized = await client.post(MINT, json={}, headers={"Origin": ACME_ORIGIN})
+    missing = await client.get("/no/such/route", headers={"Origin": GLOBEX_ORIGIN})
+    headers = {"Authorization": f"Bearer {acme_token('busy')}", "Origin": ACME_ORIGIN}
+    first = await client.post(MINT, json={}, headers=headers)
+    limited = await client.post(MINT, json={}, headers=headers)
+    assert (unauthorized.status_code, missing.status_code) == (401, 404)
+    assert (first.status_code, limited.status_code) == (200, 429)
+    assert_cors(unauthorized, ACME_ORIGIN)
+    assert_cors(missing, GLOBEX_ORIGIN)
+    assert_cors(limited, ACME_ORIGIN)
+    assert "retry-after" in limited.headers
+
+
+async def test_an_authenticated_request_needs_its_own_tenants_origin(
+    client: httpx.AsyncClient,
+) -> None:
+    # globex's origin is allowed for someone, but this token is acme's.
+    headers = {"Authorization": f"Bearer {acme_token()}", "Origin": GLOBEX_ORIGIN}
+    response = await client.post(MINT, json={}, headers=headers)
+    assert response.status_code == 200
+    assert_no_cors(response)
+
+
+async def test_a_disallowed_origin_gets_no_cors_headers(client: httpx.AsyncClient) -> None:
+    headers = {"Authorization": f"Bearer {acme_token()}", "Origin": EVIL_ORIGIN}
+    minted = await client.post(MINT, json={}, headers=headers)
+    refused = await client.post(MINT, json={}, headers={"Origin": EVIL_ORIGIN})
+    preflight = await client.options(
+        MINT, headers={"Origin": EVIL_ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert minted.status_code == 200
+    for response in (minted, refused, preflight):
+        assert_no_cors(response)
+
+
+async def test_preflight_from_an_allowed_origin(client: httpx.AsyncClient) -> None:
+    requested = "authorization, content-type, x-stainless-os, x-stainless-retry-count"
+    response = await client.options(
+        MINT,
+        headers={
+            "Origin": ACME_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": requested,
+            "X-Request-ID": "pre-1",
+        },
+    )
+    assert response.status_code == 204
+    assert_cors(response, ACME_ORIGIN)
+    methods = {m.strip() for m in response.headers["access-control-allow-methods"].split(",")}
+    assert {"GET", "POST", "DELETE", "OPTIONS"} <= methods
+    assert response.headers["access-control-allow-headers"] == requested
+    assert int(response.headers["access-control-max-age"]) > 0
+    assert response.headers["x-request-id"] == "pre-1"
+
+
+async def test_preflight_without_requested_headers_allows_the_sdk_defaults(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.options(
+        MINT, headers={"Origin": GLOBEX_ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    allowed = {
+        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
+    }
+    assert {"authorization", "content-type", "x-request-id", "openai-beta"} <= allowed
+
+
+async def test_without_configured_origins_there_are_no_cors_headers() -> None:
+    env = {"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": ACME_SECRET}
+    app = create_app(load_settings(env))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        response = await client.get("/healthz", headers={"Origin": ACME_ORIGIN})
+    assert response.status_code == 200
+    assert_no_cors(response)
+
+
+async def test_a_star_allows_any_origin_without_credentials() -> None:
+    async def ok(request: Request) -> Response:
+        return Response("ok")
+
+    app = CORSMiddleware(Starlette(routes=[Route("/", ok)]), origins={"t": ("*",)})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        response = await client.get("/", headers={"Origin": EVIL_ORIGIN})
+    assert_cors(response, EVIL_ORIGIN)

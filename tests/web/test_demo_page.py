@@ -1,0 +1,233 @@
+"""The dev demo page in headless Chromium (Debian's package), against `token-broker dev`:
+it mints, shows the secret's expiry without showing the secret, and shows a 429 clearly.
+
+Chromium is driven over the DevTools protocol with aiohttp's WebSocket client (already a
+dependency), so no test tool downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from service.web.app import create_app
+from tests.processes import free_port, running
+from tests.web.conftest import make_settings
+
+pytestmark = pytest.mark.process
+
+CHROMIUM = "/usr/bin/chromium"
+POLICY = {"default_role": "reader", "roles": {"reader": {"limits": ["3/minute"]}}}
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-port=0",
+)
+
+
+def chromium_or_explain() -> str:
+    if Path(CHROMIUM).exists() or shutil.which("chromium") == CHROMIUM:
+        return CHROMIUM
+    message = (
+        f"{CHROMIUM} is missing: run scripts/install-chromium.sh (Debian's chromium package), "
+        "or set BROKER_TESTS_NO_BROWSER=1 to skip the browser test."
+    )
+    if os.environ.get("BROKER_TESTS_NO_BROWSER") == "1":
+        pytest.skip(f"BROKER_TESTS_NO_BROWSER=1: demo page not tested in a browser ({message})")
+    pytest.fail(message)
+
+
+class Page:
+    """Just enough of the DevTools protocol: evaluate JavaScript in one page."""
+
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self.socket = socket
+        self.ids = itertools.count(1)
+
+    async def evaluate(self, expression: str) -> Any:
+        message_id = next(self.ids)
+        params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        await self.socket.send_json(
+            {"id": message_id, "method": "Runtime.evaluate", "params": params}
+        )
+        while True:
+            reply = await asyncio.wait_for(self.socket.receive_json(), 10)
+            if reply.get("id") == message_id:
+                break
+        result = reply["result"]
+        if "exceptionDetails" in result:
+            raise AssertionError(f"page error: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str) -> Any:
+        """Poll until `expression` is truthy: waits for the page, never for a time window."""
+        # The page is in another process: polling is the only way to see it change.
+        for _ in range(200):
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for: {expression}")
+
+    def text(self, element_id: str) -> str:
+        return f"document.getElementById({json.dumps(element_id)}).textContent"
+
+
+@pytest.fixture
+def dev_broker(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "BROKER_POLICY": json.dumps(POLICY),
+        "BROKER_LOG_LEVEL": "warning",
+    }
+    base = f"http://127.0.0.1:{port}"
+    with running(["dev", "--port", str(port)], env=env, ready_url=f"{base}/healthz"):
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def browser_page(url: str, profile: Path) -> AsyncIterator[Page]:
+    chromium = chromium_or_explain()
+    proc = await asyncio.create_subprocess_exec(
+        chromium,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        url,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(400):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            if proc.returncode is not None:
+                raise AssertionError(f"chromium exited with {proc.returncode}")
+            await asyncio.sleep(0.05)
+        devtools_port = int(port_file.read_text().splitlines()[0])
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{devtools_port}/json/list") as listing:
+                targets = await listing.json()
+            target = next(t for t in targets if t["type"] == "page")
+            async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                yield Page(ws)
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_the_demo_page_mints_shows_expiry_and_a_clear_429(
+    dev_broker: str, tmp_path: Path
+) -> None:
+    async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
+        await page.wait_for(
+            "document.readyState === 'complete' && !!document.getElementById('mint')"
+        )
+
+        await page.evaluate("document.getElementById('mint').click()")
+        expiry = await page.wait_for(
+            f"{page.text('expiry')}.startsWith('in ') && {page.text('expiry')}"
+        )
+        assert " s (at " in expiry
+        secret_shown = await page.evaluate(page.text("secret"))
+        assert secret_shown.startswith("ek_")
+        assert "•" in secret_shown
+        assert await page.evaluate(page.text("rl-limit")) == "3"
+        assert await page.evaluate(page.text("rl-remaining")) == "2"
+        session = json.loads(await page.evaluate(page.text("session")))
+        assert session["type"] == "realtime"
+        assert await page.evaluate("document.getElementById('banner').hidden") is True
+        note = await page.evaluate(page.text("rtc-note"))
+        assert "fake upstream" in note
+        assert await page.evaluate("document.getElementById('connect').disabled") is True
+
+        for expected_status in ("200", "200"):
+            await page.evaluate("document.getElementById('status').textContent = ''")
+            await page.evaluate("document.getElementById('mint').click()")
+            status = await page.wait_for(page.text("status"))
+            assert status.startswith(expected_status)
+        await page.evaluate("document.getElementById('mint').click()")
+        banner = await page.wait_for(
+            "!document.getElementById('banner').hidden && "
+            "document.getElementById('banner').textContent"
+        )
+        assert banner.startswith("429 Too Many Requests")
+        assert "Retry after" in banner
+        assert "limit" in await page.evaluate("document.getElementById('banner').className")
+        # The full secret is nowhere in the page.
+        html = await page.evaluate("document.documentElement.outerHTML")
+        assert "ek_" in html
+        assert not any(len(word) > 20 and word.startswith("ek_") for word in html.split())
+
+
+def asgi_client(*, dev: bool) -> httpx.AsyncClient:
+    app = create_app(dataclasses.replace(make_settings(), dev=dev))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://broker")
+
+
+async def test_the_demo_page_and_dev_token_exist_only_in_dev_mode() -> None:
+    async with asgi_client(dev=False) as client:
+        assert (await client.get("/")).status_code == 404
+        assert (await client.post("/dev/token", json={})).status_code == 404
+    async with asgi_client(dev=True) as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<script" in page.text
+        assert "http://" not in page.text.replace("http://www.w3.org", "")  # no CDN
+
+
+async def test_dev_token_signs_a_token_that_mints() -> None:
+    async with asgi_client(dev=True) as client:
+        issued = await client.post("/dev/token", json={"user_id": "bob", "role": "owner"})
+        assert issued.status_code == 200
+        assert issued.headers["cache-control"] == "no-store"
+        assert issued.json()["upstream"] == "fake"
+        minted = await client.post(
+            "/v1/realtime/client_secrets",
+            json={},
+            headers={"Authorization": f"Bearer {issued.json()['token']}"},
+        )
+        assert minted.status_code == 200
+        assert minted.json()["value"].startswith("ek_")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"role": "member"}, "invalid_value"),
+        ({"user_id": "a b"}, "invalid_value"),
+        ({"user_id": 7}, "invalid_value"),
+        ({"extra": 1}, "unknown_parameter"),
+    ],
+)
+async def test_dev_token_refuses_bad_input(body: dict[str, Any], code: str) -> None:
+    async with asgi_client(dev=True) as client:
+        response = await client.post("/dev/token", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code

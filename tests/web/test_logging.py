@@ -1,0 +1,175 @@
+"""Every log line of a full run, through the real formatters: no secret in any of them,
+one access line per request, an audit event per mint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.auth import sign_dev_token
+from service.logs import ConsoleFormatter, JsonFormatter
+from service.web.app import create_app
+from tests.web.conftest import SECRET, make_settings
+
+UPSTREAM_KEY = "sk-proj-upstreamkey0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789-abcdef"
+POLICY = '{"roles": {"reader": {"limits": ["4/minute"]}, "owner": {"limits": ["4/minute"]}}}'
+
+
+class Capture(logging.Handler):
+    """Formats every record with both formatters, the way production would."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+        self._formatters = (JsonFormatter(), ConsoleFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.extend(f.format(record) for f in self._formatters)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    handler = Capture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def jwt(sub: str, role: str = "reader") -> str:
+    return sign_dev_token(SECRET, sub=sub, role=role, now=time.time())
+
+
+def echoing_upstream(request: httpx.Request) -> httpx.Response:
+    """An upstream that refuses and echoes the key it was given, as OpenAI's 401 does."""
+    key = request.headers.get("authorization", "")
+    if request.url.path.endswith("/client_secrets"):
+        return httpx.Response(401, json={"error": {"message": f"Incorrect API key: {key}"}})
+    return httpx.Response(500, text=f"internal error for {key}")
+
+
+async def test_a_full_run_logs_no_secret_and_one_access_line_per_request(
+    capture: Capture,
+) -> None:
+    tokens = {name: jwt(name) for name in ("alice", "bob", "busy")}
+    tokens["olga"] = jwt("olga", role="owner")
+    bad_token = jwt("mallory")[:-4] + "AAAA"
+    secrets_seen: list[str] = []
+    requests = 0
+
+    good = create_app(make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY, "BROKER_POLICY": POLICY}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=good), base_url="http://broker"
+    ) as client:
+
+        async def call(method: str, path: str, bearer: str, **kw: object) -> httpx.Response:
+            nonlocal requests
+            requests += 1
+            headers = {"Authorization": f"Bearer {bearer}"}
+            return await client.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+
+        ga = await call("POST", "/v1/realtime/client_secrets", tokens["alice"], json={})
+        beta = await call(
+            "POST", "/v1/realtime/sessions", tokens["bob"], json={"model": "gpt-realtime"}
+        )
+        tx = await call("POST", "/v1/realtime/transcription_sessions", tokens["alice"], json={})
+        assert [r.status_code for r in (ga, beta, tx)] == [200, 200, 200], tx.text
+        secrets_seen += [
+            ga.json()["value"],
+            beta.json()["client_secret"]["value"],
+            tx.json()["client_secret"]["value"],
+        ]
+        assert (
+            await call("POST", "/v1/realtime/client_secrets", bad_token, json={})
+        ).status_code == 401
+        statuses = [
+            (await call("POST", "/v1/realtime/client_secrets", tokens["busy"], json={})).status_code
+            for _ in range(5)
+        ]
+        assert statuses == [200] * 4 + [429]
+        assert (await call("GET", "/v1/organization/users", ADMIN_KEY)).status_code == 200
+        assert (
+            await call("POST", "/v1/organization/users/bob", tokens["olga"], json={"role": "owner"})
+        ).status_code == 200
+        assert (await call("DELETE", "/v1/organization/users/bob", ADMIN_KEY)).status_code == 200
+
+    settings = make_settings({"BROKER_UPSTREAM": "openai", "BROKER_UPSTREAM_API_KEY": UPSTREAM_KEY})
+    broken = create_app(settings, transport=httpx.MockTransport(echoing_upstream))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=broken), base_url="http://broker"
+    ) as client:
+        for path in ("/v1/realtime/client_secrets", "/v1/vector_stores"):
+            requests += 1
+            response = await client.request(
+                "POST" if "client" in path else "GET",
+                path,
+                headers={"Authorization": f"Bearer {tokens['alice']}"},
+                json={} if "client" in path else None,
+            )
+            assert response.status_code in (502, 503), response.text
+
+    forbidden = [UPSTREAM_KEY, ADMIN_KEY, SECRET, bad_token, *tokens.values(), *secrets_seen]
+    assert len(capture.lines) > 2 * requests  # access lines, audits, upstream warnings
+    for line in capture.lines:
+        leaked = [secret[:12] for secret in forbidden if secret in line]
+        assert leaked == [], line
+
+    access = [r.__dict__ for r in capture.records if r.name == "service.access"]
+    assert len(access) == requests
+    assert len({entry["request_id"] for entry in access}) == requests
+    for entry in access:
+        assert {"request_id", "tenant", "user_hash", "status", "latency_ms"} <= set(entry)
+        assert entry["latency_ms"] >= 0
+    minted = [e for e in access if e["status"] == 200 and "realtime" in str(e["path"])]
+    assert minted
+    assert all(e["tenant"] == "default" and e["user_hash"] for e in minted)
+    json_access = [
+        json.loads(line) for line in capture.lines if '"logger":"service.access"' in line
+    ]
+    assert len(json_access) == requests
+
+    audits = [r.__dict__ for r in capture.records if r.name.startswith("service.audit")]
+    mints = [a for a in audits if a["action"] == "secret.minted"]
+    assert len(mints) == 3 + 4  # GA, beta, transcription, then busy's four
+    assert {m["endpoint"] for m in mints} == {
+        "client_secrets",
+        "sessions",
+        "transcription_sessions",
+    }
+    for m in mints:
+        assert m["tenant"] == "default"
+        assert m["user_hash"]
+        assert m["expires_at"] > time.time()
+        assert isinstance(m["adjusted"], list)
+    assert {a["action"] for a in audits} >= {"secret.minted", "user.role_updated", "user.deleted"}
+
+
+def test_httpx_request_lines_are_not_logged_at_info() -> None:
+    from service.logs import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("debug", "json")
+        assert root.isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = False
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
