@@ -160,9 +160,7 @@ def jwks_keys() -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:
     return doc, [("RS256", "rsa1", rsa_key), ("ES256", "ec1", ec_key)]
 
 
-def token_pool(
-    count: int, *, issuer: str, signers: list[tuple[str, str | None, Any]]
-) -> list[str]:
+def token_pool(count: int, *, issuer: str, signers: list[tuple[str, str | None, Any]]) -> list[str]:
     """`count` tokens of distinct users; more than the broker's verified-token cache holds
     (1024), so a round-robin pass verifies every signature for real."""
     now = int(time.time())

@@ -18,6 +18,8 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "httpx": ("service.upstream.*", "service.auth", "service.jwks", "service.web.app"),
     "aiohttp": ("service.upstream.*",),
     "httpx_aiohttp": ("service.upstream.*",),
+    "prometheus_client": ("service.metrics",),
+    "websockets": ("service.calls.sideband", "service.upstream.fake*"),
 }
 
 # The pure core: no I/O layers below it may be imported from it.

@@ -27,4 +27,14 @@ class Upstream(Protocol):
         """Any other JSON call (vector stores), same error mapping."""
         ...
 
+    async def create_call(
+        self, sdp: str, session: dict[str, Any], *, safety_identifier: str
+    ) -> tuple[str, str]:
+        """POST /realtime/calls (WebRTC, GA session); (SDP answer, call id). Not retried."""
+        ...
+
+    async def hangup_call(self, call_id: str) -> None:
+        """POST /realtime/calls/{call_id}/hangup; NotFound when the call is gone."""
+        ...
+
     async def aclose(self) -> None: ...
