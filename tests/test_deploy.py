@@ -29,8 +29,24 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 
-# TODO(lead): read the routes from the app (create_app's router) once that is cheap to build.
-ROUTES = {"/healthz", "/readyz"}
+
+def app_routes() -> set[str]:
+    """The GET routes the production app really serves (no dev routes)."""
+    from starlette.routing import Route
+
+    from service.settings import load_settings
+    from service.web.app import create_app
+
+    settings = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 40})
+    app = create_app(settings)
+    return {
+        route.path
+        for route in app.routes
+        if isinstance(route, Route) and route.methods and "GET" in route.methods
+    }
+
+
+ROUTES = app_routes()
 # Settings holding a secret: in Kubernetes only their X_FILE form may appear, pointing at a
 # mounted Secret (service.settings.FILE_SETTINGS also holds POLICY, which is not secret).
 SECRET_SETTINGS = {"REDIS_URL", "UPSTREAM_API_KEY", "JWT_SECRET", "JWT_PUBLIC_KEY", "ADMIN_API_KEY"}
@@ -454,3 +470,8 @@ def test_service_hpa_pdb_and_network_policy_select_the_pods() -> None:
     assert set(netpol["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     egress_ports = {p["port"] for rule in netpol["spec"]["egress"] for p in rule["ports"]}
     assert {53, 6379, 443} <= egress_ports
+
+
+def test_scrape_annotation_points_at_the_metrics_route() -> None:
+    annotations = only("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] in ROUTES

@@ -131,6 +131,9 @@ class CallController:
         self._max_calls = max_calls
         self._held: dict[tuple[str, str], _Held] = {}
 
+    def now(self) -> float:
+        return self._clock()
+
     def has_room(self) -> bool:
         return len(self._held) < self._max_calls
 
@@ -232,7 +235,8 @@ class CallController:
         while True:
             await asyncio.sleep(self._tick)
             now = self._clock()
-            if rules.max_call_seconds is not None and now - held.started_at >= rules.max_call_seconds:
+            limit = rules.max_call_seconds
+            if limit is not None and now - held.started_at >= limit:
                 await self._end(held, "max_call_seconds")
                 return
             due = now >= renew_at
@@ -245,13 +249,19 @@ class CallController:
                         return
                 if due:
                     renew_at = now + self.lease_ttl / 3
-                    await self.store.renew(spec.tenant.id, spec.user_id, spec.call_id, self.lease_ttl)
+                    await self._renew(spec)
                     if self._is_revoked and await self._is_revoked(spec.tenant.id, spec.user_id):
                         await self._end(held, "user_revoked")
                         return
             except StoreUnavailable:
                 # The call goes on; the lease and usage catch up at the next tick.
                 logger.warning("call %s: store unavailable in the watcher", spec.call_id)
+
+    async def _renew(self, spec: CallSpec) -> None:
+        tenant, user, call_id = spec.tenant.id, spec.user_id, spec.call_id
+        if not await self.store.renew(tenant, user, call_id, self.lease_ttl):
+            # Lapsed (Redis was away longer than a TTL): the call is live, so it counts.
+            await self.store.acquire(tenant, user, call_id, None, self.lease_ttl)
 
     async def _flush(self, held: _Held) -> Usage:
         spec, now = held.spec, self._clock()
@@ -283,7 +293,9 @@ class CallController:
         held.hangup_reason = reason
         spec = held.spec
         await self._hangup_upstream(spec.tenant.id, spec.call_id)
-        self._audit("call.hung_up", spec.tenant.id, spec.user_id, spec.call_id, reason=reason, **detail)
+        self._audit(
+            "call.hung_up", spec.tenant.id, spec.user_id, spec.call_id, reason=reason, **detail
+        )
         if held.connection is not None:
             await held.connection.close()
 
