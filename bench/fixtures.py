@@ -30,7 +30,7 @@ ADJUST_BODY = {
         "type": "realtime",
         "model": "gpt-realtime",
         "instructions": "Be brief.",
-        "audio": {"output": {"voice": "verse", "speed": 2.0}},
+        "audio": {"output": {"voice": "verse", "speed": 1.4}},
         "max_output_tokens": 4096,
     }
 }

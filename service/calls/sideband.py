@@ -136,13 +136,20 @@ class _InProcessConnection:
 
 class InProcessConnector:
     """Sidebands to in-process fake upstreams: `registries` maps a tenant id to the
-    `app.state.realtime_calls` of the fake that tenant's upstream talks to."""
+    `app.state.realtime_calls` of the fake that tenant's upstream talks to; `other`
+    serves the remaining tenants."""
 
-    def __init__(self, registries: Mapping[str, FakeCalls]) -> None:
+    def __init__(
+        self, registries: Mapping[str, FakeCalls], *, other: SidebandConnector | None = None
+    ) -> None:
         self._registries = dict(registries)
+        self._other = other
 
     async def connect(self, tenant: TenantSettings, call_id: str) -> SidebandConnection:
         registry = self._registries.get(tenant.id)
+        if registry is None and self._other is not None:
+            # Tenants whose upstream is a real server (or a fake on a real port).
+            return await self._other.connect(tenant, call_id)
         line = registry.open_line(call_id) if registry is not None else None
         if registry is None or line is None:
             raise UpstreamUnavailable("The call's sideband could not be opened.")

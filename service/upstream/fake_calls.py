@@ -4,7 +4,8 @@ WebSocket (`/realtime?call_id=...`), so that call control runs in dev mode and t
 A call's "browser" is simulated: `FakeCalls.receive(call_id, event)` is what the
 client's data channel would send (tests call it directly, or through the fake-only
 route `POST /v1/_fake/realtime/calls/{call_id}/events` when the fake runs as its own
-process). Every `session.update` (client or sideband) is merged into the call's session
+process; `GET /v1/_fake/realtime/calls/{call_id}` shows a call's session). Every
+`session.update` (client or sideband) is merged into the call's session
 and answered with `session.updated` carrying the full session; `response.create` is
 answered with a `response.done` carrying `FAKE_USAGE`. Hangup ends every sideband.
 """
@@ -171,6 +172,12 @@ def fake_call_routes(
         calls.receive(request.path_params["call_id"], event)
         return JSONResponse({"ok": True})
 
+    async def show(request: Request) -> Response:
+        call = calls.calls.get(request.path_params["call_id"])
+        if call is None:
+            raise Refusal(404, "No call with that id.", code="not_found")
+        return JSONResponse({"id": call.id, "session": call.session})
+
     async def sideband(websocket: WebSocket) -> None:
         call_id = websocket.query_params.get("call_id", "")
         if not authorized(websocket.headers.get("authorization", "")):
@@ -197,6 +204,7 @@ def fake_call_routes(
         Route(
             "/v1/_fake/realtime/calls/{call_id}/events", endpoint(client_event), methods=["POST"]
         ),
+        Route("/v1/_fake/realtime/calls/{call_id}", endpoint(show), methods=["GET"]),
         WebSocketRoute("/v1/realtime", sideband),
     ]
 

@@ -59,7 +59,13 @@ def admin_routes(*, clock: Clock = system_clock) -> list[Route]:
         if request.method == "GET":
             return JSONResponse(await directory.get(actor, user_id))
         if request.method == "DELETE":
-            return JSONResponse(await directory.delete(actor, user_id))
+            deleted = await directory.delete(actor, user_id)
+            # A revoked user's live calls end now, not at their next renewal check.
+            broker = broker_of(request)
+            await request.app.state.calls.hangup_user(
+                broker.tenant(actor.tenant), user_id, "user_revoked"
+            )
+            return JSONResponse(deleted)
         role = parse_role_update(await read_json_object(request))
         return JSONResponse(await directory.set_role(actor, user_id, role))
 

@@ -21,6 +21,10 @@ from starlette.types import Scope
 
 from service.auth import Authenticator
 from service.broker import Broker
+from service.calls.controller import CallController, CallOptions, revocation_check
+from service.calls.sideband import InProcessConnector, WebSocketConnector
+from service.calls.store import CallStore
+from service.calls.store_memory import MemoryCallStore
 from service.clock import Clock, system_clock
 from service.errors import BrokerError
 from service.metrics import CONTENT_TYPE, Metrics
@@ -30,9 +34,11 @@ from service.stores.base import Store
 from service.stores.memory import MemoryStore
 from service.upstream.base import Upstream
 from service.upstream.fake import create_fake_app
+from service.upstream.fake_calls import FakeCalls
 from service.upstream.openai import OpenAIUpstream
 from service.web import handlers
 from service.web.admin import admin_routes
+from service.web.calls import call_routes
 from service.web.cors import CORSMiddleware
 from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
@@ -63,9 +69,14 @@ def build_upstream(
     transport: httpx.AsyncBaseTransport | None,
     clock: Clock,
     observer: Callable[[float, BaseException | None], None] | None = None,
+    fake_calls: dict[str, FakeCalls] | None = None,
 ) -> Upstream:
     if tenant.upstream == "fake" and transport is None:
-        fake = httpx.ASGITransport(app=create_fake_app(clock=clock))
+        fake_app = create_fake_app(clock=clock)
+        if fake_calls is not None:
+            # Call control joins this fake's calls in process (no socket to dial).
+            fake_calls[tenant.id] = fake_app.state.realtime_calls
+        fake = httpx.ASGITransport(app=fake_app)
         return OpenAIUpstream(
             base_url=FAKE_UPSTREAM_URL, api_key=Secret("fake"), transport=fake, observer=observer
         )
@@ -78,6 +89,16 @@ def build_upstream(
         transport=transport,
         deadline=tenant.upstream_timeout_ms / 1000,
         observer=observer,
+    )
+
+
+def build_call_store(settings: Settings, clock: Clock) -> CallStore:
+    if settings.redis_url is None:
+        return MemoryCallStore(clock=clock)
+    from service.calls.store_redis import RedisCallStore
+
+    return RedisCallStore.from_url(
+        settings.redis_url.reveal(), timeout_ms=settings.redis_timeout_ms
     )
 
 
@@ -100,13 +121,15 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     jwks_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = system_clock,
+    call_options: CallOptions | None = None,
 ) -> Starlette:
     """Build the broker app.
 
     `store` replaces the configured store; `transport` replaces the HTTP transport of
     every tenant's upstream (tests pass a MockTransport or the fake's ASGITransport);
     `jwks_transport` does the same for JWKS fetches; `clock` drives token expiry,
-    the memory store and the fake upstream.
+    the memory store and the fake upstream; `call_options` replaces call control's
+    store, sideband connector and timing.
     """
     jwks_http = httpx.AsyncClient(transport=jwks_transport, timeout=httpx.Timeout(2.0))
     authenticator = Authenticator(settings.tenants, http=jwks_http, clock=clock)
@@ -120,9 +143,14 @@ def create_app(
         if store is not None
         else build_store(settings, clock, on_degraded=metrics.store_fallback)
     )
+    fake_calls: dict[str, FakeCalls] = {}
     upstreams = {
         tenant.id: build_upstream(
-            tenant, transport=transport, clock=clock, observer=metrics.upstream_observer(tenant.id)
+            tenant,
+            transport=transport,
+            clock=clock,
+            observer=metrics.upstream_observer(tenant.id),
+            fake_calls=fake_calls,
         )
         for tenant in settings.tenants
     }
@@ -134,11 +162,30 @@ def create_app(
         metrics=metrics,
     )
 
+    options = call_options or CallOptions()
+    calls = CallController(
+        store=options.store or build_call_store(settings, clock),
+        connector=options.connector
+        or InProcessConnector(
+            fake_calls,
+            other=WebSocketConnector({t.id: t.upstream_api_key for t in settings.tenants}),
+        ),
+        upstreams=upstreams,
+        clock=clock,
+        is_revoked=revocation_check(state_store),
+        lease_ttl=options.lease_ttl,
+        tick=options.tick,
+        max_calls=options.max_calls,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            # Calls first: hanging them up needs the upstream clients still open.
+            await calls.aclose()
+            await calls.store.close()
             for upstream in upstreams.values():
                 await upstream.aclose()
             await authenticator.aclose()
@@ -162,6 +209,7 @@ def create_app(
         ),
     ]
     routes += admin_routes(clock=clock)
+    routes += call_routes(clock=clock)
     routes += vector_store_routes()
     routes += openapi_routes()
     if settings.dev:
@@ -185,6 +233,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.broker = broker
+    app.state.calls = calls
     app.state.metrics = metrics
     app.state.settings = settings
     return app

@@ -1,0 +1,107 @@
+"""The call-control endpoints (DESIGN.md section 8): parse, call one function, render.
+
+POST /v1/realtime/calls                     a browser places a call (SDP offer in,
+                                            SDP answer out, 201 + Location)
+GET  /v1/realtime/calls                     the tenant's active calls (owner/admin key)
+POST /v1/realtime/calls/{call_id}/hangup    hang one up (owner/admin key)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.calls.controller import CallController
+from service.calls.placing import place_call
+from service.calls.sdp import check_offer, parse_multipart
+from service.clock import Clock, system_clock
+from service.directory import Directory
+from service.errors import InvalidJSON, InvalidValue, NotFound
+from service.redact import user_hash
+from service.web.bodies import parse_json, read_body
+from service.web.handlers import authorization_values, broker_of
+
+CALLS_PATH = "/v1/realtime/calls"
+
+
+def controller_of(request: Request) -> CallController:
+    controller: CallController = request.app.state.calls
+    return controller
+
+
+async def _offer_and_session(request: Request) -> tuple[str, dict[str, Any] | None]:
+    content_type = request.headers.get("content-type", "").lower()
+    raw = await read_body(request)
+    if content_type.startswith("application/sdp"):
+        return check_offer(raw), None
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidValue(
+            "Send the SDP offer as application/sdp, or as multipart/form-data with "
+            "`sdp` and an optional `session`.",
+            param=None,
+        )
+    parts = parse_multipart(request.headers["content-type"], raw)
+    if "sdp" not in parts:
+        raise InvalidValue("Missing required parameter: 'sdp'.", param="sdp")
+    session: dict[str, Any] | None = None
+    if "session" in parts:
+        value = parse_json(parts["session"])
+        if not isinstance(value, dict):
+            raise InvalidJSON("`session` must be a JSON object.")
+        session = value
+    return check_offer(parts["sdp"]), session
+
+
+def call_routes(*, clock: Clock = system_clock) -> list[Route]:
+    async def create(request: Request) -> Response:
+        offer, session = await _offer_and_session(request)
+        placed = await place_call(
+            broker_of(request),
+            controller_of(request),
+            authorization_values(request),
+            offer,
+            session,
+        )
+        request.scope["state"]["tenant"] = placed.tenant
+        request.scope["state"]["user_hash"] = user_hash(placed.tenant, placed.user_id)
+        headers = {**placed.headers, "Location": f"{CALLS_PATH}/{placed.call_id}"}
+        return Response(
+            placed.answer, status_code=201, media_type="application/sdp", headers=headers
+        )
+
+    async def list_calls(request: Request) -> Response:
+        broker = broker_of(request)
+        directory = Directory(broker.store, broker.settings.tenants, clock=clock)
+        actor = await directory.authorize(authorization_values(request), broker.authenticate)
+        calls = await controller_of(request).active(actor.tenant)
+        data = [
+            {
+                "object": "realtime.call",
+                "id": call.call_id,
+                "user_id": call.user_id,
+                "lease_expires_at": int(call.expires_at),
+            }
+            for call in calls
+            if not call.call_id.startswith("pending_")
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def hangup(request: Request) -> Response:
+        broker = broker_of(request)
+        directory = Directory(broker.store, broker.settings.tenants, clock=clock)
+        actor = await directory.authorize(authorization_values(request), broker.authenticate)
+        call_id = request.path_params["call_id"]
+        controller = controller_of(request)
+        if call_id not in {call.call_id for call in await controller.active(actor.tenant)}:
+            raise NotFound("No active call with that id.", param="call_id")
+        await controller.hangup(broker.tenant(actor.tenant), call_id, "admin")
+        return JSONResponse({"object": "realtime.call", "id": call_id, "hung_up": True})
+
+    return [
+        Route(CALLS_PATH, create, methods=["POST"]),
+        Route(CALLS_PATH, list_calls, methods=["GET"]),
+        Route(CALLS_PATH + "/{call_id}/hangup", hangup, methods=["POST"]),
+    ]

@@ -1,0 +1,104 @@
+"""A broker on the in-process fake upstream, with call control on a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from service.auth import sign_dev_token
+from service.calls.controller import CallController, CallOptions
+from service.clock import ManualClock
+from service.settings import load_settings
+from service.upstream.fake_calls import FakeCalls
+from service.web.app import create_app
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+ADMIN_KEY = "admin-key-0123456789abcdef"
+OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+POLICY = {
+    "default_role": "reader",
+    "roles": {
+        "reader": {
+            "voices": ["alloy", "verse"],
+            "instructions": {"mode": "server", "text": "You are the Acme assistant."},
+            "max_concurrent_calls": 2,
+            "max_call_seconds": 60,
+            "daily_token_budget": 250,
+            "limits": ["100/minute"],
+        },
+        "owner": {
+            "instructions": {"mode": "server", "text": "Owner rules."},
+            "on_session_update": "hangup",
+            "daily_minute_budget": 1,
+            "limits": ["100/minute"],
+        },
+    },
+}
+
+
+@dataclass
+class Harness:
+    app: Starlette
+    client: httpx.AsyncClient
+    clock: ManualClock
+    controller: CallController
+    fake: FakeCalls
+
+    def token(self, sub: str = "alice", role: str = "reader") -> str:
+        return sign_dev_token(SECRET, sub=sub, role=role, now=time.time())
+
+    async def place(self, sub: str = "alice", role: str = "reader") -> httpx.Response:
+        return await self.client.post(
+            "/v1/realtime/calls",
+            content=OFFER,
+            headers={
+                "Authorization": f"Bearer {self.token(sub, role)}",
+                "Content-Type": "application/sdp",
+            },
+        )
+
+    async def until(self, check: Callable[[], bool], timeout: float = 2.0) -> None:
+        """Wait for the controller's tasks to act (they run on the same loop)."""
+        async with asyncio.timeout(timeout):
+            while not check():
+                await asyncio.sleep(0.005)
+
+    async def joined(self, call_id: str) -> None:
+        await self.until(lambda: call_id in self.fake.calls and bool(self.fake.calls[call_id].lines))
+
+
+HarnessFactory = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[HarnessFactory]:
+    made: list[Harness] = []
+
+    async def make(policy: dict[str, object] | None = None) -> Harness:
+        clock = ManualClock(time.time())
+        settings = load_settings(
+            {
+                "BROKER_UPSTREAM": "fake",
+                "BROKER_JWT_SECRET": SECRET,
+                "BROKER_ADMIN_API_KEY": ADMIN_KEY,
+                "BROKER_POLICY": json.dumps(policy or POLICY),
+            }
+        )
+        app = create_app(settings, clock=clock, call_options=CallOptions(tick=0.005))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
+        controller: CallController = app.state.calls
+        fake = controller._connector._registries["default"]  # type: ignore[attr-defined]
+        made.append(Harness(app, client, clock, controller, fake))
+        return made[-1]
+
+    yield make
+    for h in made:
+        await h.controller.aclose()
+        await h.client.aclose()
