@@ -183,16 +183,16 @@ class CallController:
         self._audit("call.hung_up", tenant.id, None, call_id, reason=reason)
 
     async def hangup_user(self, tenant: TenantSettings, user_id: str, reason: str) -> int:
-        """Hang up every live call of a user (revocation); the number hung up."""
-        try:
-            call_ids = await self.store.user_calls(tenant.id, user_id)
-        except StoreUnavailable:
-            # Each holder's watcher sees the revocation at its next renewal instead.
-            logger.warning("revoked user's calls not listed: store unavailable")
-            return 0
-        for call_id in call_ids:
-            await self.hangup(tenant, call_id, reason)
-        return len(call_ids)
+        """Hang up the user's calls this replica holds (revocation); the number hung up.
+        Other replicas' watchers see the revocation in the directory within one renewal
+        interval (TTL/3), so this needs no call-store round trip."""
+        held = [
+            h
+            for h in self._held.values()
+            if (h.spec.tenant.id, h.spec.user_id) == (tenant.id, user_id)
+        ]
+        await asyncio.gather(*(self._end(h, reason) for h in held))
+        return len(held)
 
     async def aclose(self) -> None:
         """Shutdown: hang up what we hold (an unwatched call would no longer be bound by

@@ -234,6 +234,8 @@ def create_app(
     )
     app.state.broker = broker
     app.state.calls = calls
+    # The in-process fakes' call registries by tenant (dev mode; tests drive the "browser").
+    app.state.fake_calls = fake_calls
     app.state.metrics = metrics
     app.state.settings = settings
     return app

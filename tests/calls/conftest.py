@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from service.auth import sign_dev_token
 from service.calls.controller import CallController, CallOptions
+from service.calls.model import utc_day
 from service.clock import ManualClock
 from service.settings import load_settings
 from service.upstream.fake_calls import FakeCalls
@@ -64,14 +65,29 @@ class Harness:
             },
         )
 
-    async def until(self, check: Callable[[], bool], timeout: float = 2.0) -> None:
-        """Wait for the controller's tasks to act (they run on the same loop)."""
-        async with asyncio.timeout(timeout):
-            while not check():
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Wait (at most 2 s) for the controller's tasks to act: they run on this loop and
+        signal nothing a test could await, so polling is the honest way to watch them."""
+        async with asyncio.timeout(2):
+            while not check():  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+
+    async def ticks(self, count: int = 5) -> None:
+        """Let the watcher run a few ticks (5 ms each) on the unchanged manual clock."""
+        await asyncio.sleep(0.005 * count)
+
+    def day(self) -> str:
+        return utc_day(self.clock())
+
+    async def until_tokens(self, user: str, tokens: int) -> None:
+        async with asyncio.timeout(2):
+            store = self.controller.store
+            while (await store.usage("default", user, self.day())).tokens < tokens:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
 
     async def joined(self, call_id: str) -> None:
-        await self.until(lambda: call_id in self.fake.calls and bool(self.fake.calls[call_id].lines))
+        calls = self.fake.calls
+        await self.until(lambda: call_id in calls and bool(calls[call_id].lines))
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
@@ -94,7 +110,7 @@ async def harness() -> AsyncIterator[HarnessFactory]:
         app = create_app(settings, clock=clock, call_options=CallOptions(tick=0.005))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
         controller: CallController = app.state.calls
-        fake = controller._connector._registries["default"]  # type: ignore[attr-defined]
+        fake = app.state.fake_calls["default"]
         made.append(Harness(app, client, clock, controller, fake))
         return made[-1]
 
