@@ -134,6 +134,34 @@ _MINT_BODY: Schema = {
 }
 
 
+def _place_call() -> dict[str, Any]:
+    """POST /v1/realtime/calls: an SDP offer in, an SDP answer out (201, `Location`)."""
+    operation = _operation(
+        "Place a WebRTC call through the broker (call control); the policy binds the call.",
+        {"type": "string"},
+        (*_UPSTREAM, 404),
+        content_type="application/sdp",
+    )
+    answer = operation["responses"].pop("200")
+    answer["description"] = "Call placed: the SDP answer; `Location` names the call."
+    answer["headers"] = {"Location": {"schema": {"type": "string"}}}
+    operation["responses"]["201"] = answer
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/sdp": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["sdp"],
+                    "properties": {"sdp": {"type": "string"}, "session": {"type": "object"}},
+                }
+            },
+        },
+    }
+    return operation
+
+
 def _catalog() -> dict[str, dict[str, Any]]:
     """Every route the broker can mount: path -> method -> operation."""
     health = {
@@ -219,6 +247,33 @@ def _catalog() -> dict[str, dict[str, Any]]:
                 (*_UPSTREAM, 404),
                 body=_OBJECT,
             ),
+        },
+        "/v1/realtime/calls": {
+            "post": _place_call(),
+            "get": _operation(
+                "The tenant's active calls (owner or admin key).",
+                _LIST,
+                (401, 403, 503),
+            ),
+        },
+        "/v1/realtime/calls/{call_id}/hangup": {
+            "post": _operation(
+                "Hang up an active call (owner or admin key).",
+                {
+                    "type": "object",
+                    "required": ["object", "id", "hung_up"],
+                    "properties": {"object": {"const": "realtime.call"}},
+                },
+                (*_DIRECTORY, 502, 504),
+                parameters=[
+                    {
+                        "name": "call_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+            )
         },
         "/healthz": {"get": _operation("Liveness: the process only.", health, secured=False)},
         "/readyz": {
