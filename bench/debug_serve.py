@@ -35,7 +35,7 @@ def main() -> None:
     import service.web.app as web_app
 
     create = web_app.create_app
-    web_app.create_app = lambda settings, **kw: _DebugLoop(create(settings, **kw))  # type: ignore[assignment,misc]
+    web_app.create_app = lambda settings, **kw: _DebugLoop(create(settings, **kw))  # type: ignore[assignment]
     _run(_load(os.environ))
 
 

@@ -115,7 +115,7 @@ def wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -128,7 +128,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -150,7 +150,10 @@ def jwks_keys() -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:
     en = ec_key.public_key().public_numbers()
     doc = {
         "keys": [
-            {"kty": "RSA", "kid": "rsa1", "alg": "RS256", "use": "sig", "n": _b64(rn.n), "e": _b64(rn.e)},
+            {
+                "kty": "RSA", "kid": "rsa1", "alg": "RS256", "use": "sig",
+                "n": _b64(rn.n), "e": _b64(rn.e),
+            },
             {
                 "kty": "EC", "kid": "ec1", "alg": "ES256", "use": "sig", "crv": "P-256",
                 "x": _b64(en.x, 32), "y": _b64(en.y, 32),

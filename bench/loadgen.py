@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -106,6 +107,8 @@ async def closed_loop(
     clock = time.perf_counter
     index = 0
     stop_at = 0.0
+    # Resolved when the run is over and every request sent has been answered.
+    drained = asyncio.get_running_loop().create_future()
 
     def on_done(conn: _Conn, status: int, head: bytes) -> None:
         nonlocal index
@@ -117,6 +120,8 @@ async def closed_loop(
             conn.send(requests[index % len(requests)])
             index += 1
             stats.sent += 1
+        elif len(stats.latencies) >= stats.sent and not drained.done():
+            drained.set_result(None)
 
     conns = await _connect(host, port, connections, on_done)
     start = clock()
@@ -126,8 +131,8 @@ async def closed_loop(
         conn.send(requests[index % len(requests)])
         index += 1
         stats.sent += 1
-    while clock() < stop_at + 5 and len(stats.latencies) < stats.sent:
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(drained, timeout=duration + 5)
     stats.elapsed = max(clock(), stop_at) - start
     stats.unanswered = stats.sent - len(stats.latencies)
     for conn in conns:
@@ -198,11 +203,8 @@ async def open_loop(
             i += 1
         if i < total:
             await asyncio.sleep(max(0.0, start + i * interval - clock()))
-    with_timeout = asyncio.wait_for(asyncio.shield(done), timeout=drain)
-    try:
-        await with_timeout
-    except TimeoutError:
-        pass
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(done), timeout=drain)
     stats.elapsed = clock() - start
     stats.unanswered = total - len(stats.latencies)
     for conn in conns:

@@ -139,7 +139,7 @@ class Bench:
         )
         fx.wait_tcp(self.jwks_port, jw)
         n = self.args.tokens
-        hs = [("HS256", None, fx.HS_SECRET)]
+        hs: list[tuple[str, str | None, Any]] = [("HS256", None, fx.HS_SECRET)]
         jw_signers: list[tuple[str, str | None, Any]] = [(a, k, key) for a, k, key in signers]
         self.pools = {
             "broker-hs256": fx.token_pool(n, issuer="bench-hs", signers=hs),
@@ -275,7 +275,8 @@ class Bench:
                 res = self.open(target, port, ceiling * level)
                 self.results["targets"][target][f"open{int(level * 100)}"] = res
                 print(
-                    f"  {target:14s} open {int(level * 100)}% ({res['rate']:.0f}/s): p50 {res['p50'][0]:.2f} ms p99 {res['p99'][0]:.2f} ms"
+                    f"  {target:14s} open {int(level * 100)}% ({res['rate']:.0f}/s): "
+                    f"p50 {res['p50'][0]:.2f} ms p99 {res['p99'][0]:.2f} ms"
                     f"  (generator send lag p99 {res['send_lag_p99']:.2f} ms)",
                     flush=True,
                 )
@@ -355,7 +356,8 @@ class Bench:
                     "p99": o99,
                 }
                 print(
-                    f"  overhead {target:14s} at {broker['rate']:.0f}/s: p50 {o50:+.2f} ms, p99 {o99:+.2f} ms",
+                    f"  overhead {target:14s} at {broker['rate']:.0f}/s: "
+                    f"p50 {o50:+.2f} ms, p99 {o99:+.2f} ms",
                     flush=True,
                 )
         finally:
@@ -437,7 +439,9 @@ def environment(use_wrk: bool) -> dict[str, Any]:
         "closed_loop_generator": "wrk (-t1 -c64, bench/post.lua)"
         if use_wrk
         else "bench/loadgen.py closed_loop (64 connections)",
-        "open_loop_generator": "bench/loadgen.py open_loop (128 connections, send times scheduled in advance)",
+        "open_loop_generator": (
+            "bench/loadgen.py open_loop (128 connections, send times scheduled in advance)"
+        ),
         "pinning": "target on core 0; load generator, Redis, fake upstream, JWKS server on core 1",
         "versions": versions,
     }
@@ -464,7 +468,8 @@ def main() -> int:
         env = environment(bench.use_wrk)
         print(f"bench: {env['cpu']}, {env['cores']} cores; {env['pinning']}")
         print(
-            f"bench: closed loop by {env['closed_loop_generator']}; open loop by {env['open_loop_generator']}"
+            f"bench: closed loop by {env['closed_loop_generator']}; "
+            f"open loop by {env['open_loop_generator']}"
         )
         started = time.monotonic()
         try:
@@ -495,7 +500,8 @@ def main() -> int:
         res["ratios"] = ratios
         for name, r in ratios.items():
             print(
-                f"  {name:14s} throughput: {r['vs_proxy'] * 100:.0f}% of bare proxy (target ≥ 50%), "
+                f"  {name:14s} throughput: {r['vs_proxy'] * 100:.0f}% of bare proxy "
+                "(target ≥ 50%), "
                 f"{r['vs_hello'] * 100:.0f}% of hello-world (target ≥ 15%)"
             )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ def fake_upstream(port: int) -> Iterator[str]:
         "--no-access-log",
     ]
     # The command is built from constants above; no shell, no outside input.
-    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # noqa: S603
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):  # up to 10 s for the server to listen
