@@ -30,7 +30,7 @@ from service.web.app import create_app
 ISSUER = "https://idp.example"
 AUDIENCE = "broker"
 JWKS_URL = "http://127.0.0.1:9/jwks.json"  # never dialled: jwks_transport answers
-UPSTREAM_KEY = "sk-security-suite-upstream-key-0123456789"
+UPSTREAM_KEY = "sk-security-suite-key-0123"
 
 # Sync or async, as httpx.MockTransport takes either.
 Handler = Callable[[httpx.Request], Any]

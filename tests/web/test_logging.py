@@ -16,7 +16,7 @@ from service.logs import ConsoleFormatter, JsonFormatter
 from service.web.app import create_app
 from tests.web.conftest import SECRET, make_settings
 
-UPSTREAM_KEY = "sk-proj-upstreamkey0123456789abcdef"
+UPSTREAM_KEY = "sk-proj-upstreamkey01234"
 ADMIN_KEY = "admin-key-0123456789-abcdef"
 POLICY = '{"roles": {"reader": {"limits": ["4/minute"]}, "owner": {"limits": ["4/minute"]}}}'
 
