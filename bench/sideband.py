@@ -16,8 +16,9 @@ import time
 
 from service.calls.controller import CallSpec, CallState
 from service.calls.model import pinned_fields
-from service.policy import apply_policy, parse_policy
-from service.session import decode_request, encode_upstream_request
+from service.policy import apply_policy
+from service.policy_parse import parse_policy
+from service.session_codec import decode_request, encode_upstream_request
 from service.settings import load_settings
 
 POLICY = {

@@ -23,8 +23,8 @@ from service.limits import Limit, tightest
 from service.metrics import Metrics
 from service.policy import apply_policy
 from service.redact import user_hash
-from service.session import (
-    Endpoint,
+from service.session import Endpoint
+from service.session_codec import (
     decode_request,
     decode_upstream_response,
     encode_response,

@@ -1,11 +1,12 @@
-"""Wire shapes: strict JSON checks and the translation between the beta and GA shapes.
+"""Wire shapes: the translation between the beta and GA shapes.
 
 The session model (service.session) is decoded from, and rendered to, one shape only:
 the GA one (`POST /realtime/client_secrets`). Beta bodies (`/realtime/sessions`,
 `/realtime/transcription_sessions`) are first translated here into a GA-shaped dict
 (`beta_to_ga`), and GA-shaped dicts are translated back for a beta upstream or a beta
 client (`ga_to_beta`). Errors found while decoding the GA dict carry GA parameter
-paths; `beta_param` rewrites them into the beta client's own spelling.
+paths; `beta_param` rewrites them into the beta client's own spelling. The strict JSON
+checks used on the way are in `service.json_checks`.
 
 This module knows nothing of the session dataclasses, so session imports it, never
 the other way round.
@@ -13,16 +14,10 @@ the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any
 
-from service.errors import InvalidValue, UnknownParameter
-
-MAX_ID_CHARS = 256
-# Free text (instructions, tool descriptions, transcription prompts) is bounded by this
-# hard cap whatever the policy says; the request body limit bounds the sum.
-TEXT_MAX_CHARS = 65_536
-MAX_LIST_ITEMS = 128
+from service.json_checks import as_number, as_object, as_str, as_str_list, check_keys
 
 BETA_FORMATS = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
 GA_FORMATS = {ga: beta for beta, ga in BETA_FORMATS.items()}
@@ -57,125 +52,6 @@ def beta_param(path: str | None) -> str | None:
             rest = path[len(ga) :]
             return (beta + rest).lstrip(".")
     return path
-
-
-# ---------------------------------------------------------------------------------------
-# JSON checks. Messages follow OpenAI's wording; none of them echoes the value, so a
-# secret pasted into the wrong field is never reflected into an error or a log.
-
-
-def join(prefix: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{prefix}[{key}]"
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _type_name(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return names.get(type(value), "an unsupported value")
-
-
-def wrong_type(path: str, expected: str, value: object) -> NoReturn:
-    raise InvalidValue(
-        f"Invalid type for '{path}': expected {expected}, but got {_type_name(value)} instead.",
-        param=path,
-    )
-
-
-def invalid(path: str, message: str) -> NoReturn:
-    raise InvalidValue(f"Invalid value for '{path}': {message}", param=path)
-
-
-def check_keys(obj: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
-    """Reject the first key outside `allowed` (sorted, so the answer is stable)."""
-    unknown = sorted(set(obj) - set(allowed))
-    if unknown:
-        path = join(prefix, unknown[0])
-        raise UnknownParameter(f"Unknown parameter: '{path}'.", param=path)
-
-
-def as_object(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        wrong_type(path, "an object", value)
-    return value
-
-
-def as_str(
-    value: object,
-    path: str,
-    *,
-    max_chars: int = MAX_ID_CHARS,
-    choices: Iterable[str] | None = None,
-    min_chars: int = 0,
-) -> str:
-    if not isinstance(value, str):
-        wrong_type(path, "a string", value)
-    if choices is not None:
-        options = tuple(choices)
-        if value not in options:
-            invalid(path, f"supported values are: {', '.join(repr(o) for o in options)}.")
-    if len(value) > max_chars:
-        invalid(path, f"string too long; expected at most {max_chars} characters.")
-    if len(value) < min_chars:
-        invalid(path, "expected a non-empty string.")
-    return value
-
-
-def as_bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        wrong_type(path, "a boolean", value)
-    return value
-
-
-def as_int(value: object, path: str, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        wrong_type(path, "an integer", value)
-    _check_range(value, path, low, high)
-    return value
-
-
-def as_number(
-    value: object, path: str, low: float | None = None, high: float | None = None
-) -> float:
-    # bool is an int subclass: `true` is not a number. NaN/Infinity never get here
-    # because the JSON parser of the web layer rejects them.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        wrong_type(path, "a number", value)
-    _check_range(value, path, low, high)
-    return float(value)
-
-
-def _check_range(value: float, path: str, low: float | None, high: float | None) -> None:
-    if low is not None and value < low:
-        invalid(path, f"expected a value ≥ {low:g}.")
-    if high is not None and value > high:
-        invalid(path, f"expected a value ≤ {high:g}.")
-
-
-def as_str_list(
-    value: object,
-    path: str,
-    *,
-    choices: Iterable[str] | None = None,
-    max_chars: int = MAX_ID_CHARS,
-    min_items: int = 0,
-) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        wrong_type(path, "an array", value)
-    if len(value) < min_items:
-        invalid(path, f"expected at least {min_items} item(s).")
-    if len(value) > MAX_LIST_ITEMS:
-        invalid(path, f"expected at most {MAX_LIST_ITEMS} items.")
-    return tuple(
-        as_str(item, join(path, i), choices=choices, max_chars=max_chars)
-        for i, item in enumerate(value)
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,7 +178,7 @@ def _beta_expiry(value: object) -> dict[str, Any]:
 def ga_to_beta(
     session: Mapping[str, Any], kind: str, *, response: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
-    """A canonical GA session dict (as rendered by service.session) in the beta shape.
+    """A canonical GA session dict (as rendered by service.session_codec) in the beta shape.
 
     Returns (beta dict, GA paths of what beta cannot express and was dropped).
     `response=True` omits nulls the beta response schemas do not allow.
@@ -372,140 +248,3 @@ def ga_to_beta(
     if response:
         out = {k: v for k, v in out.items() if v is not None}
     return out, dropped
-
-
-# ---------------------------------------------------------------------------------------
-# Pass-through objects: checked against the spec, kept as JSON.
-
-_MCP_KEYS = (
-    "type",
-    "server_label",
-    "server_url",
-    "connector_id",
-    "tunnel_id",
-    "authorization",
-    "server_description",
-    "headers",
-    "allowed_tools",
-    "allowed_callers",
-    "require_approval",
-    "defer_loading",
-)
-_CONNECTORS = (
-    "connector_dropbox",
-    "connector_gmail",
-    "connector_googlecalendar",
-    "connector_googledrive",
-    "connector_microsoftteams",
-    "connector_outlookcalendar",
-    "connector_outlookemail",
-    "connector_sharepoint",
-)
-_URL_MAX_CHARS = 2048
-
-
-def check_mcp_tool(obj: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """An MCP tool (GA only), checked key by key; returned without nulls."""
-    check_keys(obj, _MCP_KEYS, path)
-    as_str(obj.get("server_label"), join(path, "server_label"), min_chars=1)
-    checks = {
-        "server_url": lambda v, p: as_str(v, p, max_chars=_URL_MAX_CHARS),
-        "connector_id": lambda v, p: as_str(v, p, choices=_CONNECTORS),
-        "tunnel_id": lambda v, p: as_str(v, p),
-        "authorization": lambda v, p: as_str(v, p, max_chars=TEXT_MAX_CHARS),
-        "server_description": lambda v, p: as_str(v, p, max_chars=TEXT_MAX_CHARS),
-        "headers": _check_headers,
-        "allowed_tools": _check_allowed_tools,
-        "allowed_callers": lambda v, p: as_str_list(
-            v, p, choices=("direct", "programmatic"), min_items=1
-        ),
-        "require_approval": _check_require_approval,
-        "defer_loading": as_bool,
-    }
-    for key, check in checks.items():
-        if obj.get(key) is not None:
-            check(obj[key], join(path, key))
-    return {k: v for k, v in obj.items() if v is not None}
-
-
-def _check_headers(value: object, path: str) -> None:
-    for name, header in as_object(value, path).items():
-        as_str(header, join(path, name), max_chars=TEXT_MAX_CHARS)
-
-
-def _check_tool_filter(value: object, path: str) -> None:
-    obj = as_object(value, path)
-    check_keys(obj, ("tool_names", "read_only"), path)
-    if "tool_names" in obj:
-        as_str_list(obj["tool_names"], join(path, "tool_names"))
-    if "read_only" in obj:
-        as_bool(obj["read_only"], join(path, "read_only"))
-
-
-def _check_allowed_tools(value: object, path: str) -> None:
-    if isinstance(value, list):
-        as_str_list(value, path)
-    else:
-        _check_tool_filter(value, path)
-
-
-def _check_require_approval(value: object, path: str) -> None:
-    if isinstance(value, str):
-        as_str(value, path, choices=("always", "never"))
-        return
-    obj = as_object(value, path)
-    check_keys(obj, ("always", "never"), path)
-    for key in ("always", "never"):
-        if key in obj:
-            _check_tool_filter(obj[key], join(path, key))
-
-
-def check_tracing(value: object, path: str) -> str | dict[str, Any]:
-    if isinstance(value, str):
-        return as_str(value, path, choices=("auto",))
-    obj = as_object(value, path)
-    check_keys(obj, ("workflow_name", "group_id", "metadata"), path)
-    for key in ("workflow_name", "group_id"):
-        if key in obj:
-            as_str(obj[key], join(path, key))
-    if "metadata" in obj:
-        as_object(obj["metadata"], join(path, "metadata"))
-    return dict(obj)
-
-
-def check_truncation(value: object, path: str) -> str | dict[str, Any]:
-    if isinstance(value, str):
-        return as_str(value, path, choices=("auto", "disabled"))
-    obj = as_object(value, path)
-    check_keys(obj, ("type", "retention_ratio", "token_limits"), path)
-    as_str(obj.get("type"), join(path, "type"), choices=("retention_ratio",))
-    as_number(obj.get("retention_ratio"), join(path, "retention_ratio"), 0.0, 1.0)
-    if "token_limits" in obj:
-        limits = as_object(obj["token_limits"], join(path, "token_limits"))
-        check_keys(limits, ("post_instructions",), join(path, "token_limits"))
-        if "post_instructions" in limits:
-            as_int(limits["post_instructions"], join(path, "token_limits.post_instructions"), 0)
-    return dict(obj)
-
-
-def check_prompt(value: object, path: str) -> dict[str, Any]:
-    obj = as_object(value, path)
-    check_keys(obj, ("id", "version", "variables"), path)
-    as_str(obj.get("id"), join(path, "id"), min_chars=1)
-    if obj.get("version") is not None:
-        as_str(obj["version"], join(path, "version"))
-    if obj.get("variables") is not None:
-        as_object(obj["variables"], join(path, "variables"))
-    return {k: v for k, v in obj.items() if v is not None}
-
-
-def check_reasoning(value: object, path: str) -> dict[str, Any]:
-    obj = as_object(value, path)
-    check_keys(obj, ("effort",), path)
-    if "effort" in obj:
-        as_str(
-            obj["effort"],
-            join(path, "effort"),
-            choices=("minimal", "low", "medium", "high", "xhigh"),
-        )
-    return dict(obj)

@@ -124,7 +124,6 @@ def parse_policy(data: object) -> Policy:
     )
 
 
-
 def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
     if not isinstance(raw, Mapping):
         problems.add(path, "must be an object")
@@ -183,4 +182,3 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
         daily_minute_budget=positive_int(raw, "daily_minute_budget", path, problems),
         on_session_update=on_session_update(raw.get("on_session_update"), path, problems),
     )
-

@@ -58,7 +58,6 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-
 def parse_limits(raw: object, path: str, problems: Problems) -> tuple[Limit, ...]:
     if not isinstance(raw, list):
         problems.add(path, 'must be a list such as ["5/minute", "200/day"]')
@@ -70,7 +69,6 @@ def parse_limits(raw: object, path: str, problems: Problems) -> tuple[Limit, ...
         except ValueError as exc:
             problems.add(f"{path}[{index}]", str(exc))
     return tuple(limits)
-
 
 
 def on_session_update(raw: object, path: str, problems: Problems) -> OnSessionUpdate:
@@ -227,4 +225,3 @@ def positive_int(raw: Mapping[str, Any], key: str, path: str, problems: Problems
         problems.add(f"{path}.{key}", "must be a positive integer")
         return None
     return cast(int, value)
-

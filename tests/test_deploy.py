@@ -48,7 +48,7 @@ def app_routes() -> set[str]:
 
 ROUTES = app_routes()
 # Settings holding a secret: in Kubernetes only their X_FILE form may appear, pointing at a
-# mounted Secret (service.settings.FILE_SETTINGS also holds POLICY, which is not secret).
+# mounted Secret (service.environment.FILE_SETTINGS also holds POLICY, which is not secret).
 SECRET_SETTINGS = {"REDIS_URL", "UPSTREAM_API_KEY", "JWT_SECRET", "JWT_PUBLIC_KEY", "ADMIN_API_KEY"}
 # Read by `token-broker serve` itself (service/cli.py), outside the BROKER_* namespace.
 PROCESS_ENV = {
@@ -61,15 +61,15 @@ UID = 10001
 
 
 def known_env(name: str, tenants: Collection[str] = ()) -> bool:
-    """Whether the broker reads `name` (service.settings' rule: unknown BROKER_* is fatal)."""
-    from service import settings
+    """Whether the broker reads `name` (the settings' rule: unknown BROKER_* is fatal)."""
+    from service import environment
 
     def with_files(names: Collection[str]) -> set[str]:
-        return set(names) | {f"{n}_FILE" for n in names if n in settings.FILE_SETTINGS}
+        return set(names) | {f"{n}_FILE" for n in names if n in environment.FILE_SETTINGS}
 
-    known = {settings.PREFIX + n for n in with_files(settings.GLOBAL_SETTINGS)}
-    prefixes = [settings.PREFIX] + [settings.env_prefix(t) for t in tenants if t]
-    known |= {p + n for p in prefixes for n in with_files(settings.TENANT_SETTINGS)}
+    known = {environment.PREFIX + n for n in with_files(environment.GLOBAL_SETTINGS)}
+    prefixes = [environment.PREFIX] + [environment.env_prefix(t) for t in tenants if t]
+    known |= {p + n for p in prefixes for n in with_files(environment.TENANT_SETTINGS)}
     return name in known or name in PROCESS_ENV
 
 

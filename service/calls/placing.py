@@ -26,7 +26,7 @@ from service.errors import (
 )
 from service.policy import apply_policy
 from service.redact import user_hash
-from service.session import decode_request, encode_upstream_request
+from service.session_codec import decode_request, encode_upstream_request
 
 
 @dataclass(frozen=True, slots=True)

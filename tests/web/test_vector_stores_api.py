@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from service.auth import sign_dev_token
 from service.clock import ManualClock
 from service.limits import parse_limit
-from service.policy import default_policy
 from service.policy_model import Policy
+from service.policy_parse import default_policy
 from service.redact import user_hash
 from service.settings import Settings
 from service.stores.memory import MemoryStore

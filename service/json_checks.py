@@ -1,0 +1,135 @@
+"""Strict JSON checks for the wire shapes, in OpenAI's wording.
+
+Each check takes a value and its parameter path, returns the value typed, or raises
+`InvalidValue` / `UnknownParameter` naming that path. Messages follow OpenAI's wording;
+none of them echoes the value, so a secret pasted into the wrong field is never
+reflected into an error or a log. Like `service.codecs`, this module knows nothing of
+the session dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
+
+from service.errors import InvalidValue, UnknownParameter
+
+MAX_ID_CHARS = 256
+# Free text (instructions, tool descriptions, transcription prompts) is bounded by this
+# hard cap whatever the policy says; the request body limit bounds the sum.
+TEXT_MAX_CHARS = 65_536
+MAX_LIST_ITEMS = 128
+
+
+def join(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _type_name(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return names.get(type(value), "an unsupported value")
+
+
+def wrong_type(path: str, expected: str, value: object) -> NoReturn:
+    raise InvalidValue(
+        f"Invalid type for '{path}': expected {expected}, but got {_type_name(value)} instead.",
+        param=path,
+    )
+
+
+def invalid(path: str, message: str) -> NoReturn:
+    raise InvalidValue(f"Invalid value for '{path}': {message}", param=path)
+
+
+def check_keys(obj: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
+    """Reject the first key outside `allowed` (sorted, so the answer is stable)."""
+    unknown = sorted(set(obj) - set(allowed))
+    if unknown:
+        path = join(prefix, unknown[0])
+        raise UnknownParameter(f"Unknown parameter: '{path}'.", param=path)
+
+
+def as_object(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        wrong_type(path, "an object", value)
+    return value
+
+
+def as_str(
+    value: object,
+    path: str,
+    *,
+    max_chars: int = MAX_ID_CHARS,
+    choices: Iterable[str] | None = None,
+    min_chars: int = 0,
+) -> str:
+    if not isinstance(value, str):
+        wrong_type(path, "a string", value)
+    if choices is not None:
+        options = tuple(choices)
+        if value not in options:
+            invalid(path, f"supported values are: {', '.join(repr(o) for o in options)}.")
+    if len(value) > max_chars:
+        invalid(path, f"string too long; expected at most {max_chars} characters.")
+    if len(value) < min_chars:
+        invalid(path, "expected a non-empty string.")
+    return value
+
+
+def as_bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        wrong_type(path, "a boolean", value)
+    return value
+
+
+def as_int(value: object, path: str, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        wrong_type(path, "an integer", value)
+    _check_range(value, path, low, high)
+    return value
+
+
+def as_number(
+    value: object, path: str, low: float | None = None, high: float | None = None
+) -> float:
+    # bool is an int subclass: `true` is not a number. NaN/Infinity never get here
+    # because the JSON parser of the web layer rejects them.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        wrong_type(path, "a number", value)
+    _check_range(value, path, low, high)
+    return float(value)
+
+
+def _check_range(value: float, path: str, low: float | None, high: float | None) -> None:
+    if low is not None and value < low:
+        invalid(path, f"expected a value ≥ {low:g}.")
+    if high is not None and value > high:
+        invalid(path, f"expected a value ≤ {high:g}.")
+
+
+def as_str_list(
+    value: object,
+    path: str,
+    *,
+    choices: Iterable[str] | None = None,
+    max_chars: int = MAX_ID_CHARS,
+    min_items: int = 0,
+) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        wrong_type(path, "an array", value)
+    if len(value) < min_items:
+        invalid(path, f"expected at least {min_items} item(s).")
+    if len(value) > MAX_LIST_ITEMS:
+        invalid(path, f"expected at most {MAX_LIST_ITEMS} items.")
+    return tuple(
+        as_str(item, join(path, i), choices=choices, max_chars=max_chars)
+        for i, item in enumerate(value)
+    )
