@@ -49,7 +49,7 @@ def replicas(redis_server: RedisServer) -> Iterator[list[str]]:
         "BROKER_UPSTREAM_API_KEY": "sk-replica-test",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BROKER_REDIS_URL": redis_server.url,
-        "BROKER_REDIS_TIMEOUT_MS": "200",
+        "BROKER_REDIS_TIMEOUT_MS": "500",
         "BROKER_SOLO_RATE_LIMIT_FAILURE_MODE": "closed",
         "BROKER_CROWD_RATE_LIMIT_FAILURE_MODE": "open",
         "BROKER_LOG_LEVEL": "error",
