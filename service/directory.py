@@ -141,13 +141,22 @@ def parse_role_update(body: Mapping[str, Any]) -> str:
 # Rendering (pure): the shapes of the reference spec
 
 
+def shown_role(record: UserRecord, policy: Policy) -> str:
+    """The effective role as §3 defines it: admin-set, else the token's last claim, else the
+    policy default (the directory object only speaks owner/reader)."""
+    for role in (record.role, record.claimed_role, policy.default_role):
+        if role in ROLES:
+            return role
+    return "reader"
+
+
 def render_user(record: UserRecord, policy: Policy) -> dict[str, Any]:
     return {
         "object": "organization.user",
         "id": record.id,
         "name": record.name,
         "email": record.email,
-        "role": record.role or policy.default_role,
+        "role": shown_role(record, policy),
         "added_at": record.added_at,
     }
 

@@ -158,7 +158,7 @@ def test_unknown_body_fields_are_400(extra: str) -> None:
 # --- rendering -------------------------------------------------------------------------
 
 
-def test_user_object_shows_the_admin_role_else_the_default_role() -> None:
+def test_user_object_shows_the_admin_role_else_the_claim_else_the_default() -> None:
     policy = two_tenants().tenants[0].policy
     plain = UserRecord(tenant="acme", id="u1", name="N", email="e@x", added_at=7)
     assert render_user(plain, policy) == {
@@ -171,6 +171,15 @@ def test_user_object_shows_the_admin_role_else_the_default_role() -> None:
     }
     owner = UserRecord(tenant="acme", id="u2", name=None, email=None, added_at=8, role="owner")
     assert render_user(owner, policy)["role"] == "owner"
+    claimed = UserRecord(
+        tenant="acme", id="u3", name=None, email=None, added_at=9, claimed_role="owner"
+    )
+    assert render_user(claimed, policy)["role"] == "owner"
+    demoted = UserRecord(
+        tenant="acme", id="u4", name=None, email=None, added_at=9, role="reader",
+        claimed_role="owner",
+    )  # fmt: skip
+    assert render_user(demoted, policy)["role"] == "reader"
     listed = render_list([plain, owner], True, policy)
     assert listed["object"] == "list"
     assert (listed["first_id"], listed["last_id"], listed["has_more"]) == ("u1", "u2", True)

@@ -69,6 +69,8 @@ class UserRecord:
     # Role set by an admin; None means "from the token, else the policy default".
     role: str | None = None
     revoked: bool = False
+    # The role the user's token last claimed (normalized to the policy's roles).
+    claimed_role: str | None = None
 
 
 class Store(Protocol):

@@ -57,7 +57,10 @@ class MemoryStore:
                 name=request.profile.name,
                 email=request.profile.email,
                 added_at=int(now),
+                claimed_role=request.claimed_role,
             )
+        elif record.claimed_role != request.claimed_role:
+            self._users[key] = replace(record, claimed_role=request.claimed_role)
 
         buckets: list[tuple[tuple[str, ...], Outcome]] = []
         for limit in self._limits_for(request, role):

@@ -63,6 +63,7 @@ def record(tenant: str, fields: dict[str, str]) -> UserRecord | None:
         email=fields.get("email"),
         added_at=int(fields["added_at"]),
         role=fields.get("role") or None,
+        claimed_role=fields.get("claimed") or None,
         revoked=fields.get("revoked") == "1",
     )
 

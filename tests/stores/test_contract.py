@@ -278,3 +278,15 @@ async def test_concurrent_admits_against_tenant_limit_are_exact(store: Store) ->
     )
     outcome = (await store.admit(probe)).outcomes[0]
     assert outcome.remaining == 100 - allowed_user0 - 1
+
+
+async def test_record_keeps_the_last_claimed_role(store: Store) -> None:
+    await store.admit(request_for("carol", role="reader"))
+    first = await store.get_user("acme", "carol")
+    assert first is not None
+    assert first.claimed_role == "reader"
+
+    await store.admit(request_for("carol", role="owner", owner_limits=("5/minute",)))
+    record = await store.get_user("acme", "carol")
+    assert record is not None
+    assert (record.claimed_role, record.role, record.added_at) == ("owner", None, first.added_at)

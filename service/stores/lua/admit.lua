@@ -18,7 +18,7 @@ local claimed = ARGV[8]
 local nu = tonumber(ARGV[10])
 local nt = tonumber(ARGV[11])
 
-local f = redis.call('HMGET', rec, 'added_at', 'role', 'revoked', 'ix')
+local f = redis.call('HMGET', rec, 'added_at', 'role', 'revoked', 'ix', 'claimed')
 local role = claimed
 if f[2] and f[2] ~= '' then role = f[2] end
 if f[1] and f[3] == '1' then
@@ -31,6 +31,8 @@ if not f[1] then
   if ARGV[6] == '1' then fields[#fields + 1] = 'email'; fields[#fields + 1] = ARGV[7] end
   redis.call('HSET', rec, unpack(fields))
 end
+-- The last role the token claimed, for the directory's listing; written only on change.
+if f[5] ~= claimed then redis.call('HSET', rec, 'claimed', claimed) end
 local need_index = 0
 if f[4] ~= '1' then
   if ARGV[9] == '1' then
