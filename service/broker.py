@@ -141,15 +141,18 @@ class Broker:
         except StoreUnavailable:
             logger.warning("refund skipped: store unavailable", extra={"tenant": request.tenant})
 
-    async def mint(self, endpoint: Endpoint, authorization: Sequence[str], body: object) -> Minted:
-        # Server-Timing splits the mint so that a slow phase shows from the outside.
-        timer = PhaseTimer()
+    async def identify(self, authorization: Sequence[str]) -> Identity:
+        """Authenticate a mint's caller (a refusal counts as an unauthorized mint)."""
         try:
-            identity = await self.authenticate(authorization)
+            return await self.authenticate(authorization)
         except BrokerError as exc:
             self.metrics.mint(None, exc)
             raise
-        timer.mark("jwt")
+
+    async def mint(
+        self, endpoint: Endpoint, identity: Identity, body: object, *, timer: PhaseTimer
+    ) -> Minted:
+        """The mint of an authenticated caller; `timer` has measured the authentication."""
         try:
             minted = await self._mint(endpoint, identity, body, timer)
         except BrokerError as exc:

@@ -68,10 +68,13 @@ def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
     import uvicorn
 
     from service.logs import configure_logging
-    from service.web.app import create_app
+    from service.web.app import create_app, tune_gc
 
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
+    # A process-wide setting, so it belongs to the process that serves, not to the app
+    # factory (tests build many apps in one process).
+    tune_gc()
     if clock_banner:
         print(clock_banner, flush=True)
     uvicorn.run(

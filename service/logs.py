@@ -55,6 +55,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Neither format prints thread, process or multiprocessing names; collecting them
+    # costs lookups on every record, two records per mint (bench/README.md).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # uvicorn's own access log would duplicate ours (and log query strings); ours has
     # the request id, tenant and user hash.
     logging.getLogger("uvicorn.access").disabled = True

@@ -7,6 +7,7 @@ the in-process fake upstream), and every seam a test needs is a keyword argument
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
@@ -90,6 +91,21 @@ def build_upstream(
         deadline=tenant.upstream_timeout_ms / 1000,
         observer=observer,
     )
+
+
+# A mint allocates thousands of short-lived objects, and with dozens of mints in flight
+# the default threshold (700) collects so often that in-flight objects survive into the
+# older generations, whose collections then dominate: measured in bench/, a mint spent
+# ~20% of its CPU in the cycle collector. 50 000 keeps the young generation a few MB.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """At startup: what exists now (modules, settings, pools) lives as long as the
+    process, so it is moved out of the collector's view (`gc.freeze`) instead of being
+    walked by every full collection; then the thresholds above."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_call_store(settings: Settings, clock: Clock) -> CallStore:

@@ -44,8 +44,12 @@ def parse_json(raw: bytes, *, empty: object = None) -> object:
         raise InvalidJSON("The request body is not valid JSON.") from exc
 
 
-async def read_json_object(request: Request, *, empty: object = None) -> dict[str, Any]:
-    value = parse_json(await read_body(request), empty=empty)
+def parse_json_object(raw: bytes, *, empty: object = None) -> dict[str, Any]:
+    value = parse_json(raw, empty=empty)
     if not isinstance(value, dict):
         raise InvalidJSON("The request body must be a JSON object.")
     return value
+
+
+async def read_json_object(request: Request, *, empty: object = None) -> dict[str, Any]:
+    return parse_json_object(await read_body(request), empty=empty)

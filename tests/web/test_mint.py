@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import httpx
@@ -12,6 +13,8 @@ import pytest
 from starlette.applications import Starlette
 
 from service.auth import sign_dev_token
+from service.redact import user_hash
+from service.timing import parse_server_timing
 from service.web.app import create_app
 from tests.web.conftest import SECRET, TokenFactory, make_settings
 
@@ -234,3 +237,32 @@ async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncC
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_an_anonymous_caller_learns_nothing_about_its_body(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/v1/realtime/client_secrets", content=b"{nope")
+    assert response.status_code == 401
+
+
+async def test_refused_mints_are_logged_with_their_tenant(
+    client: httpx.AsyncClient, token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    jwt = token(sub="logged")
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        for _ in range(11):
+            last = await client.post("/v1/realtime/client_secrets", json={}, headers=auth(jwt))
+    assert last.status_code == 429
+    access = [r for r in caplog.records if r.name == "service.access"]
+    refused = [r for r in access if getattr(r, "status", None) == 429]
+    assert len(refused) == 1
+    assert refused[0].tenant == "default"
+    assert refused[0].user_hash == user_hash("default", "logged")
+
+
+async def test_mints_carry_server_timing(client: httpx.AsyncClient, token: TokenFactory) -> None:
+    response = await client.post("/v1/realtime/client_secrets", json={}, headers=auth(token()))
+    phases = parse_server_timing(response.headers["server-timing"])
+    assert {"jwt", "policy", "store", "upstream"} <= set(phases)
+    assert all(duration >= 0 for duration in phases.values())
