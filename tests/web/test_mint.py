@@ -257,8 +257,8 @@ async def test_refused_mints_are_logged_with_their_tenant(
     access = [r for r in caplog.records if r.name == "service.access"]
     refused = [r for r in access if getattr(r, "status", None) == 429]
     assert len(refused) == 1
-    assert refused[0].tenant == "default"
-    assert refused[0].user_hash == user_hash("default", "logged")
+    assert refused[0].__dict__["tenant"] == "default"
+    assert refused[0].__dict__["user_hash"] == user_hash("default", "logged")
 
 
 async def test_mints_carry_server_timing(client: httpx.AsyncClient, token: TokenFactory) -> None:
