@@ -185,7 +185,10 @@ class JwksCache:
     async def _fetch(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                keys = parse_jwks(await self._download())
+                document = await self._download()
+                # Parsing loads every public key (RSA takes milliseconds): off the event
+                # loop, so a key rotation never stalls the mints in flight.
+                keys = await asyncio.to_thread(parse_jwks, document)
         except (JwksFetchError, httpx.HTTPError, TimeoutError) as exc:
             self.failures += 1
             kept = "keeping the last good keys" if self._keys else "no keys yet"
