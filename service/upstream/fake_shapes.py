@@ -123,24 +123,7 @@ def _ga_realtime_session() -> Shape:
         ),
         expected="'none', 'auto', 'required' or a tool choice object",
     )
-    truncation = any_of(
-        choice("auto", "disabled"),
-        obj(
-            {
-                "type": choice("retention_ratio"),
-                "retention_ratio": number(0.0, 1.0),
-                "token_limits": obj({"post_instructions": integer(0)}),
-            },
-            required=("type", "retention_ratio"),
-        ),
-        expected="'auto', 'disabled' or a retention_ratio object",
-    )
-    prompt = nullable(
-        obj(
-            {"id": string(), "version": nullable(string()), "variables": any_object()},
-            required=("id",),
-        )
-    )
+    truncation, prompt = _truncation(), _prompt()
     return obj(
         {
             "type": string(),
@@ -186,6 +169,30 @@ def _ga_transcription_session() -> Shape:
             "audio": obj({"input": audio_input}),
             "include": array(choice(LOGPROBS)),
         }
+    )
+
+
+def _truncation() -> Shape:
+    return any_of(
+        choice("auto", "disabled"),
+        obj(
+            {
+                "type": choice("retention_ratio"),
+                "retention_ratio": number(0.0, 1.0),
+                "token_limits": obj({"post_instructions": integer(0)}),
+            },
+            required=("type", "retention_ratio"),
+        ),
+        expected="'auto', 'disabled' or a retention_ratio object",
+    )
+
+
+def _prompt() -> Shape:
+    return nullable(
+        obj(
+            {"id": string(), "version": nullable(string()), "variables": any_object()},
+            required=("id",),
+        )
     )
 
 
@@ -241,6 +248,9 @@ def _beta_session() -> Shape:
             "speed": number(0.25, 1.5),
             "tracing": _tracing(),
             "include": array(choice(LOGPROBS)),
+            # The beta request schema (RealtimeSessionCreateRequest) allows both.
+            "truncation": _truncation(),
+            "prompt": _prompt(),
         }
     )
 

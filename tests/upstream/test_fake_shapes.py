@@ -33,6 +33,7 @@ SHAPES = RequestShapes.build()
             },
         ),
         (SHAPES.beta_session, {"turn_detection": None, "tracing": {"workflow_name": "w"}}),
+        (SHAPES.beta_session, {"truncation": "disabled", "prompt": {"id": "pmpt_1"}}),
         (SHAPES.beta_transcription, {"input_audio_noise_reduction": {"type": "far_field"}}),
         (
             SHAPES.vector_store_create,

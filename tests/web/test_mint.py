@@ -266,3 +266,23 @@ async def test_mints_carry_server_timing(client: httpx.AsyncClient, token: Token
     phases = parse_server_timing(response.headers["server-timing"])
     assert {"jwt", "policy", "store", "upstream"} <= set(phases)
     assert all(duration >= 0 for duration in phases.values())
+
+
+async def test_a_beta_upstream_takes_truncation_and_prompt(token: TokenFactory) -> None:
+    app = create_app(make_settings({"BROKER_UPSTREAM_API": "beta"}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        response = await client.post(
+            "/v1/realtime/client_secrets",
+            json={
+                "session": {
+                    "type": "realtime",
+                    "truncation": "disabled",
+                    "prompt": {"id": "pmpt_1"},
+                }
+            },
+            headers=auth(token()),
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["value"].startswith("ek_")
