@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -39,6 +40,17 @@ T = TypeVar("T")
 # list_users reads ids in batches this much larger than the page, since revoked users
 # are in the index but not in the answer.
 _LIST_BATCH_EXTRA = 16
+# The admission script's limit plan travels as one argument, its fields joined by this.
+PLAN_SEPARATOR = "\x1f"
+# Plans are per tenant and scope; a bound keeps a policy reload loop from growing the cache.
+_MAX_PLANS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    user_limits: list[Limit]
+    tenant_limits: list[Limit]
+    encoded: str
 
 
 class RedisStore:
@@ -68,6 +80,7 @@ class RedisStore:
         self._timeout = timeout_ms / 1000
         self._clock = clock
         self._scripts = replies.Scripts.load()
+        self._plans: dict[object, _Plan] = {}
 
     @classmethod
     def from_url(
@@ -122,8 +135,13 @@ class RedisStore:
 
     # --- admit and refund -------------------------------------------------------------
 
-    async def admit(self, request: AdmitRequest) -> Admission:
-        t, uid = request.tenant, request.user_id
+    def _plan(self, request: AdmitRequest) -> _Plan:
+        """The limit plan of `admit`: the same for every request of a tenant and scope,
+        so it is built (and encoded as one script argument) once and reused."""
+        key = (tuple(request.user_limits.items()), request.tenant_limits)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
         # Every role's user limits, deduplicated by text: the bucket of "5/minute" is
         # the same whichever role it comes from (as in MemoryStore).
         user_limits = list(
@@ -131,6 +149,26 @@ class RedisStore:
         )
         numbers = {lim.text: i + 1 for i, lim in enumerate(user_limits)}
         tenant_limits = list(request.tenant_limits) if not self._cluster else []
+        fields: list[str | int] = [
+            len(user_limits),
+            len(tenant_limits),
+            *replies.bucket_args(user_limits + tenant_limits),
+            len(request.user_limits),
+        ]
+        for role, limits in request.user_limits.items():
+            if PLAN_SEPARATOR in role or not role:
+                raise ValueError(f"role name {role!r} cannot be sent to the admission script")
+            fields += [role, len(limits), *(numbers[lim.text] for lim in limits)]
+        plan = _Plan(user_limits, tenant_limits, PLAN_SEPARATOR.join(map(str, fields)))
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    async def admit(self, request: AdmitRequest) -> Admission:
+        t, uid = request.tenant, request.user_id
+        plan = self._plan(request)
+        user_limits, tenant_limits = plan.user_limits, plan.tenant_limits
         all_limits = user_limits + tenant_limits
         ks = [keys.record_key(t, uid)]
         ks += [keys.user_bucket_key(t, uid, request.scope, lim) for lim in user_limits]
@@ -148,13 +186,8 @@ class RedisStore:
             email or "",
             request.claimed_role,
             int(not self._cluster),
-            len(user_limits),
-            len(tenant_limits),
-            *replies.bucket_args(all_limits),
-            len(request.user_limits),
+            plan.encoded,
         ]
-        for role, limits in request.user_limits.items():
-            args += [role, len(limits), *(numbers[lim.text] for lim in limits)]
         reply = await self._run(self._scripts.admit, ks, args)
         status, role, need_index = reply[0], reply[1], int(reply[2])
         if status == "revoked":

@@ -13,6 +13,7 @@ or make two users' keys collide.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 from service.limits import Limit
@@ -20,7 +21,10 @@ from service.limits import Limit
 PREFIX = "tb:"
 
 
+@lru_cache(maxsize=8192)
 def _part(value: str) -> str:
+    # Cached: every admission names the same tenant and scope, and a user's keys several
+    # times; quoting is most of what building a key costs.
     return quote(value, safe="")
 
 
