@@ -78,3 +78,35 @@ def running(
         yield proc
     finally:
         stop(proc)
+
+
+def fake_upstream(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """`token-broker fake-upstream` on `port`, answering when the block starts."""
+    return running(
+        ["fake-upstream", "--port", str(port)],
+        env={},
+        ready_url=f"http://127.0.0.1:{port}/v1/vector_stores",
+    )
+
+
+def tenant_issuers(tenants: Sequence[str]) -> dict[str, str]:
+    """Per-tenant issuer and audience (required with several tenants): `https://<id>.example`
+    and `broker`, which `tenant_token` signs for."""
+    env: dict[str, str] = {}
+    for tenant in tenants:
+        env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
+        env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = "broker"
+    return env
+
+
+def tenant_token(secret: str, tenant: str, sub: str, role: str = "reader") -> str:
+    from service.auth import sign_dev_token
+
+    return sign_dev_token(
+        secret,
+        sub=sub,
+        role=role,
+        now=time.time(),
+        issuer=f"https://{tenant}.example",
+        audience="broker",
+    )

@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
-from tests.processes import CLI, free_port, running
+from tests.processes import CLI, fake_upstream, free_port, running, tenant_issuers, tenant_token
 
 pytestmark = pytest.mark.process
 
@@ -106,29 +105,16 @@ def broker(failing_upstream: int, hanging_upstream: int) -> Iterator[str]:
         "BROKER_BROKEN_UPSTREAM_URL": f"http://127.0.0.1:{failing_upstream}/v1",
         "BROKER_LOG_LEVEL": "warning",
     }
-    for tenant in TENANTS:
-        env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
-        env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = "broker"
+    env.update(tenant_issuers(TENANTS))
     with (
-        running(
-            ["fake-upstream", "--port", str(fake_port)],
-            env={},
-            ready_url=f"http://127.0.0.1:{fake_port}/v1/vector_stores",
-        ),
+        fake_upstream(fake_port),
         running(["serve"], env=env, ready_url=f"http://127.0.0.1:{broker_port}/healthz"),
     ):
         yield f"http://127.0.0.1:{broker_port}"
 
 
 def jwt_for(tenant: str, sub: str = "alice") -> str:
-    return sign_dev_token(
-        SECRET,
-        sub=sub,
-        role="reader",
-        now=time.time(),
-        issuer=f"https://{tenant}.example",
-        audience="broker",
-    )
+    return tenant_token(SECRET, tenant, sub)
 
 
 def mint(base: str, tenant: str, body: bytes | None = None, sub: str = "alice") -> httpx.Response:

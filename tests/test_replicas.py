@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
-from tests.processes import free_port, running
+from tests.processes import fake_upstream, free_port, running, tenant_issuers, tenant_token
 from tests.redis_servers import RedisServer, start_server
 
 pytestmark = [pytest.mark.process, pytest.mark.redis]
@@ -54,16 +53,11 @@ def replicas(redis_server: RedisServer) -> Iterator[list[str]]:
         "BROKER_CROWD_RATE_LIMIT_FAILURE_MODE": "open",
         "BROKER_LOG_LEVEL": "error",
     }
+    env.update(tenant_issuers(list(POLICIES)))
     for tenant, policy in POLICIES.items():
         env[f"BROKER_{tenant.upper()}_POLICY"] = json.dumps(policy)
-        env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
-        env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = "broker"
     with (
-        running(
-            ["fake-upstream", "--port", str(fake_port)],
-            env={},
-            ready_url=f"http://127.0.0.1:{fake_port}/v1/vector_stores",
-        ),
+        fake_upstream(fake_port),
         running(
             ["serve"],
             env={**env, "BROKER_PORT": str(ports[0])},
@@ -79,14 +73,7 @@ def replicas(redis_server: RedisServer) -> Iterator[list[str]]:
 
 
 def token(tenant: str, sub: str) -> str:
-    return sign_dev_token(
-        SECRET,
-        sub=sub,
-        role="reader",
-        now=time.time(),
-        issuer=f"https://{tenant}.example",
-        audience="broker",
-    )
+    return tenant_token(SECRET, tenant, sub)
 
 
 async def burst(bases: list[str], tokens: list[str]) -> tuple[Counter[int], float]:

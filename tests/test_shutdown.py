@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from service.auth import sign_dev_token
-from tests.processes import free_port, running, wait_http
+from tests.processes import fake_upstream, free_port, running, wait_http
 
 pytestmark = pytest.mark.process
 
@@ -57,11 +57,7 @@ class _SlowHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def slow_upstream() -> Iterator[SlowUpstream]:
     fake_port = free_port()
-    with running(
-        ["fake-upstream", "--port", str(fake_port)],
-        env={},
-        ready_url=f"http://127.0.0.1:{fake_port}/v1/vector_stores",
-    ):
+    with fake_upstream(fake_port):
         server = SlowUpstream(f"http://127.0.0.1:{fake_port}")
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

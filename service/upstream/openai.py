@@ -273,17 +273,15 @@ class OpenAIUpstream:
     ) -> dict[str, Any]:
         try:
             response = await self._send_json(method, path, params, json_body, headers)
-        except _CONNECTION_FAILURES as exc:
-            # Refused, reset or dropped connections: worth one more try on a fresh connection.
-            logger.warning(
-                "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
-            )
-            raise _Retryable(UpstreamUnavailable("The upstream could not be reached.")) from None
-        except (httpx.TimeoutException, TimeoutError):
+        except (*_CONNECTION_FAILURES, httpx.TimeoutException, OSError) as exc:
             # Read, write and pool timeouts: the deadline is spent; `request` answers 504.
-            raise TimeoutError from None
-        except OSError as exc:
-            # A transport other than httpx's own may let a raw socket error through.
+            # (A connect timeout is a connection failure; TimeoutError is an OSError.)
+            if not isinstance(exc, _CONNECTION_FAILURES) and isinstance(
+                exc, (httpx.TimeoutException, TimeoutError)
+            ):
+                raise TimeoutError from None
+            # Refused, reset or dropped connections (or a raw socket error from a transport
+            # other than httpx's own): worth one more try on a fresh connection.
             logger.warning(
                 "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
             )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.auth import sign_dev_token
-from tests.processes import free_port, running
+from tests.processes import fake_upstream, free_port, running
 from tests.redis_servers import start_server
 
 pytestmark = [pytest.mark.process, pytest.mark.redis]
@@ -48,11 +48,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     }
     try:
         with (
-            running(
-                ["fake-upstream", "--port", str(fake_port)],
-                env={},
-                ready_url=f"http://127.0.0.1:{fake_port}/v1/vector_stores",
-            ),
+            fake_upstream(fake_port),
             running(["serve"], env=env, ready_url=f"http://127.0.0.1:{broker_port}/healthz"),
         ):
             yield f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{fake_port}/v1", redis.url
