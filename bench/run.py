@@ -37,6 +37,35 @@ PATH = "/v1/realtime/client_secrets"
 LEVELS = (0.25, 0.50, 0.75)
 
 
+def step_probes(text: str) -> list[dict[str, Any]]:
+    """bench/debug_serve.py's `step-probe:` lines, each with a verdict: `cpu-bound` (5 ms of
+    the thread's own CPU), `blocked` (the thread slept inside the step: a blocking call),
+    else `descheduled` (the thread did not run: preempted, or the VM's vCPU stolen)."""
+    found: list[dict[str, Any]] = []
+    pattern = re.compile(
+        r"step-probe: wall_ms=([0-9.]+) cpu_ms=([0-9.]+) voluntary=(\d+) "
+        r"involuntary=(\d+) what=(.*)"
+    )
+    for line in text.splitlines():
+        match = pattern.search(line)
+        if match is None:
+            continue
+        wall, cpu = float(match.group(1)), float(match.group(2))
+        voluntary, involuntary = int(match.group(3)), int(match.group(4))
+        verdict = "cpu-bound" if cpu >= 5.0 else "blocked" if voluntary else "descheduled"
+        found.append(
+            {
+                "wall_ms": wall,
+                "cpu_ms": cpu,
+                "voluntary": voluntary,
+                "involuntary": involuntary,
+                "verdict": verdict,
+                "what": match.group(5)[:120],
+            }
+        )
+    return found
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -397,9 +426,13 @@ class Bench:
             return found
 
         during, warmup = slow(log[warm_end:measured_end]), slow(log[:warm_end])
+        probes = step_probes(log[warm_end:measured_end])
+        blocking = [p for p in probes if p["verdict"] != "descheduled"]
         self.results["slow_callbacks_over_5ms"] = len(during)
         self.results["slow_callbacks_warmup"] = warmup
         self.results["slow_callbacks"] = during
+        self.results["slow_step_probes"] = probes
+        self.results["blocking_steps"] = len(blocking)
         print(
             f"  asyncio debug, slow_callback_duration=5 ms, at {rate:.0f}/s: {len(during)} slow "
             f"callbacks under load; {len(warmup)} during start-up and warm-up",
@@ -407,6 +440,17 @@ class Bench:
         )
         for line in [*during, "(warm-up)", *warmup][:12]:
             print("   ", line)
+        print(
+            f"  per-step thread counters under load: {len(probes)} steps over 5 ms, "
+            f"{len(blocking)} blocked or CPU-bound, {len(probes) - len(blocking)} descheduled",
+            flush=True,
+        )
+        for probe in probes[:12]:
+            print(
+                f"    {probe['wall_ms']:.1f} ms wall, {probe['cpu_ms']:.1f} ms CPU, "
+                f"{probe['voluntary']} voluntary / {probe['involuntary']} involuntary "
+                f"switches: {probe['verdict']}"
+            )
 
     def memory(self) -> None:
         port = fx.free_port()

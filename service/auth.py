@@ -19,8 +19,9 @@ import binascii
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -185,7 +186,10 @@ class Authenticator:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("kid is not a string")
-        key = await tenant.key_for(alg, kid)
+        # A secret/PEM tenant's key is a dict lookup: no coroutine for it (per mint).
+        key = tenant.keys.get(alg)
+        if key is None:
+            key = await tenant.key_for(alg, kid)
         try:
             valid = tenant.algorithms[alg].verify(signing_input, key, signature)
         except (ValueError, TypeError):
@@ -248,14 +252,24 @@ def _bearer_token(authorization: Sequence[str]) -> str:
     return value[7:]
 
 
-def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+def _parse(token: str) -> tuple[Mapping[str, Any], dict[str, Any], bytes, bytes]:
     if not _TOKEN_SHAPE.fullmatch(token):
         raise InvalidToken("not three base64url segments")
     header_b64, payload_b64, signature_b64 = token.split(".")
-    header = _json_object(_b64decode(header_b64))
+    header = _header(header_b64)
     payload = _json_object(_b64decode(payload_b64))
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
     return header, payload, signing_input, _b64decode(signature_b64)
+
+
+@lru_cache(maxsize=64)
+def _header(segment: str) -> Mapping[str, Any]:
+    """The header segment, read by the same strict rules as the payload. Cached because
+    an issuer's tokens all share one header (`{"alg":"HS256","typ":"JWT"}`), and reading
+    it is a quarter of the parse; the mapping is shared, so it is read-only. Only
+    headers that parse are cached (a raising call stores nothing) and the size is
+    bounded: a flood of distinct headers only costs what parsing them costs anyway."""
+    return _json_object(_b64decode(segment))
 
 
 def _b64decode(segment: str) -> bytes:
@@ -283,12 +297,15 @@ def _no_constant(name: str) -> Any:
     raise InvalidToken("NaN or Infinity in JSON")
 
 
+# Built once: `json.loads` with any hook builds a decoder and its scanner on every call,
+# which was half the cost of reading a segment. Same checks, same results.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        value = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant
-        )
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidToken("segment is not UTF-8 JSON") from exc
     if not isinstance(value, dict):

@@ -51,6 +51,8 @@ def invalid(path: str, message: str) -> NoReturn:
 
 def check_keys(obj: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
     """Reject the first key outside `allowed` (sorted, so the answer is stable)."""
+    if isinstance(allowed, frozenset) and obj.keys() <= allowed:
+        return  # the usual case, without building two sets
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
         path = join(prefix, unknown[0])
@@ -74,12 +76,13 @@ def as_str(
     if not isinstance(value, str):
         wrong_type(path, "a string", value)
     if choices is not None:
-        options = tuple(choices)
+        options = choices if isinstance(choices, tuple) else tuple(choices)
         if value not in options:
             invalid(path, f"supported values are: {', '.join(repr(o) for o in options)}.")
-    if len(value) > max_chars:
+    size = len(value)
+    if size > max_chars:
         invalid(path, f"string too long; expected at most {max_chars} characters.")
-    if len(value) < min_chars:
+    if size < min_chars:
         invalid(path, "expected a non-empty string.")
     return value
 

@@ -71,6 +71,14 @@ def evaluate(limit: Limit, tat: float | None, now: float, cost: int = 1) -> Outc
 def tightest(outcomes: Sequence[Outcome]) -> Outcome | None:
     """The outcome the RateLimit-* headers describe: the fewest remaining, then the
     longest wait."""
+    # Same as `min(outcomes, key=lambda o: (o.remaining, -o.reset_after))` (the first of
+    # equals wins), without a key tuple per outcome: this runs on every mint.
     if not outcomes:
         return None
-    return min(outcomes, key=lambda o: (o.remaining, -o.reset_after))
+    best = outcomes[0]
+    for outcome in outcomes[1:]:
+        if outcome.remaining < best.remaining or (
+            outcome.remaining == best.remaining and outcome.reset_after > best.reset_after
+        ):
+            best = outcome
+    return best

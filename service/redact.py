@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 
 class Secret:
@@ -50,6 +51,9 @@ def mask(value: str | Secret | None) -> str | None:
     return "**********"
 
 
+# Cached: one mint asks three times for the same user's hash (the access line, the
+# upstream's safety identifier, the audit line). Bounded; the value is not a secret.
+@lru_cache(maxsize=1024)
 def user_hash(tenant: str, user_id: str) -> str:
     """A stable, non-reversible user reference for logs and for OpenAI's safety identifier."""
     return hashlib.sha256(f"{tenant}\x00{user_id}".encode()).hexdigest()[:32]

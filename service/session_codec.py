@@ -40,6 +40,9 @@ from service.session import (
 )
 from service.session_decoder import SessionDecoder
 
+# Decoders are stateless but build their field tables once: one of each, by (strict, beta).
+_DECODERS = {(s, b): SessionDecoder(strict=s, beta=b) for s in (True, False) for b in (True, False)}
+
 
 def decode_request(endpoint: Endpoint, body: object) -> MintRequest:
     """Check a client's mint body against the spec and normalize it.
@@ -88,7 +91,7 @@ def _decode_ga(
     kind: Kind = "realtime"
     if as_str(raw["type"], "session.type", choices=("realtime", "transcription")) != "realtime":
         kind = "transcription"
-    return kind, SessionDecoder(strict=strict, beta=beta).session(raw, kind), ttl
+    return kind, _DECODERS[strict, beta].session(raw, kind), ttl
 
 
 # ---------------------------------------------------------------------------------------
@@ -124,19 +127,17 @@ def render_ga(session: Session, kind: Kind, *, response: bool = False) -> dict[s
             audio_out["voice"] = {"id": s.voice} if s.custom_voice and not response else s.voice
         if s.speed is not None:
             audio_out["speed"] = s.speed
-        simple = {
-            "model": s.model,
-            "instructions": s.instructions,
-            "output_modalities": list(s.output_modalities) if s.output_modalities else None,
-            "max_output_tokens": s.max_output_tokens,
-            "tool_choice": _render_choice(s.tool_choice),
-            "tracing": s.tracing,
-            "truncation": s.truncation,
-            "prompt": s.prompt,
-            "reasoning": s.reasoning,
-            "parallel_tool_calls": s.parallel_tool_calls,
-        }
-        out.update({k: v for k, v in simple.items() if v is not None})
+        for key in _PLAIN:  # in the order of the GA schema
+            value = getattr(s, key)
+            if value is None:
+                continue
+            if key == "output_modalities":
+                if not value:
+                    continue
+                value = list(value)
+            elif key == "tool_choice":
+                value = _render_choice(value)
+            out[key] = value
         if s.tools is not None:
             out["tools"] = [_render_tool(t, response=response) for t in s.tools]
     audio = {k: v for k, v in (("input", audio_in), ("output", audio_out)) if v}
@@ -149,12 +150,23 @@ def _render_format(fmt: AudioFormat) -> dict[str, Any]:
     return {"type": fmt.type, "rate": 24000} if fmt.type == "audio/pcm" else {"type": fmt.type}
 
 
+_PLAIN = (
+    "model", "instructions", "output_modalities", "max_output_tokens", "tool_choice", "tracing",
+    "truncation", "prompt", "reasoning", "parallel_tool_calls",
+)  # fmt: skip
+# Field names per class, read once (`dataclasses.fields` is slow for a per-mint loop).
+_NAMES = {
+    cls: tuple(f.name for f in fields(cls))
+    for cls in (Transcription, NoiseReduction, TurnDetection)
+}
+
+
 def _compact(value: Transcription | NoiseReduction | TurnDetection) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(value):
-        item = getattr(value, f.name)
+    for name in _NAMES[type(value)]:
+        item = getattr(value, name)
         if item is not None:
-            out[f.name] = list(item) if isinstance(item, tuple) else item
+            out[name] = list(item) if isinstance(item, tuple) else item
     return out
 
 
@@ -227,7 +239,7 @@ def decode_upstream_response(api: Api, kind: Kind, body: object) -> MintResult:
     secret = Secret(value)
     try:
         ga = raw if api == "ga" else beta_to_ga(raw, kind, strict=False)["session"]
-        session = SessionDecoder(strict=False, beta=api == "beta").session(ga, kind)
+        session = _DECODERS[False, api == "beta"].session(ga, kind)
     except InvalidRequest as exc:
         raise UpstreamError(_UNEXPECTED) from exc
     rendered = render_ga(session, kind, response=True)
@@ -250,14 +262,21 @@ def encode_response(
     """The client's answer in its own shape. The upstream's session wins; what it left
     out is taken from the effective request (temperature only from the upstream)."""
     kind = effective.kind
-    upstream = result.decoded
-    if upstream is None:
-        upstream = SessionDecoder(strict=False, beta=True).session(result.session, kind)
-    session = _merge(upstream, effective.session)
-    ga = render_ga(session, kind, response=True)
     meta: dict[str, Any] = {
         k: result.session[k] for k in ("id", "object", "expires_at") if k in result.session
     }
+    upstream = result.decoded
+    if upstream is None:
+        upstream = _DECODERS[False, True].session(result.session, kind)
+    session = _merge(upstream, effective.session)
+    if session is upstream and result.decoded is not None:
+        # The usual case: the upstream reported every field the request set, so the
+        # answer's session is the one decode_upstream_response rendered (and the same
+        # `render_ga` of it, which tests/test_session_codec_fast.py checks); its
+        # non-session keys go back in as `meta`.
+        ga = {k: v for k, v in result.session.items() if k not in _NOT_RENDERED}
+    else:
+        ga = render_ga(session, kind, response=True)
     if endpoint == "client_secrets":
         return {
             "value": result.secret.reveal(),
@@ -276,13 +295,20 @@ def encode_response(
     }
 
 
+# The keys decode_upstream_response adds to the rendered session.
+_NOT_RENDERED = frozenset(("id", "object", "expires_at", "temperature"))
+# The fields an upstream's session takes from the effective request when it left them out.
+_MERGED = tuple(f.name for f in fields(Session) if f.name not in ("temperature", "custom_voice"))
+
+
 def _merge(upstream: Session, effective: Session) -> Session:
+    """`upstream` with its missing fields taken from `effective` (itself when none is)."""
     changes: dict[str, Any] = {}
-    for f in fields(Session):
-        if f.name in ("temperature", "custom_voice"):
-            continue
-        if getattr(upstream, f.name) is None and getattr(effective, f.name) is not None:
-            changes[f.name] = getattr(effective, f.name)
-            if f.name == "voice":
-                changes["custom_voice"] = effective.custom_voice
-    return replace(upstream, **changes)
+    for name in _MERGED:
+        if getattr(upstream, name) is None:
+            value = getattr(effective, name)
+            if value is not None:
+                changes[name] = value
+                if name == "voice":
+                    changes["custom_voice"] = effective.custom_voice
+    return replace(upstream, **changes) if changes else upstream

@@ -8,8 +8,8 @@ shape by `service.codecs.beta_to_ga`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal
 
 from service.errors import InvalidRequest, InvalidValue
 from service.json_checks import (
@@ -52,151 +52,142 @@ from service.session import (
     TurnDetection,
 )
 
-T = TypeVar("T")
-
-
-class _Reader:
-    """Reads one JSON object: null is "not given"; in lenient mode (an upstream's
-    answer) an unreadable field is skipped instead of failing the whole mint."""
-
-    def __init__(self, obj: Mapping[str, Any], prefix: str, *, strict: bool) -> None:
-        self.obj, self.prefix, self.strict = obj, prefix, strict
-
-    def read(self, key: str, parse: Callable[[Any, str], T]) -> T | None:
-        value = self.obj.get(key)
-        if value is None:
-            return None
-        try:
-            return parse(value, join(self.prefix, key))
-        except InvalidRequest:
-            if self.strict:
-                raise
-            return None
+# A table of (key, parser) read in order by `SessionDecoder._read`.
+_Table = tuple[tuple[str, Callable[[Any, str], Any]], ...]
+# Where a session field lives: the session itself, `audio.input` or `audio.output`.
+_TOP, _IN, _OUT = 0, 1, 2
 
 
 class SessionDecoder:
     """Reads a GA `session` object into a `Session`: strictly for a client's body
     (unknown keys and bad values fail), leniently for an upstream's answer (they are
     skipped). `beta=True` follows the beta shape's rules (`temperature` is known, MCP
-    tools are not)."""
+    tools are not). Decoders hold no state beyond their flags: `decoder()` shares them."""
 
     def __init__(self, *, strict: bool, beta: bool) -> None:
         self.strict, self.beta = strict, beta
+        # The session's fields in the order they are checked (which error a body with
+        # several problems gets), each with its container, key, GA path and parser. Built
+        # once per decoder: this runs twice per mint, and per-call lambdas, paths and
+        # readers were most of its cost.
+        self._fields: tuple[tuple[str, int, str, str, Callable[[Any, str], Any]], ...] = (
+            ("voice", _OUT, "voice", "session.audio.output.voice", _voice),
+            ("turn_detection", _IN, "turn_detection", "session.audio.input.turn_detection",
+             self.turn_detection),
+            ("model", _TOP, "model", "session.model", _id),
+            ("instructions", _TOP, "instructions", "session.instructions", _text),
+            ("output_modalities", _TOP, "output_modalities", "session.output_modalities",
+             _modalities),
+            ("input_format", _IN, "format", "session.audio.input.format", self.audio_format),
+            ("output_format", _OUT, "format", "session.audio.output.format", self.audio_format),
+            ("transcription", _IN, "transcription", "session.audio.input.transcription",
+             self.transcription),
+            ("noise_reduction", _IN, "noise_reduction", "session.audio.input.noise_reduction",
+             self.noise_reduction),
+            ("speed", _OUT, "speed", "session.audio.output.speed", _speed),
+            ("temperature", _TOP, "temperature", "session.temperature", _temperature),
+            ("max_output_tokens", _TOP, "max_output_tokens", "session.max_output_tokens",
+             _max_tokens),
+            ("tools", _TOP, "tools", "session.tools", self.tools),
+            ("tool_choice", _TOP, "tool_choice", "session.tool_choice", _tool_choice),
+            ("tracing", _TOP, "tracing", "session.tracing", check_tracing),
+            ("truncation", _TOP, "truncation", "session.truncation", check_truncation),
+            ("prompt", _TOP, "prompt", "session.prompt", check_prompt),
+            ("include", _TOP, "include", "session.include", _include),
+            ("reasoning", _TOP, "reasoning", "session.reasoning", check_reasoning),
+            ("parallel_tool_calls", _TOP, "parallel_tool_calls", "session.parallel_tool_calls",
+             as_bool),
+        )  # fmt: skip
+        self._by_key: tuple[dict[str, tuple[str, str, Callable[[Any, str], Any]]], ...] = tuple(
+            {key: (name, path, parse) for name, at, key, path, parse in self._fields if at == where}
+            for where in (_TOP, _IN, _OUT)
+        )
 
-    def reader(self, value: object, path: str, keys: tuple[str, ...]) -> _Reader:
+    def _first_error(self, objects: tuple[Mapping[str, Any], ...]) -> None:
+        """Raise the first error of `objects` in the table's order (strict mode)."""
+        for _, where, key, path, parse in self._fields:
+            value = objects[where].get(key)
+            if value is not None:
+                parse(value, path)
+
+    def _object(self, value: object, path: str, keys: Collection[str]) -> Mapping[str, Any]:
         obj = as_object(value, path)
         if self.strict:
             check_keys(obj, keys, path)
-        return _Reader(obj, path, strict=self.strict)
+        return obj
 
     def session(self, raw: Mapping[str, Any], kind: Kind) -> Session:
-        keys: tuple[str, ...] = ("type", "audio", "include")
-        if kind == "realtime":
-            keys += (
-                "model", "instructions", "output_modalities", "tools", "tool_choice",
-                "tracing", "truncation", "prompt", "reasoning", "parallel_tool_calls",
-                "max_output_tokens",
-            )  # fmt: skip
-            keys += ("temperature",) if self.beta else ()
-        elif self.beta:
-            keys += ("output_modalities",)  # beta transcription sessions take `modalities`
-        r = self.reader(raw, "session", keys)
-        audio = self.reader(
-            raw.get("audio") or {},
-            "session.audio",
-            ("input", "output") if kind == "realtime" else ("input",),
+        top = self._object(raw, "session", _SESSION_KEYS[kind, self.beta])
+        audio = self._object(
+            raw.get("audio") or {}, "session.audio", _AUDIO_KEYS[kind == "realtime"]
         )
-        audio_in = self.reader(
-            audio.obj.get("input") or {},
-            "session.audio.input",
-            ("format", "transcription", "noise_reduction", "turn_detection"),
-        )
-        audio_out = self.reader(
-            audio.obj.get("output") or {}, "session.audio.output", ("format", "voice", "speed")
-        )
-        voice = audio_out.read("voice", _voice)
-        detection: TurnDetection | Literal["off"] | None = audio_in.read(
-            "turn_detection", self.turn_detection
-        )
-        if "turn_detection" in audio_in.obj and audio_in.obj["turn_detection"] is None:
-            detection = OFF
-        return Session(
-            model=r.read("model", lambda v, p: as_str(v, p, min_chars=1)),
-            instructions=r.read("instructions", _text),
-            output_modalities=r.read("output_modalities", _modalities),
-            voice=voice[0] if voice else None,
-            custom_voice=voice[1] if voice else False,
-            input_format=audio_in.read("format", self.audio_format),
-            output_format=audio_out.read("format", self.audio_format),
-            transcription=audio_in.read("transcription", self.transcription),
-            turn_detection=detection,
-            noise_reduction=audio_in.read("noise_reduction", self.noise_reduction),
-            speed=audio_out.read("speed", lambda v, p: as_number(v, p, 0.25, 1.5)),
-            temperature=r.read("temperature", lambda v, p: as_number(v, p, 0.0, 2.0)),
-            max_output_tokens=r.read("max_output_tokens", _max_tokens),
-            tools=r.read("tools", self.tools),
-            tool_choice=r.read("tool_choice", _tool_choice),
-            tracing=r.read("tracing", check_tracing),
-            truncation=r.read("truncation", check_truncation),
-            prompt=r.read("prompt", check_prompt),
-            include=r.read("include", lambda v, p: as_str_list(v, p, choices=LOGPROBS)),
-            reasoning=r.read("reasoning", check_reasoning),
-            parallel_tool_calls=r.read("parallel_tool_calls", as_bool),
-        )  # fmt: skip
+        audio_in = self._object(audio.get("input") or {}, "session.audio.input", _IN_KEYS)
+        audio_out = self._object(audio.get("output") or {}, "session.audio.output", _OUT_KEYS)
+        objects = (top, audio_in, audio_out)
+        values: dict[str, Any] = {}
+        # Only the keys given are looked at (a body names few of the twenty fields). The
+        # order does not change what a valid body gives; for an invalid one, the ordered
+        # walk below finds the error the table's order puts first.
+        for where, obj in enumerate(objects):
+            by_key = self._by_key[where]
+            for key, value in obj.items():
+                entry = by_key.get(key)
+                if entry is None or value is None:
+                    continue
+                name, path, parse = entry
+                try:
+                    values[name] = parse(value, path)
+                except InvalidRequest:
+                    if self.strict:
+                        self._first_error(objects)
+                        raise
+        if "voice" in values:
+            values["voice"], values["custom_voice"] = values["voice"]
+        if "turn_detection" in audio_in and audio_in["turn_detection"] is None:
+            values["turn_detection"] = OFF
+        return Session(**values)
+
+    def _read(self, obj: Mapping[str, Any], path: str, table: _Table) -> dict[str, Any]:
+        """The fields of `table` given in `obj` (null is "not given"), as keyword
+        arguments; in lenient mode an unreadable field is skipped, not fatal."""
+        values: dict[str, Any] = {}
+        for key, parse in table:
+            value = obj.get(key)
+            if value is None:
+                continue
+            try:
+                values[key] = parse(value, f"{path}.{key}")
+            except InvalidRequest:
+                if self.strict:
+                    raise
+        return values
 
     def audio_format(self, value: object, path: str) -> AudioFormat:
-        kind = as_object(value, path).get("type")
-        r = self.reader(value, path, ("type", "rate") if kind == "audio/pcm" else ("type",))
-        as_str(kind, join(path, "type"), choices=AUDIO_FORMATS)
+        obj = as_object(value, path)
+        kind = obj.get("type")
+        self._object(obj, path, ("type", "rate") if kind == "audio/pcm" else ("type",))
+        as_str(kind, f"{path}.type", choices=AUDIO_FORMATS)
         if kind == "audio/pcm":
-            r.read("rate", lambda v, p: as_int(v, p, 24000, 24000))
-            return AudioFormat("audio/pcm", 24000)
-        return AudioFormat(str(kind))
+            self._read(obj, path, _PCM_RATE)
+        return _FORMATS[str(kind)]
 
     def transcription(self, value: object, path: str) -> Transcription:
-        keys = ("model", "language", "languages", "keywords", "prompt", "delay")
-        r = self.reader(value, path, keys)
-        return Transcription(
-            model=r.read("model", lambda v, p: as_str(v, p, min_chars=1)),
-            language=r.read("language", as_str),
-            prompt=r.read("prompt", _text),
-            languages=r.read("languages", lambda v, p: as_str_list(v, p, min_items=1)),
-            keywords=r.read("keywords", as_str_list),
-            delay=r.read(
-                "delay",
-                lambda v, p: as_str(v, p, choices=("minimal", "low", "medium", "high", "xhigh")),
-            ),
-        )
+        obj = self._object(value, path, _TRANSCRIPTION_KEYS)
+        return Transcription(**self._read(obj, path, _TRANSCRIPTION))
 
     def noise_reduction(self, value: object, path: str) -> NoiseReduction:
-        r = self.reader(value, path, ("type",))
-        return NoiseReduction(type=r.read("type", _noise_type))
+        obj = self._object(value, path, ("type",))
+        return NoiseReduction(**self._read(obj, path, _NOISE_REDUCTION))
 
     def turn_detection(self, value: object, path: str) -> TurnDetection:
-        kind = as_object(value, path).get("type")
+        obj = as_object(value, path)
+        kind = obj.get("type")
         if kind is None:
             raise InvalidValue(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
-        as_str(kind, join(path, "type"), choices=VAD_TYPES)
-        common = ("type", "create_response", "interrupt_response")
-        if kind == "semantic_vad":
-            r = self.reader(value, path, (*common, "eagerness"))
-            return TurnDetection(
-                type="semantic_vad",
-                create_response=r.read("create_response", as_bool),
-                interrupt_response=r.read("interrupt_response", as_bool),
-                eagerness=r.read("eagerness", _eagerness),
-            )  # fmt: skip
-        vad = ("threshold", "prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms")
-        r = self.reader(value, path, (*common, *vad))
-        return TurnDetection(
-            type="server_vad",
-            threshold=r.read("threshold", lambda v, p: as_number(v, p, 0.0, 1.0)),
-            prefix_padding_ms=r.read("prefix_padding_ms", _vad_ms),
-            silence_duration_ms=r.read("silence_duration_ms", _vad_ms),
-            idle_timeout_ms=r.read("idle_timeout_ms", lambda v, p: as_int(v, p, 5000, 30000)),
-            create_response=r.read("create_response", as_bool),
-            interrupt_response=r.read("interrupt_response", as_bool),
-        )  # fmt: skip
+        as_str(kind, f"{path}.type", choices=VAD_TYPES)
+        table = _SEMANTIC_VAD if kind == "semantic_vad" else _SERVER_VAD
+        self._object(obj, path, _VAD_KEYS[kind])
+        return TurnDetection(type=kind, **self._read(obj, path, table))
 
     def tools(self, value: object, path: str) -> tuple[Tool, ...]:
         if not isinstance(value, list):
@@ -214,17 +205,13 @@ class SessionDecoder:
         if kind == "mcp":
             config = check_mcp_tool(as_object(value, path), path)
             return McpTool(server_label=config["server_label"], config=config)
-        r = self.reader(value, path, ("type", "name", "description", "parameters"))
-        name = r.read("name", lambda v, p: as_str(v, p, min_chars=1))
-        if name is None:
+        obj = self._object(value, path, ("type", "name", "description", "parameters"))
+        values = self._read(obj, path, _TOOL_NAME)  # the name first: its error comes first
+        if "name" not in values:
             if not self.strict:
                 return None
             raise InvalidValue(f"Missing required parameter: '{path}.name'.", param=f"{path}.name")
-        return FunctionTool(
-            name=name,
-            description=r.read("description", _text),
-            parameters=r.read("parameters", as_object),
-        )
+        return FunctionTool(**values, **self._read(obj, path, _TOOL_DETAILS))
 
 
 def _text(value: object, path: str) -> str:
@@ -279,3 +266,95 @@ def _tool_choice(value: object, path: str) -> str | ToolChoice:
     return ToolChoice(
         "mcp", name=None if name is None else as_str(name, join(path, "name")), server_label=label
     )
+
+
+def _id(value: object, path: str) -> str:
+    return as_str(value, path, min_chars=1)
+
+
+def _speed(value: object, path: str) -> float:
+    return as_number(value, path, 0.25, 1.5)
+
+
+def _temperature(value: object, path: str) -> float:
+    return as_number(value, path, 0.0, 2.0)
+
+
+def _include(value: object, path: str) -> tuple[str, ...]:
+    return as_str_list(value, path, choices=LOGPROBS)
+
+
+def _languages(value: object, path: str) -> tuple[str, ...]:
+    return as_str_list(value, path, min_items=1)
+
+
+def _delay(value: object, path: str) -> str:
+    return as_str(value, path, choices=("minimal", "low", "medium", "high", "xhigh"))
+
+
+def _threshold(value: object, path: str) -> float:
+    return as_number(value, path, 0.0, 1.0)
+
+
+def _idle_timeout(value: object, path: str) -> int:
+    return as_int(value, path, 5000, 30000)
+
+
+def _pcm_rate(value: object, path: str) -> int:
+    return as_int(value, path, 24000, 24000)
+
+
+_REALTIME_KEYS = (
+    "model", "instructions", "output_modalities", "tools", "tool_choice", "tracing",
+    "truncation", "prompt", "reasoning", "parallel_tool_calls", "max_output_tokens",
+)  # fmt: skip
+# The keys a `session` may hold, by (kind, beta): beta realtime sessions know
+# `temperature`; beta transcription sessions take `modalities` (as output_modalities).
+_SESSION_KEYS: dict[tuple[str, bool], frozenset[str]] = {
+    ("realtime", False): frozenset(("type", "audio", "include", *_REALTIME_KEYS)),
+    ("realtime", True): frozenset(("type", "audio", "include", *_REALTIME_KEYS, "temperature")),
+    ("transcription", False): frozenset(("type", "audio", "include")),
+    ("transcription", True): frozenset(("type", "audio", "include", "output_modalities")),
+}
+_AUDIO_KEYS = {True: frozenset(("input", "output")), False: frozenset(("input",))}  # realtime?
+_IN_KEYS = frozenset(("format", "transcription", "noise_reduction", "turn_detection"))
+_OUT_KEYS = frozenset(("format", "voice", "speed"))
+_TRANSCRIPTION_KEYS = frozenset(("model", "language", "languages", "keywords", "prompt", "delay"))
+_VAD_COMMON = ("type", "create_response", "interrupt_response")
+_VAD_KEYS = {
+    "semantic_vad": frozenset((*_VAD_COMMON, "eagerness")),
+    "server_vad": frozenset(
+        (*_VAD_COMMON, "threshold", "prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms")
+    ),
+}
+# Frozen, so one instance of each serves every session.
+_FORMATS = {
+    name: AudioFormat(name, 24000 if name == "audio/pcm" else None) for name in AUDIO_FORMATS
+}
+
+# Field tables, in the order the fields are checked (and so which error comes first).
+_PCM_RATE: _Table = (("rate", _pcm_rate),)
+_TRANSCRIPTION: _Table = (
+    ("model", _id),
+    ("language", as_str),
+    ("prompt", _text),
+    ("languages", _languages),
+    ("keywords", as_str_list),
+    ("delay", _delay),
+)
+_NOISE_REDUCTION: _Table = (("type", _noise_type),)
+_SEMANTIC_VAD: _Table = (
+    ("create_response", as_bool),
+    ("interrupt_response", as_bool),
+    ("eagerness", _eagerness),
+)
+_SERVER_VAD: _Table = (
+    ("threshold", _threshold),
+    ("prefix_padding_ms", _vad_ms),
+    ("silence_duration_ms", _vad_ms),
+    ("idle_timeout_ms", _idle_timeout),
+    ("create_response", as_bool),
+    ("interrupt_response", as_bool),
+)
+_TOOL_NAME: _Table = (("name", _id),)
+_TOOL_DETAILS: _Table = (("description", _text), ("parameters", as_object))

@@ -44,8 +44,9 @@ class PhaseTimer:
         return dict(self._phases)
 
     def header(self) -> str:
+        # A list, not a generator: join() would build one from it anyway.
         return ", ".join(
-            f"{name};dur={seconds * 1000:.3f}" for name, seconds in self._phases.items()
+            [f"{name};dur={seconds * 1000:.3f}" for name, seconds in self._phases.items()]
         )
 
 

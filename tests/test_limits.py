@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.limits import Limit, evaluate, parse_limit, tightest
+from service.limits import Limit, Outcome, evaluate, parse_limit, tightest
 
 
 @pytest.mark.parametrize(
@@ -60,3 +62,23 @@ def test_tightest_prefers_fewest_remaining() -> None:
     b = evaluate(parse_limit("200/day"), None, 0.0)
     assert tightest([b, a]) is a
     assert tightest([]) is None
+
+
+OUTCOMES = st.builds(
+    Outcome,
+    limit=st.just(parse_limit("5/minute")),
+    allowed=st.booleans(),
+    remaining=st.integers(0, 3),
+    reset_after=st.sampled_from([0.0, 1.5, 12.0, 60.0]),
+    retry_after=st.just(0.0),
+    new_tat=st.just(0.0),
+)
+
+
+@given(st.lists(OUTCOMES, max_size=5))
+def test_tightest_is_the_first_of_the_fewest_remaining_then_longest_wait(
+    outcomes: list[Outcome],
+) -> None:
+    # The definition, spelled as the key it was written with; `is`: the first of equals.
+    expected = min(outcomes, key=lambda o: (o.remaining, -o.reset_after)) if outcomes else None
+    assert tightest(outcomes) is expected

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 from service.redact import Secret, mask, user_hash
 
 
@@ -24,3 +26,12 @@ def test_mask_and_user_hash() -> None:
     assert user_hash("t", "alice") == user_hash("t", "alice")
     assert user_hash("t", "alice") != user_hash("u", "alice")
     assert "alice" not in user_hash("t", "alice")
+
+
+def test_user_hash_is_sha256_of_tenant_and_user_whether_cached_or_not() -> None:
+    expected = hashlib.sha256(b"t\x00bob").hexdigest()[:32]
+    user_hash.cache_clear()
+    assert user_hash("t", "bob") == expected  # computed
+    assert user_hash("t", "bob") == expected  # cached
+    assert user_hash.cache_info().hits >= 1
+    assert user_hash.__wrapped__("t", "bob") == expected

@@ -27,9 +27,9 @@ from service.stores import redis_replies as replies
 from service.stores.base import Admission, AdmitRequest, UserRecord
 from service.stores.redis_client import (
     Client,
+    Guard,
     LuaScript,
     create_client,
-    guarded,
     run_script,
 )
 from service.stores.redis_url import parse_redis_url
@@ -73,11 +73,10 @@ class RedisStore:
     ) -> None:
         self._client = client
         self._helpers = list(helpers)
-        self._slots = asyncio.Semaphore(max_connections)
+        self._guard = Guard(timeout_ms / 1000, asyncio.Semaphore(max_connections))
         self._init_lock = asyncio.Lock()
         self._uninitialized_cluster = client if isinstance(client, RedisCluster) else None
         self._cluster = cluster
-        self._timeout = timeout_ms / 1000
         self._clock = clock
         self._scripts = replies.Scripts.load()
         self._plans: dict[object, _Plan] = {}
@@ -112,12 +111,15 @@ class RedisStore:
         return "" if self._clock is None else repr(self._clock() * 1e6)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        if self._uninitialized_cluster is None:
+            return await self._guard(what, call)
+
         async def run() -> T:
             if self._uninitialized_cluster is not None:
                 await self._initialize_cluster(self._uninitialized_cluster)
             return await call()
 
-        return await guarded(what, self._timeout, self._slots, run)
+        return await self._guard(what, run)
 
     async def _initialize_cluster(self, cluster: RedisCluster) -> None:
         # redis-py's cluster client initializes itself at its first command, but many

@@ -37,20 +37,19 @@ def bucket_args(limits: Sequence[Limit]) -> list[str]:
 
 def outcomes(flat: Sequence[Any], limits: Sequence[Limit]) -> list[Outcome]:
     """Script outcomes (bucket number, allowed, remaining, reset, retry, tat) → Outcome."""
-    result = []
-    for i in range(0, len(flat), 6):
-        number, allowed, remaining, reset, retry, tat = flat[i : i + 6]
-        result.append(
-            Outcome(
-                limit=limits[int(number) - 1],
-                allowed=int(allowed) == 1,
-                remaining=int(remaining),
-                reset_after=float(reset) / 1e6,
-                retry_after=float(retry) / 1e6,
-                new_tat=float(tat) / 1e6,
-            )
+    # Six at a time from one iterator (no slices): this runs for every admission.
+    six = [iter(flat)] * 6
+    return [
+        Outcome(
+            limits[int(number) - 1],
+            int(allowed) == 1,
+            int(remaining),
+            float(reset) / 1e6,
+            float(retry) / 1e6,
+            float(tat) / 1e6,
         )
-    return result
+        for number, allowed, remaining, reset, retry, tat in zip(*six, strict=True)
+    ]
 
 
 def record(tenant: str, fields: dict[str, str]) -> UserRecord | None:

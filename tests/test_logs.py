@@ -1,0 +1,179 @@
+"""The JSON line's fast encoder and handler against the stock ones: same bytes out."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.logs import JsonFormatter, LineHandler, configure_logging
+
+ACCESS = {
+    "event": "access",
+    "request_id": "0123456789abcdef0123456789abcdef",
+    "method": "POST",
+    "path": "/v1/realtime/client_secrets",
+    "status": 200,
+    "latency_ms": 1.234,
+    "tenant": "default",
+    "user_hash": "ab" * 16,
+}
+AUDIT = {
+    "event": "audit",
+    "action": "secret.minted",
+    "tenant": "default",
+    "user_hash": "ab" * 16,
+    "role": None,
+    "endpoint": "client_secrets",
+    "expires_at": 1_764_000_000,
+    "adjusted": ["session.model", "sessión.ünïcode"],
+}
+
+
+def stock(record: logging.LogRecord) -> str:
+    """The formatter as it was: a fresh `json.dumps` per record."""
+    standard = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+    entry: dict[str, Any] = {
+        "ts": round(record.created, 6),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    entry.update(
+        {k: v for k, v in record.__dict__.items() if k not in standard | {"message", "asctime"}}
+    )
+    return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+def record(extra: dict[str, Any], msg: str = "request", *args: object) -> logging.LogRecord:
+    logger = logging.getLogger("service.access")
+    return logger.makeRecord(logger.name, logging.INFO, "f.py", 1, msg, args, None, None, extra)
+
+
+class Odd:
+    def __str__(self) -> str:
+        return "odd\u2028value"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ACCESS,
+        AUDIT,
+        {},
+        {"nested": {"a": [1, 2.5, None, True]}, "odd": Odd(), "nan": math.nan, "inf": -math.inf},
+        {"big": 10**30, "tuple": (1, "x"), "bytes": b"\x00"},
+    ],
+)
+def test_the_json_line_is_what_json_dumps_writes(extra: dict[str, Any]) -> None:
+    rec = record(extra, "mint %s", "ok")
+    line = JsonFormatter().format(rec)
+    assert line == stock(rec)
+    assert list(json.loads(line)) == ["ts", "level", "logger", "msg", *extra]
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(min_size=1).map(lambda k: "x_" + k), JSONISH, max_size=6))
+def test_any_extras_encode_as_json_dumps_does(extra: dict[str, Any]) -> None:
+    rec = record(extra)
+    assert JsonFormatter().format(rec) == stock(rec)
+
+
+def test_a_circular_value_still_fails_and_the_encoder_recovers() -> None:
+    formatter = JsonFormatter()
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        formatter.format(record({"loop": loop}))
+    rec = record(ACCESS)
+    assert formatter.format(rec) == stock(rec)
+
+
+def test_an_exception_is_in_the_line() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        rec = record({"request_id": "r"})
+        rec.exc_info = sys.exc_info()
+    line = json.loads(JsonFormatter().format(rec))
+    assert line["request_id"] == "r"
+    assert "RuntimeError: boom" in line["exc"]
+
+
+class CountingStream(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_the_handler_flushes_a_buffered_stream_but_not_an_unbuffered_one(
+    tmp_path: Any,
+) -> None:
+    buffered = CountingStream()
+    handler = LineHandler(buffered)
+    handler.setFormatter(JsonFormatter())
+    handler.handle(record(ACCESS))
+    assert buffered.flushes == 1
+    assert buffered.getvalue().endswith("}\n")
+
+    with open(tmp_path / "log", "wb", buffering=0) as raw:
+        unbuffered = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+        handler = LineHandler(unbuffered)
+        handler.setFormatter(JsonFormatter())
+        handler.handle(record(ACCESS))
+        assert handler._skip_flush
+        # Written through already, without a flush.
+        written = (tmp_path / "log").read_text()
+        assert json.loads(written)["request_id"] == ACCESS["request_id"]
+        unbuffered.detach()
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level, srcfile = root.handlers[:], root.level, logging._srcfile
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging._srcfile = srcfile
+        logging.getLogger("uvicorn.access").disabled = False
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_configured_records_skip_the_caller_lookup(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", "json")
+    records: list[logging.LogRecord] = []
+
+    class Spy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    spy = Spy()
+    logging.getLogger().addHandler(spy)
+    logging.getLogger("service.access").info("request", extra=ACCESS)
+    assert records[0].lineno == 0
+    assert records[0].funcName == "(unknown function)"
+    logging.getLogger().removeHandler(spy)
+    line = capsys.readouterr().err.strip()
+    assert line == stock(records[0])
