@@ -10,7 +10,10 @@ loop step is also measured with the thread's own counters (`getrusage(RUSAGE_THR
 - voluntary context switches: the thread went to sleep inside the step, which on an event
   loop thread means a blocking call (file, DNS, a lock, `time.sleep`);
 - involuntary ones: the kernel preempted the thread; with neither and little CPU, the
-  time went to the hypervisor (steal), which the guest cannot see.
+  time went to the hypervisor (steal), which the guest cannot see;
+- the cycle collector's passes inside the step (gc.callbacks): CPU that no code asked
+  for, and whose cost grows with the objects alive (debug mode keeps a traceback per
+  task and handle, so it is far heavier here than in production).
 
 Each slow step prints one `step-probe:` line with those numbers; bench/run.py classifies
 them. This needs asyncio's own loop (uvloop's steps run in C and cannot be wrapped), so
@@ -21,11 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import gc
 import logging
 import os
 import resource
 import sys
+import threading
 import time
+import traceback
+from pathlib import Path
 from typing import Any
 
 SLOW_CALLBACK_SECONDS = 0.005
@@ -33,26 +40,73 @@ SLOW_CALLBACK_SECONDS = 0.005
 
 def _install_step_probe() -> None:
     original = asyncio.events.Handle._run
+    # Collector passes inside a step: (generation, seconds), from gc.callbacks.
+    collections: list[tuple[int, float]] = []
+    started_at = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started_at[0] = time.perf_counter()
+        else:
+            collections.append((info["generation"], time.perf_counter() - started_at[0]))
+
+    gc.callbacks.append(on_gc)
+    # When the current step started (0: between steps), for the watchdog below.
+    step_started = [0.0]
+    _start_watchdog(step_started)
 
     def probed(handle: asyncio.events.Handle) -> None:
         before = resource.getrusage(resource.RUSAGE_THREAD)
         cpu_before = time.thread_time()
+        collections.clear()
         started = time.perf_counter()
+        step_started[0] = started
         original(handle)
+        step_started[0] = 0.0
         wall = time.perf_counter() - started
         if wall < SLOW_CALLBACK_SECONDS:
             return
+        gc_ms = sum(seconds for _, seconds in collections) * 1000
+        generations = ",".join(str(generation) for generation, _ in collections) or "-"
         cpu = time.thread_time() - cpu_before
         after = resource.getrusage(resource.RUSAGE_THREAD)
         print(
             f"step-probe: wall_ms={wall * 1000:.1f} cpu_ms={cpu * 1000:.1f} "
             f"voluntary={after.ru_nvcsw - before.ru_nvcsw} "
             f"involuntary={after.ru_nivcsw - before.ru_nivcsw} "
+            f"gc_ms={gc_ms:.1f} gc_generations={generations} "
             f"what={asyncio.base_events._format_handle(handle)[:160]}",  # type: ignore[attr-defined]
             flush=True,
         )
 
     asyncio.events.Handle._run = probed  # type: ignore[method-assign,assignment]
+
+
+def _start_watchdog(step_started: list[float]) -> None:
+    """A thread that looks at the loop thread every millisecond and, once a step has run
+    for 4 ms, prints where it is (`step-stack:`): names the code of a slow step, which
+    the step's repr (the task) does not. The switch interval is lowered so that this
+    thread gets the GIL within a millisecond even from a CPU-bound step."""
+    loop_thread = threading.get_ident()
+    sys.setswitchinterval(0.001)
+
+    def watch() -> None:
+        reported = 0.0
+        while True:
+            time.sleep(0.001)
+            started = step_started[0]
+            if not started or started == reported or time.perf_counter() - started < 0.004:
+                continue
+            reported = started
+            frame = sys._current_frames().get(loop_thread)
+            stack = traceback.extract_stack(frame)[-8:] if frame is not None else []
+            where = " <- ".join(
+                f"{Path(entry.filename).name}:{entry.lineno} {entry.name}"
+                for entry in reversed(stack)
+            )
+            print(f"step-stack: {where}", flush=True)
+
+    threading.Thread(target=watch, name="step-watchdog", daemon=True).start()
 
 
 class _DebugLoop:
