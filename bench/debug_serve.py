@@ -71,7 +71,7 @@ def _install_step_probe() -> None:
         cpu = time.thread_time() - cpu_before
         after = resource.getrusage(resource.RUSAGE_THREAD)
         print(
-            f"step-probe: wall_ms={wall * 1000:.1f} cpu_ms={cpu * 1000:.1f} "
+            f"step-probe: step={started:.6f} wall_ms={wall * 1000:.1f} cpu_ms={cpu * 1000:.1f} "
             f"voluntary={after.ru_nvcsw - before.ru_nvcsw} "
             f"involuntary={after.ru_nivcsw - before.ru_nivcsw} "
             f"gc_ms={gc_ms:.1f} gc_generations={generations} "
@@ -99,12 +99,16 @@ def _start_watchdog(step_started: list[float]) -> None:
                 continue
             reported = started
             frame = sys._current_frames().get(loop_thread)
-            stack = traceback.extract_stack(frame)[-8:] if frame is not None else []
-            where = " <- ".join(
+            stack = traceback.extract_stack(frame) if frame is not None else []
+            # The import machinery's own frames say only "importing": named once, so
+            # that the frames kept are the ones that show what imports.
+            importing = any(entry.filename.startswith("<frozen") for entry in stack)
+            kept = [entry for entry in stack if not entry.filename.startswith("<frozen")]
+            where = ("(importing) <- " if importing else "") + " <- ".join(
                 f"{Path(entry.filename).name}:{entry.lineno} {entry.name}"
-                for entry in reversed(stack)
+                for entry in reversed(kept[-10:])
             )
-            print(f"step-stack: {where}", flush=True)
+            print(f"step-stack: step={started:.6f} {where}", flush=True)
 
     threading.Thread(target=watch, name="step-watchdog", daemon=True).start()
 

@@ -47,10 +47,17 @@ def _json_encoder() -> Callable[[dict[str, Any]], str]:
         return json.JSONEncoder(default=str, separators=(",", ":")).encode
     # The arguments `JSONEncoder.iterencode` passes for dumps(default=str, separators):
     # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan.
-    encode = make_encoder({}, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+    markers: dict[int, Any] = {}
+    encode = make_encoder(markers, str, encode_basestring_ascii, None, ":", ",", False, False, True)
 
     def dumps(entry: dict[str, Any]) -> str:
-        return "".join(encode(entry, 0))
+        try:
+            return "".join(encode(entry, 0))
+        except BaseException:
+            # An encoding that fails half-way can leave ids in `markers`; a later value
+            # that reuses one of those ids would then be refused as circular.
+            markers.clear()
+            raise
 
     return dumps
 

@@ -103,6 +103,23 @@ def test_a_circular_value_still_fails_and_the_encoder_recovers() -> None:
     assert formatter.format(rec) == stock(rec)
 
 
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_value_that_fails_half_way_leaves_no_stale_marker() -> None:
+    # The nested dict is marked (for the circular check) when the failure happens inside
+    # it; without clearing, the same dict logged again would be refused as circular.
+    formatter = JsonFormatter()
+    nested: dict[str, object] = {"ok": 1, "bad": _Unprintable()}
+    with pytest.raises(RuntimeError):
+        formatter.format(record({"nested": nested}))
+    del nested["bad"]
+    rec = record({"nested": nested})
+    assert formatter.format(rec) == stock(rec)
+
+
 def test_an_exception_is_in_the_line() -> None:
     try:
         raise RuntimeError("boom")

@@ -17,7 +17,7 @@ import hashlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from typing import Any, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
@@ -56,6 +56,19 @@ def load_script(name: str, *, with_gcra: bool = True) -> LuaScript:
     return LuaScript(name, body, hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest())
 
 
+def _driver_info() -> dict[str, Any]:
+    """What CLIENT SETINFO reports, given once. Without it, redis-py >= 7 looks its own
+    version up with `importlib.metadata` in every new Connection's constructor: a
+    directory scan of site-packages (~5 ms) on the event loop whenever the pool grows or
+    reconnects (found by bench/debug_serve.py's watchdog). Older versions take the
+    version once at import and have no `driver_info`."""
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # pragma: no cover - redis-py < 7
+        return {}
+    return {"driver_info": DriverInfo(name="redis-py", lib_version=metadata.version("redis"))}
+
+
 def create_client(
     target: RedisTarget, *, timeout_ms: int, max_connections: int
 ) -> tuple[Client, list[Redis]]:
@@ -75,6 +88,7 @@ def create_client(
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
         "decode_responses": True,
+        **_driver_info(),
     }
     if target.kind == "standalone":
         return Redis.from_url(target.url, **common), []
@@ -82,6 +96,7 @@ def create_client(
     if target.kind == "sentinel":
         sentinel_kwargs = {k: common[k] for k in ("socket_timeout", "socket_connect_timeout")}
         sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
+        sentinel_kwargs.update(_driver_info())
         if target.tls:
             sentinel_kwargs["ssl"] = True
         sentinel = Sentinel(  # type: ignore[no-untyped-call]

@@ -325,3 +325,33 @@ async def test_frozen_server_then_stale_reply_is_not_read_by_the_next_call(
     await client.aclose()
 
     assert replies == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/mymaster"], ids=str
+)
+def test_a_new_connection_does_not_look_up_the_library_version(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py >= 7 would scan site-packages (importlib.metadata) in every new
+    # Connection, on the event loop; create_client gives the version once, up front.
+    import importlib.metadata
+
+    client, helpers = create_client(parse_redis_url(url), timeout_ms=100, max_connections=4)
+
+    def scan(name: str) -> str:
+        raise AssertionError(f"importlib.metadata.version({name!r}) on a new connection")
+
+    monkeypatch.setattr(importlib.metadata, "version", scan)
+    assert isinstance(client, Redis)
+    pools = [client.connection_pool, *(helper.connection_pool for helper in helpers)]
+    for pool in pools:
+        connection = pool.make_connection()  # type: ignore[no-untyped-call]
+        assert connection.driver_info is not None
+        assert connection.driver_info.lib_version == redis_version()
+
+
+def redis_version() -> str:
+    import redis
+
+    return str(redis.__version__)
