@@ -161,7 +161,7 @@ def test_httpx_request_lines_are_not_logged_at_info() -> None:
     from service.logs import configure_logging
 
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, level, srcfile = root.handlers[:], root.level, logging._srcfile
     try:
         configure_logging("debug", "json")
         assert root.isEnabledFor(logging.DEBUG)
@@ -170,6 +170,8 @@ def test_httpx_request_lines_are_not_logged_at_info() -> None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        # configure_logging switches the caller lookup off process-wide.
+        logging._srcfile = srcfile
         logging.getLogger("uvicorn.access").disabled = False
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.NOTSET)
