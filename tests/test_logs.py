@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -159,21 +158,6 @@ def test_the_handler_flushes_a_buffered_stream_but_not_an_unbuffered_one(
         written = (tmp_path / "log").read_text()
         assert json.loads(written)["request_id"] == ACCESS["request_id"]
         unbuffered.detach()
-
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, srcfile = root.handlers[:], root.level, logging._srcfile
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging._srcfile = srcfile
-        logging.getLogger("uvicorn.access").disabled = False
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def test_configured_records_skip_the_caller_lookup(

@@ -157,21 +157,10 @@ async def test_a_full_run_logs_no_secret_and_one_access_line_per_request(
     assert {a["action"] for a in audits} >= {"secret.minted", "user.role_updated", "user.deleted"}
 
 
-def test_httpx_request_lines_are_not_logged_at_info() -> None:
+def test_httpx_request_lines_are_not_logged_at_info(restored_logging: None) -> None:
     from service.logs import configure_logging
 
-    root = logging.getLogger()
-    handlers, level, srcfile = root.handlers[:], root.level, logging._srcfile
-    try:
-        configure_logging("debug", "json")
-        assert root.isEnabledFor(logging.DEBUG)
-        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
-        assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        # configure_logging switches the caller lookup off process-wide.
-        logging._srcfile = srcfile
-        logging.getLogger("uvicorn.access").disabled = False
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.NOTSET)
+    configure_logging("debug", "json")
+    assert logging.getLogger().isEnabledFor(logging.DEBUG)
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)
