@@ -81,21 +81,23 @@ def _scripts(store: RedisStore) -> Sequence[LuaScript]:
 
 async def test_decides_on_redis_clock(clean_redis: RedisServer) -> None:
     store = RedisStore.from_url(clean_redis.url)  # no injected clock: Redis's TIME
-    request = request_for(limits=("5/second",), tenant_limits=())
+    request = request_for(limits=("2/second",), tenant_limits=())
 
-    burst = [await store.admit(request) for _ in range(6)]
-    await asyncio.sleep(0.25)  # a little more than one emission interval (0.2 s)
+    burst = [await store.admit(request) for _ in range(3)]
+    # A little more than one emission interval (0.5 s); the margin to the next one
+    # (0.4 s) absorbs a loaded machine.
+    await asyncio.sleep(0.6)
     refill = [await store.admit(request) for _ in range(2)]
     await store.close()
 
-    assert [a.allowed for a in burst] == [True] * 5 + [False]
-    assert 0 < burst[-1].retry_after <= 0.2
+    assert [a.allowed for a in burst] == [True] * 2 + [False]
+    assert 0 < burst[-1].retry_after <= 0.5
     assert [a.allowed for a in refill] == [True, False]
 
 
 async def test_records_are_durable_and_buckets_expire(clean_redis: RedisServer) -> None:
     store = RedisStore.from_url(clean_redis.url)
-    request = request_for("bob", limits=("5/minute",), tenant_limits=("600/minute",))
+    request = request_for("bob", limits=("5/minute",), tenant_limits=("10/minute",))
     await store.admit(request)
     await store.revoke("acme", "bob")
     await store.close()
@@ -107,13 +109,15 @@ async def test_records_are_durable_and_buckets_expire(clean_redis: RedisServer) 
             keys.user_bucket_key("acme", "bob", "mint", parse_limits(["5/minute"])[0])
         )
         tenant_pttl = c.pttl(
-            keys.tenant_bucket_key("acme", "mint", parse_limits(["600/minute"])[0])
+            keys.tenant_bucket_key("acme", "mint", parse_limits(["10/minute"])[0])
         )
 
     assert record_ttl == -1
     assert index_ttl == -1
     assert 11_000 < user_pttl <= 12_000  # time until full: one interval of 12 s
-    assert 0 < tenant_pttl <= 100
+    # Each bucket expires on its own interval (6 s here). A 100 ms interval once
+    # expired before a loaded CI machine read it back.
+    assert 5_000 < tenant_pttl <= 6_000
 
 
 async def test_user_keys_share_one_slot(clean_cluster: RedisClusterServers) -> None:
@@ -184,7 +188,7 @@ async def test_stopped_server_is_unavailable_fast(own_server: RedisServer) -> No
         await store.admit(request_for())
     elapsed = time.monotonic() - started
 
-    assert elapsed < 0.5
+    assert elapsed < 1.0  # refused at once; generous for a loaded CI machine
     assert "redis" in str(caught.value)
     assert not await store.ping()
     await store.close()
@@ -204,7 +208,7 @@ async def test_frozen_server_times_out(own_server: RedisServer) -> None:
         os.kill(own_server.process.pid, signal.SIGCONT)
     await store.close()
 
-    assert 0.09 < elapsed < 0.4
+    assert 0.09 < elapsed < 1.0  # the 100 ms deadline, not a hang
 
 
 async def test_restarted_server_serves_the_same_store(own_server: RedisServer) -> None:
