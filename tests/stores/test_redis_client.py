@@ -309,7 +309,8 @@ async def test_frozen_server_then_stale_reply_is_not_read_by_the_next_call(
     assert isinstance(client, Redis)
     guard = Guard(0.1, asyncio.Semaphore(1))
     script = LuaScript("t", "return ARGV[1]", _sha("return ARGV[1]"))
-    await guard("load", lambda: _command(client, "SCRIPT", "LOAD", script.body))
+    setup = Guard(5.0, asyncio.Semaphore(1))  # connecting is not under test
+    await setup("load", lambda: _command(client, "SCRIPT", "LOAD", script.body))
     assert own_server.process is not None
     os.kill(own_server.process.pid, signal.SIGSTOP)
     try:
