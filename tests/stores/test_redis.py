@@ -108,9 +108,7 @@ async def test_records_are_durable_and_buckets_expire(clean_redis: RedisServer) 
         user_pttl = c.pttl(
             keys.user_bucket_key("acme", "bob", "mint", parse_limits(["5/minute"])[0])
         )
-        tenant_pttl = c.pttl(
-            keys.tenant_bucket_key("acme", "mint", parse_limits(["10/minute"])[0])
-        )
+        tenant_pttl = c.pttl(keys.tenant_bucket_key("acme", "mint", parse_limits(["10/minute"])[0]))
 
     assert record_ttl == -1
     assert index_ttl == -1
