@@ -21,15 +21,10 @@ from service.errors import (
 )
 from service.limits import Limit, tightest
 from service.metrics import Metrics
-from service.policy import apply_policy
+from service.mint_plans import MintPlans
 from service.redact import user_hash
 from service.session import Endpoint
-from service.session_codec import (
-    decode_request,
-    decode_upstream_response,
-    encode_response,
-    encode_upstream_request,
-)
+from service.session_codec import decode_upstream_response, encode_response
 from service.settings import Settings, TenantSettings
 from service.stores.base import Admission, AdmitRequest, Store, UserProfile
 from service.timing import HEADER as SERVER_TIMING
@@ -82,6 +77,7 @@ class Broker:
         self._user_limits: dict[str, dict[str, tuple[Limit, ...]]] = {
             tenant.id: tenant.policy.user_limits() for tenant in settings.tenants
         }
+        self._plans = MintPlans()
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         return self._tenants[tenant_id]
@@ -150,11 +146,12 @@ class Broker:
             raise
 
     async def mint(
-        self, endpoint: Endpoint, identity: Identity, body: object, *, timer: PhaseTimer
+        self, endpoint: Endpoint, identity: Identity, raw: bytes, *, timer: PhaseTimer
     ) -> Minted:
-        """The mint of an authenticated caller; `timer` has measured the authentication."""
+        """The mint of an authenticated caller, from the raw body it sent; `timer` has
+        measured the authentication."""
         try:
-            minted = await self._mint(endpoint, identity, body, timer)
+            minted = await self._mint(endpoint, identity, raw, timer)
         except BrokerError as exc:
             self.metrics.mint(identity.tenant, exc)
             raise
@@ -162,27 +159,31 @@ class Broker:
         return minted
 
     async def _mint(
-        self, endpoint: Endpoint, identity: Identity, body: object, timer: PhaseTimer
+        self, endpoint: Endpoint, identity: Identity, raw: bytes, timer: PhaseTimer
     ) -> Minted:
         tenant = self._tenants[identity.tenant]
-        requested = decode_request(endpoint, body)
+        requested = self._plans.request(endpoint, raw)
         admit_request = self.admit_request(identity)
         timer.mark("policy")
         admission = await self.admit(admit_request)
         timer.mark("store")
         try:
-            effective, adjustments = apply_policy(tenant.policy, admission.role, requested)
-            path, upstream_body, dropped = encode_upstream_request(effective, tenant.upstream_api)
+            plan = self._plans.plan(
+                tenant.id, tenant.policy, admission.role, requested, tenant.upstream_api
+            )
+            effective = plan.effective
             timer.mark("policy")
-            raw = await self.upstreams[tenant.id].create_secret(
-                path, upstream_body, safety_identifier=user_hash(tenant.id, identity.user_id)
+            answer = await self.upstreams[tenant.id].create_secret(
+                plan.path,
+                plan.upstream_body,
+                safety_identifier=user_hash(tenant.id, identity.user_id),
             )
             timer.mark("upstream")
-            result = decode_upstream_response(tenant.upstream_api, effective.kind, raw)
+            result = decode_upstream_response(tenant.upstream_api, effective.kind, answer)
         except BrokerError:
             await self.refund(admit_request, admission)
             raise
-        changed = tuple(dict.fromkeys([*adjustments, *dropped]))
+        changed = tuple(dict.fromkeys([*plan.adjustments, *plan.dropped]))
         response_body = encode_response(endpoint, result, effective)
         timer.mark("codec")
         headers = {"Cache-Control": "no-store", **rate_limit_headers(admission)}

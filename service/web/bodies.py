@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
-from service.errors import InvalidJSON, RequestTooLarge
+from service.errors import RequestTooLarge
+from service.json_body import parse_json, parse_json_object
+
+__all__ = ["MAX_BODY_BYTES", "parse_json", "parse_json_object", "read_body", "read_json_object"]
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -25,30 +27,6 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json(raw: bytes, *, empty: object = None) -> object:
-    """Strict JSON: UTF-8 only, no NaN/Infinity. An empty body gives `empty`."""
-    if not raw.strip():
-        if empty is None:
-            raise InvalidJSON("The request body must be a JSON object.")
-        return empty
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidJSON("The request body is not valid JSON.") from exc
-
-
-def parse_json_object(raw: bytes, *, empty: object = None) -> dict[str, Any]:
-    value = parse_json(raw, empty=empty)
-    if not isinstance(value, dict):
-        raise InvalidJSON("The request body must be a JSON object.")
-    return value
 
 
 async def read_json_object(request: Request, *, empty: object = None) -> dict[str, Any]:

@@ -12,8 +12,10 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
+from service import mint_plans
 from service.auth import sign_dev_token
 from service.redact import user_hash
+from service.session import Endpoint, MintRequest
 from service.timing import parse_server_timing
 from service.web.app import create_app
 from tests.web.conftest import SECRET, TokenFactory, make_settings
@@ -198,6 +200,45 @@ async def test_policy_adjustments_are_reported(token: TokenFactory) -> None:
     assert body["session"]["model"] == "gpt-realtime-mini"
     assert body["session"]["audio"]["output"]["voice"] == "alloy"
     assert body["expires_at"] <= time.time() + 301
+
+
+async def test_a_repeated_body_is_decoded_once_and_adjusted_every_time(
+    token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[bytes] = []
+    general = mint_plans.decode_body
+
+    def counting(endpoint: Endpoint, raw: bytes) -> MintRequest:
+        decoded.append(raw)
+        return general(endpoint, raw)
+
+    monkeypatch.setattr(mint_plans, "decode_body", counting)
+    policy = {
+        "default_role": "reader",
+        "on_violation": "clamp",
+        "roles": {"reader": {"models": ["gpt-realtime-mini"], "limits": ["50/minute"]}},
+    }
+    body = {"session": {"type": "realtime", "model": "gpt-realtime"}}
+    app = create_app(make_settings({"BROKER_POLICY": json.dumps(policy)}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        responses = [
+            await client.post("/v1/realtime/client_secrets", json=body, headers=auth(token()))
+            for _ in range(3)
+        ]
+        refused = await client.post(
+            "/v1/realtime/client_secrets",
+            content=b'{"session": {"type": "realtime", "bogus": 1}}',
+            headers=auth(token()),
+        )
+
+    assert [r.status_code for r in responses] == [200] * 3
+    assert {r.headers["x-policy-adjusted"] for r in responses} == {"session.model"}
+    assert {r.json()["session"]["model"] for r in responses} == {"gpt-realtime-mini"}
+    assert len({r.json()["value"] for r in responses}) == 3  # a secret of its own each
+    assert len(decoded) == 2  # the repeated body once, the refused one once
+    assert refused.status_code == 400
 
 
 async def test_upstream_refusing_the_key_is_a_502_and_charges_nothing(

@@ -1,0 +1,189 @@
+"""The mint memos (service/mint_plans.py) give what the general path gives, fresh."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from service.errors import InvalidJSON, InvalidRequest, PolicyViolation, UnknownParameter
+from service.mint_plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
+from service.policy_parse import default_policy, parse_policy
+from service.session import Api, Endpoint
+from tests.session_bodies import ga
+
+CLAMPING = parse_policy(
+    {
+        "default_role": "reader",
+        "on_violation": "clamp",
+        "roles": {
+            "reader": {
+                "models": ["gpt-realtime-mini"],
+                "voices": ["alloy"],
+                "speed": {"min": 0.8, "max": 1.2},
+                "max_output_tokens": 1024,
+                "instructions": {"mode": "prefix", "text": "You are the Acme assistant."},
+            },
+            "owner": {},
+        },
+    }
+)
+REJECTING = parse_policy(
+    {
+        "default_role": "reader",
+        "on_violation": "reject",
+        "roles": {"reader": {"models": ["gpt-realtime-mini"]}},
+    }
+)
+
+BODIES: list[tuple[Endpoint, dict[str, Any]]] = [
+    ("client_secrets", {}),
+    ("client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime-mini"}}),
+    (
+        "client_secrets",
+        ga(
+            {
+                "model": "gpt-realtime",
+                "instructions": "Be brief.",
+                "audio": {"output": {"voice": "verse", "speed": 1.4}},
+                "max_output_tokens": 4096,
+            }
+        ),
+    ),
+    ("client_secrets", {"session": {"type": "transcription"}, "expires_after": {"seconds": 60}}),
+    ("sessions", {"model": "gpt-realtime", "voice": "ash", "temperature": 0.9}),
+    ("transcription_sessions", {"input_audio_format": "pcm16"}),
+]
+
+
+def raw(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(("endpoint", "body"), BODIES)
+def test_a_remembered_request_equals_a_fresh_decode(endpoint: Endpoint, body: Any) -> None:
+    plans = MintPlans()
+    first = plans.request(endpoint, raw(body))
+    again = plans.request(endpoint, raw(body))
+
+    assert first == decode_body(endpoint, raw(body))
+    assert again is first  # the second mint did not decode
+
+
+def test_the_endpoint_is_part_of_the_key() -> None:
+    plans = MintPlans()
+    body = raw({})
+    assert plans.request("client_secrets", body).endpoint == "client_secrets"
+    assert plans.request("sessions", body).endpoint == "sessions"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{", InvalidJSON),
+        (b"[]", InvalidJSON),
+        (b'{"session": {"type": "realtime", "bogus": 1}}', UnknownParameter),
+        (b'{"session": {"type": "realtime", "temperature": NaN}}', InvalidJSON),
+    ],
+)
+def test_a_refused_body_is_refused_again_every_time(body: bytes, error: type[Exception]) -> None:
+    plans = MintPlans()
+    for _ in range(3):
+        with pytest.raises(error):
+            plans.request("client_secrets", body)
+    assert not plans._requests
+
+
+@pytest.mark.parametrize("api", ["ga", "beta"])
+@pytest.mark.parametrize("role", ["reader", "owner"])
+@pytest.mark.parametrize(("endpoint", "body"), BODIES)
+def test_a_remembered_plan_equals_a_fresh_one(
+    endpoint: Endpoint, body: Any, role: str, api: Api
+) -> None:
+    plans = MintPlans()
+    requested = plans.request(endpoint, raw(body))
+    fresh = make_plan(CLAMPING, role, requested, api)
+
+    first = plans.plan("acme", CLAMPING, role, requested, api)
+    sent = copy.deepcopy(first.upstream_body)
+    again = plans.plan("acme", CLAMPING, role, requested, api)
+
+    assert again is first
+    for name in ("effective", "adjustments", "path", "upstream_body", "dropped"):
+        assert getattr(first, name) == getattr(fresh, name), name
+    assert first.upstream_body == sent
+
+
+def test_tenants_and_roles_get_their_own_plans() -> None:
+    plans = MintPlans()
+    requested = plans.request("client_secrets", raw(BODIES[2][1]))
+
+    clamped = plans.plan("acme", CLAMPING, "reader", requested, "ga")
+    free = plans.plan("acme", CLAMPING, "owner", requested, "ga")
+    other = plans.plan("globex", default_policy(), "reader", requested, "ga")
+
+    assert clamped.effective.session.model == "gpt-realtime-mini"
+    assert "session.model" in clamped.adjustments
+    assert free.effective.session.model == "gpt-realtime"
+    assert not free.adjustments
+    assert other is not clamped
+
+
+def test_a_policy_refusal_is_raised_every_time() -> None:
+    plans = MintPlans()
+    requested = plans.request("client_secrets", raw(BODIES[2][1]))
+    for _ in range(2):
+        with pytest.raises(PolicyViolation):
+            plans.plan("acme", REJECTING, "reader", requested, "ga")
+    assert not plans._plans
+
+
+def test_both_memos_stay_within_their_bound() -> None:
+    plans = MintPlans(entries=8)
+    for i in range(50):
+        body = raw({"session": {"type": "realtime", "instructions": f"user {i}"}})
+        requested = plans.request("client_secrets", body)
+        plans.plan("acme", CLAMPING, "reader", requested, "ga")
+
+    assert len(plans._requests) == 8
+    assert len(plans._plans) == 8
+    # The newest are kept: the last body is still remembered.
+    assert plans.request("client_secrets", body) is requested
+
+
+def test_a_large_body_is_decoded_but_not_remembered() -> None:
+    plans = MintPlans()
+    text = "x" * MAX_MEMO_BODY
+    body = raw({"session": {"type": "realtime", "instructions": text}})
+
+    first = plans.request("client_secrets", body)
+    again = plans.request("client_secrets", body)
+
+    assert first == again
+    assert first is not again
+    assert not plans._requests
+
+
+def test_the_plan_of_a_request_that_is_no_longer_remembered_is_rebuilt() -> None:
+    plans = MintPlans(entries=1)
+    requested = decode_body("client_secrets", raw(BODIES[1][1]))
+    stale = plans.plan("acme", CLAMPING, "reader", requested, "ga")
+    # Another object can take a freed id; the plan holds its request, so a lookup
+    # with a different object of the same id must not return it.
+    other = decode_body("client_secrets", raw(BODIES[2][1]))
+    plans._plans[("acme", "reader", id(other))] = stale
+
+    rebuilt = plans.plan("acme", CLAMPING, "reader", other, "ga")
+
+    assert rebuilt is not stale
+    assert rebuilt.requested is other
+    assert isinstance(rebuilt.effective.session.model, str)
+
+
+def test_invalid_request_subclasses_stay_the_errors_clients_see() -> None:
+    # The memo raises the general path's own errors, with their params.
+    with pytest.raises(InvalidRequest) as caught:
+        MintPlans().request("client_secrets", b'{"session": {"type": "realtime", "x": 1}}')
+    assert caught.value.param == "session.x"
