@@ -21,7 +21,7 @@ from service.json_body import parse_json_object
 from service.policy import apply_policy
 from service.policy_model import Policy
 from service.session import Api, Endpoint, MintRequest
-from service.session_codec import decode_request, encode_upstream_request
+from service.session_codec import Echo, decode_request, encode_upstream_request
 
 MAX_MEMO_BODY = 4096
 MEMO_ENTRIES = 512
@@ -32,7 +32,15 @@ class Plan:
     mints that hit it: the upstream body is read-only from here on (the client encodes
     it; nothing adds to it)."""
 
-    __slots__ = ("adjustments", "dropped", "effective", "path", "requested", "upstream_body")
+    __slots__ = (
+        "adjustments",
+        "dropped",
+        "echo",
+        "effective",
+        "path",
+        "requested",
+        "upstream_body",
+    )
 
     def __init__(
         self,
@@ -49,6 +57,8 @@ class Plan:
         self.path = path
         self.upstream_body = upstream_body
         self.dropped = tuple(dropped)
+        # The upstream's last answer to this plan, decoded (session_codec.Echo).
+        self.echo = Echo()
 
 
 def decode_body(endpoint: Endpoint, raw: bytes) -> MintRequest:

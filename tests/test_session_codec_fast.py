@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from service.codecs import ga_to_beta
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, UpstreamError
 from service.policy import apply_policy
 from service.policy_parse import default_policy
 from service.session import Api, Endpoint, MintRequest, MintResult, Session
 from service.session_codec import (
+    Echo,
     decode_request,
     decode_upstream_response,
     encode_response,
@@ -180,3 +181,74 @@ def test_the_first_error_in_checking_order_is_reported(session: dict[str, Any], 
         decode_request("client_secrets", ga(session))
 
     assert caught.value.param == param
+
+
+def renewed(answer: dict[str, Any], api: Api, n: int) -> dict[str, Any]:
+    """The same answer as another mint would get it: its own secret, id and expiry."""
+    again = copy.deepcopy(answer)
+    holder = again if api == "ga" else again["client_secret"]
+    holder["value"] = f"ek_other_{n}"
+    holder["expires_at"] = NOW + 60 + n
+    session = again["session"] if api == "ga" else again
+    session["id"] = f"sess_other_{n}"
+    session["expires_at"] = NOW + 3600 + n
+    return again
+
+
+@pytest.mark.parametrize("api", ["ga", "beta"])
+@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize(("endpoint", "body"), REQUESTS)
+def test_a_remembered_echo_answers_like_a_fresh_decode(
+    endpoint: Endpoint, body: dict[str, Any], edit: Any, api: Api
+) -> None:
+    effective, _ = apply_policy(default_policy(), "reader", decode_request(endpoint, body))
+    path, upstream_body, _ = encode_upstream_request(effective, api)
+    first = copy.deepcopy(upstream_answer(api, path, upstream_body))
+    edit(first, api)
+    echo = Echo()
+
+    for n, answer in enumerate([first, renewed(first, api, 1), renewed(first, api, 2)]):
+        remembered = decode_upstream_response(api, effective.kind, answer, echo)
+        kept = copy.deepcopy((echo.stripped, echo.rendered))
+        fresh = decode_upstream_response(api, effective.kind, copy.deepcopy(answer))
+
+        assert remembered == fresh
+        assert remembered.decoded == fresh.decoded
+        assert repr(remembered.session) == repr(fresh.session)
+        answered = encode_response(endpoint, remembered, effective)
+        assert repr(answered) == repr(encode_response(endpoint, fresh, effective))
+        # Answering the client changed nothing the next mint will reuse.
+        assert (echo.stripped, echo.rendered) == kept
+        if n:
+            assert remembered.decoded is echo.session  # taken from the echo, not decoded
+
+
+def test_an_echo_that_differs_is_decoded_again() -> None:
+    effective = decode_request("client_secrets", REQUESTS[1][1])
+    path, upstream_body, _ = encode_upstream_request(effective, "ga")
+    answer = upstream_answer("ga", path, upstream_body)
+    echo = Echo()
+    first = decode_upstream_response("ga", "realtime", answer, echo)
+
+    changed = renewed(answer, "ga", 1)
+    changed["session"]["instructions"] = "Something else."
+    second = decode_upstream_response("ga", "realtime", changed, echo)
+
+    assert first.decoded is not None
+    assert second.decoded is not None
+    assert second.decoded.instructions == "Something else."
+    assert second.session["instructions"] == "Something else."
+    assert echo.session is second.decoded
+
+
+def test_a_malformed_secret_is_refused_even_with_a_remembered_echo() -> None:
+    effective = decode_request("client_secrets", REQUESTS[0][1])
+    path, upstream_body, _ = encode_upstream_request(effective, "ga")
+    answer = upstream_answer("ga", path, upstream_body)
+    echo = Echo()
+    decode_upstream_response("ga", "realtime", answer, echo)
+
+    broken = renewed(answer, "ga", 1)
+    broken["value"] = ""
+    with pytest.raises(UpstreamError):
+        decode_upstream_response("ga", "realtime", broken, echo)
