@@ -34,6 +34,23 @@ ADJUST_BODY = {
         "max_output_tokens": 4096,
     }
 }
+
+
+def bodies(target: str, count: int) -> list[bytes]:
+    """The mint body of each request. The adjusting target sends a different body with
+    every user (its instructions name the user), more of them than the broker remembers
+    (service/mint_plans.py), so that the policy is applied for real on every request;
+    the other targets send the one body a browser app sends for every session."""
+    if target != "broker-adjust":
+        return [json.dumps(BODY).encode()] * count
+    made = []
+    for i in range(count):
+        body = json.loads(json.dumps(ADJUST_BODY))
+        body["session"]["instructions"] = f"Be brief with user {i}."
+        made.append(json.dumps(body).encode())
+    return made
+
+
 OPEN_LIMITS = {"ttl_seconds": {"default": 60, "max": 600}, "limits": ["1000000/second"]}
 PERMISSIVE_POLICY = {
     "default_role": "reader",

@@ -58,9 +58,12 @@ def median_spread(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), (max(values) - min(values)) / 2
 
 
-def wrk_rate(port: int, tokens: list[str], body: bytes, seconds: float, work: Path) -> float:
+def wrk_rate(
+    port: int, tokens: list[str], bodies: list[bytes], seconds: float, work: Path
+) -> float:
+    """wrk's closed loop; request i carries tokens[i] and bodies[i] (one line each)."""
     (work / "tokens.txt").write_text("\n".join(tokens) + "\n")
-    (work / "body.json").write_bytes(body)
+    (work / "body.json").write_bytes(b"\n".join(bodies) + b"\n")
     out = subprocess.run(
         [
             "wrk",
@@ -182,20 +185,20 @@ class Bench:
         fx.wait_tcp(port, proc)
         return proc
 
-    def requests(self, target: str, port: int) -> tuple[list[bytes], list[str], bytes]:
-        body = json.dumps(fx.ADJUST_BODY if target == "broker-adjust" else fx.BODY).encode()
+    def requests(self, target: str, port: int) -> tuple[list[bytes], list[str], list[bytes]]:
         tokens = self.pools.get(target, ["none"])
+        bodies = fx.bodies(target, len(tokens))
         reqs = [
             loadgen.build_request("127.0.0.1", port, PATH, body, {"Authorization": f"Bearer {t}"})
-            for t in tokens
+            for t, body in zip(tokens, bodies, strict=True)
         ]
-        return reqs, tokens, body
+        return reqs, tokens, bodies
 
     # -- measurements ------------------------------------------------------------------
     def closed_once(self, target: str, port: int) -> float:
-        reqs, tokens, body = self.requests(target, port)
+        reqs, tokens, bodies = self.requests(target, port)
         if self.use_wrk:
-            return wrk_rate(port, tokens, body, self.args.closed_seconds, self.work)
+            return wrk_rate(port, tokens, bodies, self.args.closed_seconds, self.work)
         stats = asyncio.run(
             loadgen.closed_loop(
                 "127.0.0.1", port, reqs, connections=64, duration=self.args.closed_seconds

@@ -145,6 +145,17 @@ async def test_mints_decisions_and_upstream_latency_move(
     }
 
 
+async def test_a_mint_body_that_is_not_json_counts_as_an_invalid_request(
+    client: httpx.AsyncClient, token: TokenFactory
+) -> None:
+    for body in (b"{", b"[]", b'{"session": {"type": "realtime", "bogus": 1}}'):
+        response = await client.post(MINT, content=body, headers=auth(token()))
+        assert response.status_code == 400
+    text = await scrape(client)
+    assert sample(text, "broker_mints_total", tenant="default", outcome="invalid_request") == 3
+    assert sample(text, "broker_rate_limit_decisions_total", tenant="default") == 0
+
+
 async def test_request_duration_is_labelled_by_route_template(
     client: httpx.AsyncClient, token: TokenFactory
 ) -> None:
