@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from bench.fixtures import ADJUST_POLICY
 from service.errors import InvalidJSON, InvalidRequest, PolicyViolation, UnknownParameter
 from service.mint_plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
 from service.policy_parse import default_policy, parse_policy
 from service.session import Api, Endpoint
-from tests.session_bodies import ga
+from tests.test_session_codec_fast import REQUESTS
 
-CLAMPING = parse_policy(
-    {
-        "default_role": "reader",
-        "on_violation": "clamp",
-        "roles": {
-            "reader": {
-                "models": ["gpt-realtime-mini"],
-                "voices": ["alloy"],
-                "speed": {"min": 0.8, "max": 1.2},
-                "max_output_tokens": 1024,
-                "instructions": {"mode": "prefix", "text": "You are the Acme assistant."},
-            },
-            "owner": {},
-        },
-    }
-)
+# The benchmark's adjusting policy, plus a role it does not restrict.
+_ROLES = cast(dict[str, Any], ADJUST_POLICY["roles"])
+CLAMPING = parse_policy({**ADJUST_POLICY, "roles": {**_ROLES, "owner": {}}})
 REJECTING = parse_policy(
     {
         "default_role": "reader",
@@ -40,22 +28,12 @@ REJECTING = parse_policy(
 
 BODIES: list[tuple[Endpoint, dict[str, Any]]] = [
     ("client_secrets", {}),
-    ("client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime-mini"}}),
-    (
-        "client_secrets",
-        ga(
-            {
-                "model": "gpt-realtime",
-                "instructions": "Be brief.",
-                "audio": {"output": {"voice": "verse", "speed": 1.4}},
-                "max_output_tokens": 4096,
-            }
-        ),
-    ),
     ("client_secrets", {"session": {"type": "transcription"}, "expires_after": {"seconds": 60}}),
     ("sessions", {"model": "gpt-realtime", "voice": "ash", "temperature": 0.9}),
     ("transcription_sessions", {"input_audio_format": "pcm16"}),
+    *cast(list[tuple[Endpoint, dict[str, Any]]], REQUESTS[:2]),
 ]
+ADJUSTED = REQUESTS[1][1]  # asks for what CLAMPING does not allow
 
 
 def raw(body: dict[str, Any]) -> bytes:
@@ -118,7 +96,7 @@ def test_a_remembered_plan_equals_a_fresh_one(
 
 def test_tenants_and_roles_get_their_own_plans() -> None:
     plans = MintPlans()
-    requested = plans.request("client_secrets", raw(BODIES[2][1]))
+    requested = plans.request("client_secrets", raw(ADJUSTED))
 
     clamped = plans.plan("acme", CLAMPING, "reader", requested, "ga")
     free = plans.plan("acme", CLAMPING, "owner", requested, "ga")
@@ -133,7 +111,7 @@ def test_tenants_and_roles_get_their_own_plans() -> None:
 
 def test_a_policy_refusal_is_raised_every_time() -> None:
     plans = MintPlans()
-    requested = plans.request("client_secrets", raw(BODIES[2][1]))
+    requested = plans.request("client_secrets", raw(ADJUSTED))
     for _ in range(2):
         with pytest.raises(PolicyViolation):
             plans.plan("acme", REJECTING, "reader", requested, "ga")
@@ -168,11 +146,11 @@ def test_a_large_body_is_decoded_but_not_remembered() -> None:
 
 def test_the_plan_of_a_request_that_is_no_longer_remembered_is_rebuilt() -> None:
     plans = MintPlans(entries=1)
-    requested = decode_body("client_secrets", raw(BODIES[1][1]))
+    requested = decode_body("client_secrets", raw(REQUESTS[0][1]))
     stale = plans.plan("acme", CLAMPING, "reader", requested, "ga")
     # Another object can take a freed id; the plan holds its request, so a lookup
     # with a different object of the same id must not return it.
-    other = decode_body("client_secrets", raw(BODIES[2][1]))
+    other = decode_body("client_secrets", raw(ADJUSTED))
     plans._plans[("acme", "reader", id(other))] = stale
 
     rebuilt = plans.plan("acme", CLAMPING, "reader", other, "ga")

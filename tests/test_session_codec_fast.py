@@ -124,16 +124,24 @@ EDITS = [
 ]
 
 
+def edited_answer(
+    endpoint: Endpoint, body: dict[str, Any], edit: Any, api: Api
+) -> tuple[MintRequest, dict[str, Any]]:
+    """The effective request for `body` and the fake upstream's answer to it, edited."""
+    effective, _ = apply_policy(default_policy(), "reader", decode_request(endpoint, body))
+    path, upstream_body, _ = encode_upstream_request(effective, api)
+    answer = copy.deepcopy(upstream_answer(api, path, upstream_body))
+    edit(answer, api)
+    return effective, answer
+
+
 @pytest.mark.parametrize("api", ["ga", "beta"])
 @pytest.mark.parametrize("edit", EDITS)
 @pytest.mark.parametrize(("endpoint", "body"), REQUESTS)
 def test_encode_response_matches_the_general_path(
     endpoint: Endpoint, body: dict[str, Any], edit: Any, api: Api
 ) -> None:
-    effective, _ = apply_policy(default_policy(), "reader", decode_request(endpoint, body))
-    path, upstream_body, _ = encode_upstream_request(effective, api)
-    answer = copy.deepcopy(upstream_answer(api, path, upstream_body))
-    edit(answer, api)
+    effective, answer = edited_answer(endpoint, body, edit, api)
 
     result = decode_upstream_response(api, effective.kind, answer)
     fast = encode_response(endpoint, result, effective)
@@ -201,10 +209,7 @@ def renewed(answer: dict[str, Any], api: Api, n: int) -> dict[str, Any]:
 def test_a_remembered_echo_answers_like_a_fresh_decode(
     endpoint: Endpoint, body: dict[str, Any], edit: Any, api: Api
 ) -> None:
-    effective, _ = apply_policy(default_policy(), "reader", decode_request(endpoint, body))
-    path, upstream_body, _ = encode_upstream_request(effective, api)
-    first = copy.deepcopy(upstream_answer(api, path, upstream_body))
-    edit(first, api)
+    effective, first = edited_answer(endpoint, body, edit, api)
     echo = Echo()
 
     for n, answer in enumerate([first, renewed(first, api, 1), renewed(first, api, 2)]):
