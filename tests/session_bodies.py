@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.upstream import fake_sessions
+
+# The clock of the fake upstream's answers in these tests.
+NOW = 1_700_000_000
+
 GA_FULL: dict[str, Any] = {
     "expires_after": {"anchor": "created_at", "seconds": 120},
     "session": {
@@ -91,3 +96,12 @@ def a_in(**fields: Any) -> dict[str, Any]:
 
 def a_out(**fields: Any) -> dict[str, Any]:
     return {"audio": {"output": fields}}
+
+
+def upstream_answer(api: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The fake upstream's answer to a mint sent as `body` to `path`, at NOW."""
+    if api == "ga":
+        return fake_sessions.ga_client_secret(body, NOW)
+    if path == "/realtime/sessions":
+        return fake_sessions.beta_session(body, NOW)
+    return fake_sessions.beta_transcription_session(body, NOW)

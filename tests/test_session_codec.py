@@ -24,11 +24,9 @@ from service.session_codec import (
     encode_response,
     encode_upstream_request,
 )
-from service.upstream import fake_sessions
-from tests.session_bodies import BETA_FULL, GA_FULL, a_in, a_out, ga, gt
+from tests.session_bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
 
 SPEC = Path(__file__).parent / "schemas" / "openai-openapi-subset.yaml"
-NOW = 1_700_000_000
 
 
 @pytest.fixture(scope="module")
@@ -277,14 +275,6 @@ def test_unreadable_ga_session_fields_are_skipped_not_fatal() -> None:
 # encode_response: the client's shape, schema-valid and SDK-parsable whatever the upstream
 
 
-def fake_upstream(api: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    if api == "ga":
-        return fake_sessions.ga_client_secret(body, NOW)
-    if path == "/realtime/sessions":
-        return fake_sessions.beta_session(body, NOW)
-    return fake_sessions.beta_transcription_session(body, NOW)
-
-
 RESPONSE_CASES = [
     ("client_secrets", {}),
     ("client_secrets", GA_FULL),
@@ -346,7 +336,9 @@ def respond(
 ) -> tuple[dict[str, Any], MintRequest]:
     effective, _ = apply_policy(default_policy(), "reader", decode_request(endpoint, body))
     path, upstream_body, _ = encode_upstream_request(effective, api)
-    result = decode_upstream_response(api, effective.kind, fake_upstream(api, path, upstream_body))
+    result = decode_upstream_response(
+        api, effective.kind, upstream_answer(api, path, upstream_body)
+    )
     return encode_response(endpoint, result, effective), effective
 
 

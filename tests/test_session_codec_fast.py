@@ -26,10 +26,7 @@ from service.session_codec import (
     encode_upstream_request,
     render_ga,
 )
-from service.upstream import fake_sessions
-from tests.session_bodies import BETA_FULL, GA_FULL, a_in, a_out, ga, gt
-
-NOW = 1_700_000_000
+from tests.session_bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
 
 
 def general_response(endpoint: Endpoint, result: MintResult, effective: MintRequest) -> object:
@@ -60,14 +57,6 @@ def general_response(endpoint: Endpoint, result: MintResult, effective: MintRequ
         beta["modalities"] = ["audio", "text"] if "audio" in session.output_modalities else ["text"]
     answer: dict[str, Any] = {**meta, **beta, "client_secret": secret}
     return answer
-
-
-def upstream_answer(api: Api, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    if api == "ga":
-        return fake_sessions.ga_client_secret(body, NOW)
-    if path == "/realtime/sessions":
-        return fake_sessions.beta_session(body, NOW)
-    return fake_sessions.beta_transcription_session(body, NOW)
 
 
 def drop(*keys: str) -> Any:
