@@ -16,10 +16,10 @@ import time
 
 from service.calls.controller import CallSpec, CallState
 from service.calls.model import pinned_fields
-from service.policy import apply_policy
-from service.policy_parse import parse_policy
-from service.session_codec import decode_request, encode_upstream_request
-from service.settings import load_settings
+from service.config.settings import load_settings
+from service.policy.apply import apply_policy
+from service.policy.parse import parse_policy
+from service.session.codec import decode_request, encode_upstream_request
 
 POLICY = {
     "default_role": "reader",

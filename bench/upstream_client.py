@@ -1,6 +1,6 @@
 """Measure upstream mints per second through each candidate HTTP client.
 
-Starts the fake upstream (`service.upstream.fake:create_fake_app`) under uvicorn on
+Starts the fake upstream (`service.fake.app:create_fake_app`) under uvicorn on
 127.0.0.1 in a subprocess, then drives GA mints through:
 
 - httpx's default transport (httpcore pool),
@@ -65,7 +65,7 @@ def fake_upstream(port: int) -> Iterator[str]:
         "-m",
         "uvicorn",
         "--factory",
-        "service.upstream.fake:create_fake_app",
+        "service.fake.app:create_fake_app",
         "--host",
         "127.0.0.1",
         "--port",

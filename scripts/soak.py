@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from tests.processes import free_port, running
 from tests.redis_servers import start_server
 

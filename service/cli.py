@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from service.config.settings import Settings, describe_settings, load_settings
 from service.errors import ConfigError
-from service.settings import Settings, describe_settings, load_settings
 
 DEV_PORT = 8080
 
@@ -99,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from service.auth import sign_dev_token
+    from service.auth.tokens import sign_dev_token
 
     env = dev_environ(os.environ)
     if args.port is not None:
@@ -129,7 +129,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_fake_upstream(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.upstream.fake import create_fake_app
+    from service.fake.app import create_fake_app
 
     uvicorn.run(
         create_fake_app(), host=args.host, port=args.port, log_level="warning", access_log=False
@@ -138,7 +138,7 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
 
 
 def cmd_jwt(args: argparse.Namespace) -> int:
-    from service.auth import sign_dev_token
+    from service.auth.tokens import sign_dev_token
 
     secret = os.environ.get("BROKER_JWT_SECRET") or dev_secret()
     token = sign_dev_token(

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from service.auth import Identity
+from service.auth.tokens import Identity
 from service.clock import Clock, system_clock
+from service.config.settings import TenantSettings
 from service.errors import (
     InvalidToken,
     InvalidValue,
@@ -31,9 +32,8 @@ from service.errors import (
     UnknownParameter,
     UserRevoked,
 )
-from service.policy_model import Policy
+from service.policy.model import Policy
 from service.redact import user_hash
-from service.settings import TenantSettings
 from service.stores.base import ROLES, Store, UserRecord
 
 audit_logger = logging.getLogger("service.audit")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from service.config.settings import TenantSettings, load_settings
 from service.errors import ConfigError
-from service.settings import TenantSettings, load_settings
 
 # Distinctive values, so that a leak is found by a plain substring search.
 UPSTREAM_KEY = "sk-upstream-LEAKCANARY-0123456789"

@@ -100,7 +100,7 @@ def tenant_issuers(tenants: Sequence[str]) -> dict[str, str]:
 
 
 def tenant_token(secret: str, tenant: str, sub: str, role: str = "reader") -> str:
-    from service.auth import sign_dev_token
+    from service.auth.tokens import sign_dev_token
 
     return sign_dev_token(
         secret,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.upstream import fake_sessions
+from service.fake import sessions as fake_sessions
 
 # The clock of the fake upstream's answers in these tests.
 NOW = 1_700_000_000

@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from service.auth import Authenticator, Identity, sign_dev_token
+from service.auth.tokens import Authenticator, Identity, sign_dev_token
 from service.clock import ManualClock
+from service.config.settings import TenantSettings
 from service.errors import ConfigError, InvalidToken
-from service.policy_model import Policy, RoleRules
+from service.policy.model import Policy, RoleRules
 from service.redact import Secret
-from service.settings import TenantSettings
 
 SECRET = "s3cret-" * 10  # 70 bytes: enough for HS512 as well
 NOW = 1_700_000_000

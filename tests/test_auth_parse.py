@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import auth
+from service.auth import tokens as auth
 from service.errors import InvalidToken
 
 

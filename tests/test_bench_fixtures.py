@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import fixtures
-from service.mint_plans import MAX_MEMO_BODY, MEMO_ENTRIES
+from service.mint.plans import MAX_MEMO_BODY, MEMO_ENTRIES
 
 
 def test_the_adjusting_target_sends_more_distinct_bodies_than_the_broker_remembers() -> None:

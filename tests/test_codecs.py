@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from service.codecs import beta_param, beta_to_ga, ga_to_beta
 from service.errors import InvalidValue, UnknownParameter
+from service.session.translate import beta_param, beta_to_ga, ga_to_beta
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def app_routes() -> set[str]:
     """The GET routes the production app really serves (no dev routes)."""
     from starlette.routing import Route
 
-    from service.settings import load_settings
+    from service.config.settings import load_settings
     from service.web.app import create_app
 
     settings = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 40})
@@ -48,7 +48,7 @@ def app_routes() -> set[str]:
 
 ROUTES = app_routes()
 # Settings holding a secret: in Kubernetes only their X_FILE form may appear, pointing at a
-# mounted Secret (service.environment.FILE_SETTINGS also holds POLICY, which is not secret).
+# mounted Secret (service.config.environment.FILE_SETTINGS also holds POLICY, which is not secret).
 SECRET_SETTINGS = {"REDIS_URL", "UPSTREAM_API_KEY", "JWT_SECRET", "JWT_PUBLIC_KEY", "ADMIN_API_KEY"}
 # Read by `token-broker serve` itself (service/cli.py), outside the BROKER_* namespace.
 PROCESS_ENV = {
@@ -62,7 +62,7 @@ UID = 10001
 
 def known_env(name: str, tenants: Collection[str] = ()) -> bool:
     """Whether the broker reads `name` (the settings' rule: unknown BROKER_* is fatal)."""
-    from service import environment
+    from service.config import environment
 
     def with_files(names: Collection[str]) -> set[str]:
         return set(names) | {f"{n}_FILE" for n in names if n in environment.FILE_SETTINGS}
@@ -426,7 +426,7 @@ def pod_environ(root: Path, secret_values: dict[str, str]) -> dict[str, str]:
 
 
 def test_kubernetes_configuration_loads_once_the_secret_is_filled(tmp_path: Path) -> None:
-    from service.settings import load_settings
+    from service.config.settings import load_settings
 
     real = {"jwt-secret": "k" * 48, "upstream-api-key": "sk-test", "admin-api-key": "a" * 32}
     settings = load_settings(pod_environ(tmp_path, real))
@@ -438,8 +438,8 @@ def test_kubernetes_configuration_loads_once_the_secret_is_filled(tmp_path: Path
 
 
 def test_kubernetes_example_secret_placeholders_are_refused(tmp_path: Path) -> None:
+    from service.config.settings import load_settings
     from service.errors import ConfigError
-    from service.settings import load_settings
 
     with pytest.raises(ConfigError) as caught:
         load_settings(pod_environ(tmp_path, {}))
@@ -447,7 +447,7 @@ def test_kubernetes_example_secret_placeholders_are_refused(tmp_path: Path) -> N
 
 
 def test_compose_configuration_loads() -> None:
-    from service.settings import load_settings
+    from service.config.settings import load_settings
 
     settings = load_settings(compose()["broker"]["environment"])
     assert settings.tenants[0].upstream_url.startswith("http://fake-upstream:")

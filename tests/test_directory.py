@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.auth import Identity
+from service.auth.tokens import Identity
 from service.clock import ManualClock
+from service.config.settings import Settings, load_settings
 from service.directory import (
     Actor,
     Authenticate,
@@ -34,7 +35,6 @@ from service.errors import (
     UserRevoked,
 )
 from service.redact import user_hash
-from service.settings import Settings, load_settings
 from service.stores.base import AdmitRequest, UserProfile, UserRecord
 from service.stores.memory import MemoryStore
 

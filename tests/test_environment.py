@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from service.environment import env_prefix
+from service.config.environment import env_prefix
+from service.config.settings import Settings, load_settings
 from service.redact import Secret
-from service.settings import Settings, load_settings
 from tests.environments import (
     ADMIN_KEY,
     BASE,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from service.errors import InvalidValue, UnknownParameter
-from service.json_checks import as_int, as_number, as_str, check_keys
+from service.session.strict_json import as_int, as_number, as_str, check_keys
 
 
 def test_checks_name_the_param_and_never_echo_the_value() -> None:

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from service.auth.jwks import MAX_JWKS_BYTES, JwksCache, JwksFetchError, parse_jwks
 from service.clock import ManualClock
 from service.errors import InvalidToken
-from service.jwks import MAX_JWKS_BYTES, JwksCache, JwksFetchError, parse_jwks
 
 URL = "https://idp.example/.well-known/jwks.json"
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.errors import (
     InvalidToken,
     RateLimited,

@@ -10,9 +10,9 @@ import pytest
 
 from bench.fixtures import ADJUST_POLICY
 from service.errors import InvalidJSON, InvalidRequest, PolicyViolation, UnknownParameter
-from service.mint_plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
-from service.policy_parse import default_policy, parse_policy
-from service.session import Api, Endpoint
+from service.mint.plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
+from service.policy.parse import default_policy, parse_policy
+from service.session.model import Api, Endpoint
 from tests.test_session_codec_fast import REQUESTS
 
 # The benchmark's adjusting policy, plus a role it does not restrict.

@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 
 from service.errors import InvalidValue, PolicyViolation
-from service.policy import apply_policy
-from service.policy_model import Policy
-from service.policy_parse import default_policy, parse_policy
-from service.session import (
+from service.policy.apply import apply_policy
+from service.policy.model import Policy
+from service.policy.parse import default_policy, parse_policy
+from service.session.codec import decode_request
+from service.session.model import (
     AudioFormat,
     FunctionTool,
     McpTool,
@@ -19,7 +20,6 @@ from service.session import (
     Transcription,
     TurnDetection,
 )
-from service.session_codec import decode_request
 from tests.policies import DESIGN_POLICY
 
 

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import service.policy
+import service.policy.apply
 from bench.fixtures import ADJUST_BODY, ADJUST_POLICY, BODY, PERMISSIVE_POLICY
 from service.errors import BrokerError
-from service.policy import apply_policy, with_changes
-from service.policy_parse import default_policy, parse_policy
-from service.session import MintRequest, Session
-from service.session_codec import decode_request
+from service.policy.apply import apply_policy, with_changes
+from service.policy.parse import default_policy, parse_policy
+from service.session.codec import decode_request
+from service.session.model import MintRequest, Session
 from tests.policies import DESIGN_POLICY
 from tests.session_bodies import BETA_FULL, GA_FULL
 
@@ -50,7 +50,7 @@ def test_the_shortcut_matches_a_full_replace(
     policy: Any, request_: MintRequest, role: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = _outcome(policy, role, request_)
-    monkeypatch.setattr(service.policy, "with_changes", lambda s, c: replace(s, **c))
+    monkeypatch.setattr(service.policy.apply, "with_changes", lambda s, c: replace(s, **c))
     general = _outcome(policy, role, request_)
     assert fast == general
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from service.limits import parse_limit
-from service.policy_parse import PolicyError, default_policy, parse_policy
+from service.policy.parse import PolicyError, default_policy, parse_policy
 from tests.policies import DESIGN_POLICY
 
 

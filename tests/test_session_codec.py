@@ -14,16 +14,16 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from service.errors import UpstreamError
-from service.policy import apply_policy
-from service.policy_parse import default_policy, parse_policy
+from service.policy.apply import apply_policy
+from service.policy.parse import default_policy, parse_policy
 from service.redact import Secret
-from service.session import Endpoint, MintRequest, MintResult, Session
-from service.session_codec import (
+from service.session.codec import (
     decode_request,
     decode_upstream_response,
     encode_response,
     encode_upstream_request,
 )
+from service.session.model import Endpoint, MintRequest, MintResult, Session
 from tests.session_bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
 
 SPEC = Path(__file__).parent / "schemas" / "openai-openapi-subset.yaml"

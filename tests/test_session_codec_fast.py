@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from service.codecs import ga_to_beta
 from service.errors import InvalidRequest, UpstreamError
-from service.policy import apply_policy
-from service.policy_parse import default_policy
-from service.session import Api, Endpoint, MintRequest, MintResult, Session
-from service.session_codec import (
+from service.policy.apply import apply_policy
+from service.policy.parse import default_policy
+from service.session.codec import (
     Echo,
     decode_request,
     decode_upstream_response,
@@ -26,6 +24,8 @@ from service.session_codec import (
     encode_upstream_request,
     render_ga,
 )
+from service.session.model import Api, Endpoint, MintRequest, MintResult, Session
+from service.session.translate import ga_to_beta
 from tests.session_bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
 
 

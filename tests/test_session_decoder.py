@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from service.errors import InvalidJSON, InvalidValue, UnknownParameter
-from service.session import (
+from service.session.codec import decode_request
+from service.session.model import (
     AudioFormat,
     Endpoint,
     FunctionTool,
@@ -16,7 +17,6 @@ from service.session import (
     Transcription,
     TurnDetection,
 )
-from service.session_codec import decode_request
 from tests.session_bodies import BETA_FULL, GA_FULL, a_in, a_out, ga, gt
 
 # ---------------------------------------------------------------------------------------

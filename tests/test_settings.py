@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ConfigError
-from service.policy_parse import default_policy
-from service.redact import Secret
-from service.settings import (
+from service.config.settings import (
     MASK,
     Settings,
     TenantSettings,
@@ -17,6 +14,9 @@ from service.settings import (
     load_settings,
     masked_redis_url,
 )
+from service.errors import ConfigError
+from service.policy.parse import default_policy
+from service.redact import Secret
 from tests.environments import (
     ADMIN_KEY,
     BASE,

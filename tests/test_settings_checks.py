@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from service.settings import TenantSettings, load_settings
+from service.config.settings import TenantSettings, load_settings
 from tests.environments import (
     POLICY_JSON,
     env,

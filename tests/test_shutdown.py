@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from tests.processes import fake_upstream, free_port, running, wait_http
 
 pytestmark = pytest.mark.process

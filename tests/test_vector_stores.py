@@ -17,7 +17,7 @@ from service.errors import (
     InvalidValue,
     UnknownParameter,
 )
-from service.vector_stores import parse_list_params, validate_create
+from service.vector_stores.checks import parse_list_params, validate_create
 
 SPEC = Path(__file__).parent / "schemas" / "openai-openapi-subset.yaml"
 CODES: dict[type[BrokerError], str] = {

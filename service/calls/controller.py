@@ -26,10 +26,10 @@ from service.calls.model import ActiveCall, Usage, drift, over_budget, revert_ev
 from service.calls.sideband import SidebandConnection, SidebandConnector
 from service.calls.store import CallStore
 from service.clock import Clock, system_clock
+from service.config.settings import TenantSettings
 from service.errors import BrokerError, NotFound, ServiceUnavailable, StoreUnavailable
-from service.policy_model import RoleRules
+from service.policy.model import RoleRules
 from service.redact import user_hash
-from service.settings import TenantSettings
 from service.stores.base import Store
 from service.upstream.base import Upstream
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.policy_model import RoleRules
+from service.policy.model import RoleRules
 
 # GA session paths the policy decides; compared on every `session.updated`.
 CONTROLLED: tuple[tuple[str, ...], ...] = (

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.broker import Broker, rate_limit_headers
 from service.calls.controller import CallController, CallSpec
 from service.calls.model import over_budget, pinned_fields, seconds_to_midnight, utc_day
 from service.errors import (
@@ -24,9 +23,10 @@ from service.errors import (
     ServiceUnavailable,
     StoreUnavailable,
 )
-from service.policy import apply_policy
+from service.mint.broker import Broker, rate_limit_headers
+from service.policy.apply import apply_policy
 from service.redact import user_hash
-from service.session_codec import decode_request, encode_upstream_request
+from service.session.codec import decode_request, encode_upstream_request
 
 
 @dataclass(frozen=True, slots=True)

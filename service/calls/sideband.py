@@ -18,10 +18,10 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from service.config.settings import TenantSettings
 from service.errors import UpstreamUnavailable
+from service.fake.calls import FakeCalls
 from service.redact import Secret
-from service.settings import TenantSettings
-from service.upstream.fake_calls import FakeCalls
 
 # Sideband events are small JSON; anything larger than this is not an event we read.
 MAX_EVENT_BYTES = 4 * 1024 * 1024

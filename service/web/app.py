@@ -20,22 +20,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from service.auth import Authenticator
-from service.broker import Broker
+from service.auth.tokens import Authenticator
 from service.calls.controller import CallController, CallOptions, revocation_check
 from service.calls.sideband import InProcessConnector, WebSocketConnector
 from service.calls.store import CallStore
 from service.calls.store_memory import MemoryCallStore
 from service.clock import Clock, system_clock
+from service.config.settings import Settings, TenantSettings
 from service.errors import BrokerError
+from service.fake.app import create_fake_app
+from service.fake.calls import FakeCalls
 from service.metrics import CONTENT_TYPE, Metrics
+from service.mint.broker import Broker
 from service.redact import Secret
-from service.settings import Settings, TenantSettings
 from service.stores.base import Store
 from service.stores.memory import MemoryStore
 from service.upstream.base import Upstream
-from service.upstream.fake import create_fake_app
-from service.upstream.fake_calls import FakeCalls
 from service.upstream.openai import OpenAIUpstream
 from service.web import handlers
 from service.web.admin import admin_routes

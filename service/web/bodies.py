@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from service.errors import RequestTooLarge
-from service.json_body import parse_json, parse_json_object
+from service.session.strict_json import parse_json, parse_json_object
 
 __all__ = ["MAX_BODY_BYTES", "parse_json", "parse_json_object", "read_body", "read_json_object"]
 

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.clock import Clock, system_clock
+from service.config.settings import Settings
 from service.directory import ALLOWED_ROLES, validate_user_id
 from service.errors import InvalidValue, UnknownParameter
-from service.settings import Settings
 from service.stores.base import ROLES
 from service.web.bodies import read_json_object
 

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.broker import Broker
+from service.mint.broker import Broker
 from service.redact import user_hash
-from service.session import Endpoint
+from service.session.model import Endpoint
 from service.timing import PhaseTimer
 from service.web.bodies import read_body
 

@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.auth import Identity
-from service.proxy import (
+from service.auth.tokens import Identity
+from service.redact import user_hash
+from service.vector_stores.checks import parse_list_params, validate_create
+from service.vector_stores.proxy import (
     CREATE_ROLES,
     LIST_ROLES,
     VECTOR_STORES_PATH,
@@ -20,8 +22,6 @@ from service.proxy import (
     UpstreamCall,
     forward,
 )
-from service.redact import user_hash
-from service.vector_stores import parse_list_params, validate_create
 from service.web.bodies import read_json_object
 from service.web.handlers import authorization_values, broker_of
 

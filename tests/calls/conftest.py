@@ -12,12 +12,12 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.calls.controller import CallController, CallOptions
 from service.calls.model import utc_day
 from service.clock import ManualClock
-from service.settings import load_settings
-from service.upstream.fake_calls import FakeCalls
+from service.config.settings import load_settings
+from service.fake.calls import FakeCalls
 from service.web.app import create_app
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"

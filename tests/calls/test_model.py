@@ -11,7 +11,7 @@ from service.calls.model import (
     seconds_to_midnight,
     utc_day,
 )
-from service.policy_model import RoleRules
+from service.policy.model import RoleRules
 
 SESSION = {
     "type": "realtime",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from tests.processes import fake_upstream, free_port, running
 from tests.redis_servers import start_server
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from service.upstream.fake_calls import FAKE_USAGE
+from service.fake.calls import FAKE_USAGE
 from tests.calls.conftest import ADMIN_KEY, HarnessFactory
 
 

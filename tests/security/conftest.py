@@ -24,7 +24,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
 
 from service.clock import Clock, system_clock
-from service.settings import load_settings
+from service.config.settings import load_settings
 from service.web.app import create_app
 
 ISSUER = "https://idp.example"

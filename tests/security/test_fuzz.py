@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from service.auth import sign_dev_token
-from service.settings import load_settings
+from service.auth.tokens import sign_dev_token
+from service.config.settings import load_settings
 from service.web.app import create_app
 
 SECRET = "fuzz-secret-0123456789-abcdefghijklmnopq"

@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from service.auth.jwks import JwksCache
 from service.clock import ManualClock
 from service.errors import InvalidToken
-from service.jwks import JwksCache
 from tests.security.conftest import (
     JWKS_URL,
     MINT,

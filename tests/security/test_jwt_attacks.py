@@ -20,8 +20,8 @@ import jwt
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
-from service.auth import MAX_TOKEN_CHARS
-from service.settings import load_settings
+from service.auth.tokens import MAX_TOKEN_CHARS
+from service.config.settings import load_settings
 from service.web.app import create_app
 from tests.security.conftest import (
     AUDIENCE,

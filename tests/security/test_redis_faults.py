@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
-from service.settings import load_settings
+from service.config.settings import load_settings
 from service.web.app import create_app
 from tests.redis_servers import RedisServer, start_server
 from tests.security.conftest import MINT, MINT_BODY, bearer

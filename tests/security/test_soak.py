@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
-from service.settings import load_settings
+from service.auth.tokens import sign_dev_token
+from service.config.settings import load_settings
 from service.web.app import create_app
 from tests.redis_servers import start_server
 from tests.security.conftest import MINT, MINT_BODY, bearer

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
-from service.settings import load_settings
-from service.upstream.fake import create_fake_app
+from service.config.settings import load_settings
+from service.fake.app import create_fake_app
 from service.web.app import create_app
 from tests.security.conftest import MINT, MINT_BODY, UPSTREAM_KEY, bearer
 

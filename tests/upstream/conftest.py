@@ -15,7 +15,7 @@ from referencing.jsonschema import DRAFT202012
 from starlette.applications import Starlette
 
 from service.clock import ManualClock
-from service.upstream.fake import create_fake_app
+from service.fake.app import create_fake_app
 
 SPEC_PATH = Path(__file__).parents[1] / "schemas" / "openai-openapi-subset.yaml"
 SPEC_URI = "urn:openai-openapi-subset"

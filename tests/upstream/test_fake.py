@@ -19,7 +19,7 @@ from openai.types.realtime import (
 from starlette.applications import Starlette
 
 from service.clock import ManualClock
-from service.upstream.fake import create_fake_app
+from service.fake.app import create_fake_app
 from tests.upstream.conftest import FAKE_KEY, SchemaCheck
 
 EK = re.compile(r"ek_[0-9a-f]{32}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from service.upstream.fake_sessions import (
+from service.fake.sessions import (
     beta_session,
     beta_transcription_session,
     ga_client_secret,

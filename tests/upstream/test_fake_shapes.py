@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from service.upstream.fake_shapes import RequestShapes
-from service.upstream.fake_validate import Refusal
+from service.fake.shapes import RequestShapes
+from service.fake.validate import Refusal
 
 SHAPES = RequestShapes.build()
 

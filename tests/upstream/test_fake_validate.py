@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.upstream.fake_validate import (
+from service.fake.validate import (
     Refusal,
     Shape,
     any_of,

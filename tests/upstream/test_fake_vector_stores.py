@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from service.clock import ManualClock
-from service.upstream.fake_validate import Refusal
-from service.upstream.fake_vector_stores import VectorStores
+from service.fake.validate import Refusal
+from service.fake.vector_stores import VectorStores
 
 
 @pytest.fixture

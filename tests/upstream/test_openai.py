@@ -24,9 +24,9 @@ from service.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from service.fake.app import create_fake_app
 from service.redact import Secret
 from service.upstream.base import Upstream
-from service.upstream.fake import create_fake_app
 from service.upstream.openai import MISCONFIGURED, OpenAIUpstream
 from tests.upstream.conftest import FAKE_KEY
 

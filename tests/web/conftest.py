@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from service.auth import sign_dev_token
-from service.settings import Settings, load_settings
+from service.auth.tokens import sign_dev_token
+from service.config.settings import Settings, load_settings
 from service.web.app import create_app
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"

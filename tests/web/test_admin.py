@@ -16,11 +16,11 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
+from service.config.settings import Settings, load_settings
 from service.errors import StoreUnavailable
 from service.redact import user_hash
-from service.settings import Settings, load_settings
 from service.stores.base import UserRecord
 from service.stores.memory import MemoryStore
 from service.web.admin import USERS_PATH, admin_routes

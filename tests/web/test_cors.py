@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.auth import sign_dev_token
-from service.settings import load_settings
+from service.auth.tokens import sign_dev_token
+from service.config.settings import load_settings
 from service.web.app import create_app
 from service.web.cors import CORSMiddleware
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.logs import ConsoleFormatter, JsonFormatter
 from service.web.app import create_app
 from tests.web.conftest import SECRET, make_settings

@@ -12,10 +12,10 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from service import mint_plans
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
+from service.mint import plans as mint_plans
 from service.redact import user_hash
-from service.session import Endpoint, MintRequest
+from service.session.model import Endpoint, MintRequest
 from service.timing import parse_server_timing
 from service.web.app import create_app
 from tests.web.conftest import SECRET, TokenFactory, make_settings

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.applications import Starlette
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.web.app import create_app
 from service.web.openapi import CATALOG_PATHS, openapi_document, route_operations
 from tests.web.conftest import SECRET, make_settings

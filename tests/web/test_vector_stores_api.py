@@ -14,15 +14,15 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from service.auth import sign_dev_token
+from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
+from service.config.settings import Settings
+from service.fake.app import create_fake_app
 from service.limits import parse_limit
-from service.policy_model import Policy
-from service.policy_parse import default_policy
+from service.policy.model import Policy
+from service.policy.parse import default_policy
 from service.redact import user_hash
-from service.settings import Settings
 from service.stores.memory import MemoryStore
-from service.upstream.fake import create_fake_app
 from service.web.app import create_app
 from service.web.vector_stores import vector_store_routes
 from tests.web.conftest import SECRET, make_settings

@@ -1,6 +1,6 @@
 """The session policy as data (DESIGN.md section 5): what each role may get.
 
-Parsing and validation live in `parse_policy` (service.policy_parse); this module only holds
+Parsing and validation live in `parse_policy` (service.policy.parse); this module only holds
 the frozen shapes so that settings, policy and handlers share one vocabulary.
 `None` for an allow-list or a range means "whatever the upstream allows".
 """

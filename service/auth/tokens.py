@@ -33,13 +33,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
+from service.auth.jwks import JwksCache
 from service.clock import Clock
 from service.errors import ConfigError, InvalidToken
-from service.jwks import JwksCache
 
 if TYPE_CHECKING:
     # Type only: auth needs the values, not the environment parsing behind them.
-    from service.settings import TenantSettings
+    from service.config.settings import TenantSettings
 
 MAX_TOKEN_CHARS = 8 * 1024
 MIN_HMAC_SECRET_BYTES = 32

@@ -1,12 +1,12 @@
 """Wire shapes: the translation between the beta and GA shapes.
 
-The session model (service.session) is decoded from, and rendered to, one shape only:
+The session model (service.session.model) is decoded from, and rendered to, one shape only:
 the GA one (`POST /realtime/client_secrets`). Beta bodies (`/realtime/sessions`,
 `/realtime/transcription_sessions`) are first translated here into a GA-shaped dict
 (`beta_to_ga`), and GA-shaped dicts are translated back for a beta upstream or a beta
 client (`ga_to_beta`). Errors found while decoding the GA dict carry GA parameter
 paths; `beta_param` rewrites them into the beta client's own spelling. The strict JSON
-checks used on the way are in `service.json_checks`.
+checks used on the way are in `service.session.strict_json`.
 
 This module knows nothing of the session dataclasses, so session imports it, never
 the other way round.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from service.json_checks import as_number, as_object, as_str, as_str_list, check_keys
+from service.session.strict_json import as_number, as_object, as_str, as_str_list, check_keys
 
 BETA_FORMATS = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
 GA_FORMATS = {ga: beta for beta, ga in BETA_FORMATS.items()}
@@ -178,7 +178,7 @@ def _beta_expiry(value: object) -> dict[str, Any]:
 def ga_to_beta(
     session: Mapping[str, Any], kind: str, *, response: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
-    """A canonical GA session dict (as rendered by service.session_codec) in the beta shape.
+    """A canonical GA session dict (as rendered by service.session.codec) in the beta shape.
 
     Returns (beta dict, GA paths of what beta cannot express and was dropped).
     `response=True` omits nulls the beta response schemas do not allow.

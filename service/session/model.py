@@ -8,8 +8,8 @@ speaks. The flow of a mint through the session modules:
     upstream body ──decode_upstream_response──▶ MintResult
     MintResult + effective ──encode_response──▶ the client's shape (GA or beta)
 
-`decode_request` is in `service.session_decoder`, the other three in
-`service.session_codec`. Beta bodies are translated to GA-shaped dicts by service.codecs
+`decode_request` is in `service.session.decoder`, the other three in
+`service.session.codec`. Beta bodies are translated to GA-shaped dicts by service.session.translate
 and decoded once; error params are then rewritten into the client's spelling (`voice`,
 not `session.audio.output.voice`) by `client_param`.
 """
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from service.codecs import beta_param
-from service.json_checks import MAX_ID_CHARS, TEXT_MAX_CHARS
 from service.redact import Secret
+from service.session.strict_json import MAX_ID_CHARS, TEXT_MAX_CHARS
+from service.session.translate import beta_param
 
 __all__ = [
     "AUDIO_FORMATS",

@@ -33,7 +33,7 @@ from jwt.exceptions import InvalidKeyError
 from service.clock import Clock
 from service.errors import InvalidToken
 
-logger = logging.getLogger("service.jwks")
+logger = logging.getLogger("service.auth.jwks")
 
 # A real key set is a few KiB; anything much larger is not one.
 MAX_JWKS_BYTES = 256 * 1024

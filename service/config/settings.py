@@ -3,8 +3,8 @@
 `load_settings(os.environ)` validates everything and raises `ConfigError` listing every
 problem; `describe_settings` is what `token-broker config check` prints (secrets masked).
 How a setting's variable is found (tenant prefix, `_FILE` forms, empty values) is
-`service.environment`'s job; the checks of structured values (URLs, JWT keys, policy,
-CORS origins) are in `service.settings_checks`.
+`service.config.environment`'s job; the checks of structured values (URLs, JWT keys, policy,
+CORS origins) are in `service.config.checks`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Literal, cast, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from service.environment import (
+from service.config.checks import (
+    JWT_KEYS,
+    check_redis_url,
+    cors_origins,
+    http_url,
+    jwt_key,
+    read_policy,
+)
+from service.config.environment import (
     PREFIX,
     EnvReader,
     check_unknown,
@@ -23,16 +31,8 @@ from service.environment import (
 )
 from service.errors import ConfigError
 from service.limits import Limit
-from service.policy_model import Policy
+from service.policy.model import Policy
 from service.redact import Secret
-from service.settings_checks import (
-    JWT_KEYS,
-    check_redis_url,
-    cors_origins,
-    http_url,
-    jwt_key,
-    read_policy,
-)
 
 UpstreamKind = Literal["openai", "azure", "fake"]
 UpstreamApi = Literal["ga", "beta"]

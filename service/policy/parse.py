@@ -1,8 +1,8 @@
 """Reading the session policy (DESIGN.md section 5): `parse_policy` and `default_policy`.
 
-`parse_policy` turns the policy JSON into the frozen shapes of `service.policy_model`,
+`parse_policy` turns the policy JSON into the frozen shapes of `service.policy.model`,
 collecting every problem (each names the role and key) before raising `PolicyError`.
-The parsers of single values, and the bounds they enforce, are in `service.policy_values`.
+The parsers of single values, and the bounds they enforce, are in `service.policy.values`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import cast
 
 from service.limits import parse_limit
-from service.policy_model import Policy, RoleRules, TtlRule
-from service.policy_values import (
+from service.policy.model import Policy, RoleRules, TtlRule
+from service.policy.values import (
     MAX_OUTPUT_TOKENS_BOUNDS,
     SPEED_BOUNDS,
     TEMPERATURE_BOUNDS,
@@ -27,7 +27,7 @@ from service.policy_values import (
     ttl_rule,
     turn_detection_rule,
 )
-from service.session import AUDIO_FORMATS, MODALITIES
+from service.session.model import AUDIO_FORMATS, MODALITIES
 
 _TOP_KEYS = frozenset({"default_role", "on_violation", "tenant_limits", "roles"})
 _ALLOW_LIST_KEYS = {

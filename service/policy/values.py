@@ -2,7 +2,7 @@
 
 Each parser takes the raw JSON value and its dotted path, records every problem in a
 `Problems` (so that `parse_policy` reports all of them at once) and returns the frozen
-shape of `service.policy_model`, or a safe fallback when the value is invalid.
+shape of `service.policy.model`, or a safe fallback when the value is invalid.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from service.limits import Limit, parse_limit
-from service.policy_model import (
+from service.policy.model import (
     InstructionsRule,
     OnSessionUpdate,
     Range,
     TtlRule,
     TurnDetectionRule,
 )
-from service.session import (
+from service.session.model import (
     INSTRUCTIONS_HARD_CAP,
     MAX_ID_CHARS,
     TTL_MAX,

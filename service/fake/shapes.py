@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.upstream.fake_validate import (
+from service.fake.validate import (
     Shape,
     any_object,
     any_of,

@@ -17,9 +17,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from service.environment import EnvReader, or_list
-from service.policy_model import Policy
-from service.policy_parse import PolicyError, default_policy, parse_policy
+from service.config.environment import EnvReader, or_list
+from service.policy.model import Policy
+from service.policy.parse import PolicyError, default_policy, parse_policy
 from service.redact import Secret
 
 JWT_KEYS = ("JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL")

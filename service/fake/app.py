@@ -23,15 +23,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.clock import Clock, system_clock
-from service.upstream.fake_calls import FakeCalls, fake_call_routes
-from service.upstream.fake_sessions import (
+from service.fake.calls import FakeCalls, fake_call_routes
+from service.fake.sessions import (
     beta_session,
     beta_transcription_session,
     ga_client_secret,
 )
-from service.upstream.fake_shapes import RequestShapes
-from service.upstream.fake_validate import Refusal, Shape, choice
-from service.upstream.fake_vector_stores import VectorStores
+from service.fake.shapes import RequestShapes
+from service.fake.validate import Refusal, Shape, choice
+from service.fake.vector_stores import VectorStores
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -101,7 +101,7 @@ def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) 
     `clock` dates secrets and vector stores. `api_key`, when given, is the only key the fake
     accepts (others get OpenAI's 401 `invalid_api_key`); by default any non-empty key passes.
     `app.state.calls` counts requests per "METHOD /path", for tests; `app.state.realtime_calls`
-    is the registry of WebRTC calls (service.upstream.fake_calls).
+    is the registry of WebRTC calls (service.fake.calls).
     """
     shapes = RequestShapes.build()
     stores = VectorStores()

@@ -2,7 +2,7 @@
 
 `apply_policy` is a pure function from (policy, role, request) to (effective request,
 adjusted field paths); the rules for each field are in its docstring. Reading the policy
-JSON is `service.policy_parse`'s job.
+JSON is `service.policy.parse`'s job.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from service.errors import InvalidValue, PolicyViolation
-from service.policy_model import (
+from service.policy.model import (
     InstructionsRule,
     Policy,
     Range,
     RoleRules,
     TurnDetectionRule,
 )
-from service.policy_values import SPEED_BOUNDS, TEMPERATURE_BOUNDS
-from service.session import (
+from service.policy.values import SPEED_BOUNDS, TEMPERATURE_BOUNDS
+from service.session.model import (
     AudioFormat,
     FunctionTool,
     MintRequest,

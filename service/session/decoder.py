@@ -2,8 +2,8 @@
 
 `SessionDecoder` checks each field against the spec: strictly for a client's mint body
 (`decode_request`), leniently for an upstream's answer (`decode_upstream_response`);
-both are in `service.session_codec`. Beta bodies reach it already translated to the GA
-shape by `service.codecs.beta_to_ga`.
+both are in `service.session.codec`. Beta bodies reach it already translated to the GA
+shape by `service.session.translate.beta_to_ga`.
 """
 
 from __future__ import annotations
@@ -12,28 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 from service.errors import InvalidRequest, InvalidValue
-from service.json_checks import (
-    MAX_LIST_ITEMS,
-    TEXT_MAX_CHARS,
-    as_bool,
-    as_int,
-    as_number,
-    as_object,
-    as_str,
-    as_str_list,
-    check_keys,
-    invalid,
-    join,
-    wrong_type,
-)
-from service.passthrough import (
-    check_mcp_tool,
-    check_prompt,
-    check_reasoning,
-    check_tracing,
-    check_truncation,
-)
-from service.session import (
+from service.session.model import (
     AUDIO_FORMATS,
     LOGPROBS,
     MAX_OUTPUT_TOKENS,
@@ -50,6 +29,27 @@ from service.session import (
     ToolChoice,
     Transcription,
     TurnDetection,
+)
+from service.session.passthrough import (
+    check_mcp_tool,
+    check_prompt,
+    check_reasoning,
+    check_tracing,
+    check_truncation,
+)
+from service.session.strict_json import (
+    MAX_LIST_ITEMS,
+    TEXT_MAX_CHARS,
+    as_bool,
+    as_int,
+    as_number,
+    as_object,
+    as_str,
+    as_str_list,
+    check_keys,
+    invalid,
+    join,
+    wrong_type,
 )
 
 # A table of (key, parser) read in order by `SessionDecoder._read`.

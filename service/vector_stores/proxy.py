@@ -14,14 +14,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.auth import Identity
-from service.broker import Broker, rate_limit_headers
+from service.auth.tokens import Identity
 from service.errors import BrokerError, RoleForbidden
 from service.limits import Limit
-from service.policy_model import Policy
+from service.mint.broker import Broker, rate_limit_headers
+from service.policy.model import Policy
 from service.redact import user_hash
 
-logger = logging.getLogger("service.proxy")
+logger = logging.getLogger("service.vector_stores.proxy")
 
 VECTOR_STORES_SCOPE = "vector_stores"
 VECTOR_STORES_PATH = "/vector_stores"

@@ -2,7 +2,7 @@
 
 MCP tools, tracing, truncation, prompt and reasoning are not modelled field by field:
 the session keeps them as the client sent them (without nulls), once each key has been
-checked here with the strict checks of `service.json_checks`.
+checked here with the strict checks of `service.session.strict_json`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from service.json_checks import (
+from service.session.strict_json import (
     TEXT_MAX_CHARS,
     as_bool,
     as_int,

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.json_body import parse_json_object
-from service.policy import apply_policy
-from service.policy_model import Policy
-from service.session import Api, Endpoint, MintRequest
-from service.session_codec import Echo, decode_request, encode_upstream_request
+from service.policy.apply import apply_policy
+from service.policy.model import Policy
+from service.session.codec import Echo, decode_request, encode_upstream_request
+from service.session.model import Api, Endpoint, MintRequest
+from service.session.strict_json import parse_json_object
 
 MAX_MEMO_BODY = 4096
 MEMO_ENTRIES = 512

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.calls.sdp import answer_for, check_offer, parse_multipart
 from service.errors import InvalidValue
-from service.upstream.fake_validate import Refusal, Shape
+from service.fake.validate import Refusal, Shape
 
 Handler = Callable[[Request], Awaitable[Response]]
 Event = dict[str, Any]

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from service.upstream.fake_validate import Refusal
+from service.fake.validate import Refusal
 
 DAY = 86_400
 

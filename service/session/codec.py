@@ -1,11 +1,11 @@
 """The mint codecs: the four wire steps of a mint around the session model (pure: no I/O).
 
-`decode_request` checks a client's body (GA, or beta translated by `service.codecs`) and
+`decode_request` checks a client's body (GA, or beta translated by `service.session.translate`) and
 normalizes it; `encode_upstream_request` renders the effective request for a GA or beta
 upstream; `decode_upstream_response` reads the upstream's answer into a `MintResult`;
 `encode_response` answers the client in its own shape. Sessions are read by
-`service.session_decoder.SessionDecoder` and rendered by `render_ga`, the one GA
-rendering (the beta shape is `service.codecs.ga_to_beta` of it).
+`service.session.decoder.SessionDecoder` and rendered by `render_ga`, the one GA
+rendering (the beta shape is `service.session.translate.ga_to_beta` of it).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
 
-from service.codecs import beta_to_ga, ga_to_beta
 from service.errors import InvalidJSON, InvalidRequest, InvalidValue, UpstreamError
-from service.json_checks import as_int, as_object, as_str, check_keys
 from service.redact import Secret
-from service.session import (
+from service.session.decoder import SessionDecoder
+from service.session.model import (
     OFF,
     TTL_MAX,
     TTL_MIN,
@@ -38,7 +37,8 @@ from service.session import (
     TurnDetection,
     client_param,
 )
-from service.session_decoder import SessionDecoder
+from service.session.strict_json import as_int, as_object, as_str, check_keys
+from service.session.translate import beta_to_ga, ga_to_beta
 
 # Decoders are stateless but build their field tables once: one of each, by (strict, beta).
 _DECODERS = {(s, b): SessionDecoder(strict=s, beta=b) for s in (True, False) for b in (True, False)}

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.auth import Authenticator, Identity
+from service.auth.tokens import Authenticator, Identity
+from service.config.settings import Settings, TenantSettings
 from service.errors import (
     BrokerError,
     RateLimited,
@@ -21,17 +22,16 @@ from service.errors import (
 )
 from service.limits import Limit, tightest
 from service.metrics import Metrics
-from service.mint_plans import MintPlans
+from service.mint.plans import MintPlans
 from service.redact import user_hash
-from service.session import Endpoint
-from service.session_codec import decode_upstream_response, encode_response
-from service.settings import Settings, TenantSettings
+from service.session.codec import decode_upstream_response, encode_response
+from service.session.model import Endpoint
 from service.stores.base import Admission, AdmitRequest, Store, UserProfile
 from service.timing import HEADER as SERVER_TIMING
 from service.timing import PhaseTimer
 from service.upstream.base import Upstream
 
-logger = logging.getLogger("service.broker")
+logger = logging.getLogger("service.mint.broker")
 # A child of `service.audit` (directory changes log there): audit routing by the
 # `service.audit` prefix gets both, and each can be filtered on its own.
 audit_logger = logging.getLogger("service.audit.mint")

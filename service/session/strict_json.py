@@ -1,23 +1,51 @@
-"""Strict JSON checks for the wire shapes, in OpenAI's wording.
+"""Strict JSON: request bodies (UTF-8 only, no NaN/Infinity, an object where one is
+expected) and checks of the wire shapes, in OpenAI's wording.
 
 Each check takes a value and its parameter path, returns the value typed, or raises
 `InvalidValue` / `UnknownParameter` naming that path. Messages follow OpenAI's wording;
 none of them echoes the value, so a secret pasted into the wrong field is never
-reflected into an error or a log. Like `service.codecs`, this module knows nothing of
+reflected into an error or a log. Like `service.session.translate`, this module knows nothing of
 the session dataclasses.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from service.errors import InvalidValue, UnknownParameter
+from service.errors import InvalidJSON, InvalidValue, UnknownParameter
 
 MAX_ID_CHARS = 256
 # Free text (instructions, tool descriptions, transcription prompts) is bounded by this
 # hard cap whatever the policy says; the request body limit bounds the sum.
 TEXT_MAX_CHARS = 65_536
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes, *, empty: object = None) -> object:
+    """Strict JSON: UTF-8 only, no NaN/Infinity. An empty body gives `empty`."""
+    if not raw.strip():
+        if empty is None:
+            raise InvalidJSON("The request body must be a JSON object.")
+        return empty
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidJSON("The request body is not valid JSON.") from exc
+
+
+def parse_json_object(raw: bytes, *, empty: object = None) -> dict[str, Any]:
+    value = parse_json(raw, empty=empty)
+    if not isinstance(value, dict):
+        raise InvalidJSON("The request body must be a JSON object.")
+    return value
+
+
 MAX_LIST_ITEMS = 128
 
 
