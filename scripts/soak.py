@@ -4,7 +4,8 @@ exits non-zero on a 500, a lost directory record, or a user above the limit's bo
 
     python scripts/soak.py [--seconds 60] [--clients 50] [--users 25]
 
-Everything listens on 127.0.0.1; the upstream is the in-process fake (BROKER_UPSTREAM=fake).
+Everything listens on 127.0.0.1; the upstream is the fake, as its own process
+(`token-broker fake-upstream`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.auth.tokens import sign_dev_token
-from tests.processes import free_port, running
+from tests.processes import fake_upstream, free_port, running
 from tests.redis_servers import start_server
 
 SECRET = "soak-secret-0123456789-abcdefghijklmnopq"
@@ -109,9 +110,11 @@ def main() -> int:
 
         try:
             ports = [free_port(), free_port()]
+            fake_port = free_port()
             env = {
                 "BROKER_HOST": "127.0.0.1",
-                "BROKER_UPSTREAM": "fake",
+                "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
+                "BROKER_UPSTREAM_API_KEY": "soak-fake-upstream-key",
                 "BROKER_JWT_SECRET": SECRET,
                 "BROKER_ADMIN_API_KEY": ADMIN_KEY,
                 "BROKER_REDIS_URL": server.url,
@@ -120,6 +123,7 @@ def main() -> int:
             }
             urls = [f"http://127.0.0.1:{port}" for port in ports]
             with (
+                fake_upstream(fake_port),
                 running(
                     ["serve"],
                     env={**env, "BROKER_PORT": str(ports[0])},

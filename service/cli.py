@@ -71,7 +71,12 @@ def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
     from service.web.app import create_app, tune_gc
 
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    if settings.dev:
+        from service.dev import create_dev_app
+
+        app = create_dev_app(settings)
+    else:
+        app = create_app(settings)
     # A process-wide setting, so it belongs to the process that serves, not to the app
     # factory (tests build many apps in one process).
     tune_gc()
@@ -94,7 +99,20 @@ def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _run(_load(os.environ))
+    settings = _load(os.environ)
+    fakes = [tenant.id for tenant in settings.tenants if tenant.upstream == "fake"]
+    if fakes:
+        print(
+            "token-broker serve: BROKER_UPSTREAM=fake (tenants: "
+            + ", ".join(fakes)
+            + ") is the in-process fake upstream, whose secrets are not valid at OpenAI.\n"
+            "  For local work run `token-broker dev`; to run the fake as its own process,\n"
+            "  `token-broker fake-upstream --port N` and BROKER_UPSTREAM=openai with\n"
+            "  BROKER_UPSTREAM_URL=http://127.0.0.1:N/v1.",
+            file=sys.stderr,
+        )
+        return 2
+    _run(settings)
     return 0
 
 

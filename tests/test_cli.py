@@ -204,6 +204,30 @@ def test_serve_refuses_incomplete_configuration() -> None:
     assert "UPSTREAM_API_KEY" in result.stderr
 
 
+def test_serve_refuses_the_in_process_fake() -> None:
+    result = subprocess.run(
+        [*CLI, "serve"],
+        env={"PATH": "/usr/bin:/bin", "BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "BROKER_UPSTREAM=fake" in result.stderr
+    assert "token-broker dev" in result.stderr
+    assert "token-broker fake-upstream" in result.stderr
+
+
+def test_the_app_factory_refuses_the_fake_without_dev_wiring() -> None:
+    from service.config.settings import load_settings
+    from service.errors import ConfigError
+    from service.web.app import create_app
+
+    settings = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": SECRET})
+    with pytest.raises(ConfigError, match="token-broker dev"):
+        create_app(settings)
+
+
 def test_config_check_masks_secrets() -> None:
     env = {
         "PATH": "/usr/bin:/bin",

@@ -35,10 +35,10 @@ def app_routes() -> set[str]:
     from starlette.routing import Route
 
     from service.config.settings import load_settings
-    from service.web.app import create_app
+    from service.dev import create_dev_app
 
     settings = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 40})
-    app = create_app(settings)
+    app = create_dev_app(settings)
     return {
         route.path
         for route in app.routes

@@ -132,7 +132,7 @@ def test_missing_setting_names_both_spellings_with_several_tenants() -> None:
 
     assert (
         "tenant acme: BROKER_ACME_UPSTREAM_API_KEY or BROKER_UPSTREAM_API_KEY: "
-        "required unless UPSTREAM=fake" in problems
+        "required unless BROKER_UPSTREAM=fake (dev mode only)" in problems
     )
 
 

@@ -1,4 +1,5 @@
-"""Imports point one way, and each third-party package has one owner (STYLE.md)."""
+"""Imports point one way, each third-party package has one owner, and production code
+never imports the fake upstream (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "service"
 
 OWNERS: dict[str, tuple[str, ...]] = {
-    "jwt": ("service.auth.tokens", "service.auth.jwks"),
-    "redis": ("service.stores.redis*",),
-    "starlette": ("service.web.*", "service.fake.app*"),
+    "jwt": ("service.auth.*",),
+    "redis": ("service.stores.*",),
+    "starlette": ("service.web.*", "service.fake.*"),
     "uvicorn": ("service.cli",),
-    "httpx": ("service.upstream.*", "service.auth.tokens", "service.auth.jwks", "service.web.app"),
+    "httpx": ("service.upstream.*", "service.auth.*", "service.web.app", "service.fake.*"),
     "aiohttp": ("service.upstream.*",),
     "httpx_aiohttp": ("service.upstream.*",),
     "prometheus_client": ("service.metrics",),
-    "websockets": ("service.calls.sideband", "service.fake.app*"),
+    "websockets": ("service.calls.sideband", "service.fake.*"),
 }
+
+# Dev mode's wiring (and the CLI's `fake-upstream` command) are the only way in to the fake.
+FAKE = "service.fake"
+FAKE_USERS = ("service.fake.*", "service.dev", "service.cli")
+
+# The root keeps what every package uses; each concept is a package of its own.
+ROOT_LIMIT = 14
 
 # The pure core: no I/O layers below it may be imported from it.
 PURE = (
@@ -28,28 +36,20 @@ PURE = (
     "service.redact",
     "service.clock",
     "service.limits",
-    "service.policy.model",
-    "service.policy.values",
-    "service.policy.parse",
-    "service.policy.apply",
-    "service.session.model",
-    "service.session.decoder",
-    "service.session.codec",
-    "service.session.translate",
-    "service.session.strict_json",
-    "service.session.passthrough",
-    "service.config.environment",
-    "service.config.checks",
-    "service.config.settings",
+    "service.policy.*",
+    "service.session.*",
+    "service.config.*",
     "service.vector_stores.checks",
 )
 IO_LAYERS = (
     "service.web*",
-    "service.stores.redis*",
+    "service.stores*",
     "service.upstream*",
-    "service.auth.tokens",
-    "service.auth.jwks",
-    "service.mint.broker",
+    "service.fake*",
+    "service.auth*",
+    "service.mint*",
+    "service.calls*",
+    "service.dev",
     "service.cli",
 )
 
@@ -65,6 +65,8 @@ def modules() -> dict[str, set[str]]:
                 imported.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module)
+                # `from service.fake import app` imports service.fake.app
+                imported.update(f"{node.module}.{alias.name}" for alias in node.names)
         found[name] = imported
     return found
 
@@ -72,32 +74,68 @@ def modules() -> dict[str, set[str]]:
 MODULES = modules()
 
 
+def imports_of(package: str, imported: set[str]) -> bool:
+    return any(i == package or i.startswith(package + ".") for i in imported)
+
+
 @pytest.mark.parametrize("package", sorted(OWNERS))
 def test_third_party_packages_have_one_owner(package: str) -> None:
     offenders = [
         module
         for module, imported in MODULES.items()
-        if any(i == package or i.startswith(package + ".") for i in imported)
+        if imports_of(package, imported)
         and not any(fnmatch(module, pattern) for pattern in OWNERS[package])
     ]
     assert offenders == []
+
+
+def test_only_dev_wiring_imports_the_fake() -> None:
+    offenders = [
+        module
+        for module, imported in MODULES.items()
+        if imports_of(FAKE, imported) and not any(fnmatch(module, p) for p in FAKE_USERS)
+    ]
+    assert offenders == []
+
+
+def test_the_cli_imports_the_fake_only_inside_its_dev_commands() -> None:
+    """`serve` must not load the fake: the CLI imports it (and service.dev) lazily."""
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    top_level = {
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert not {m for m in top_level if m.startswith(FAKE) or m == "service.dev"}
 
 
 def test_the_pure_core_imports_no_io_layer() -> None:
     offenders = {
         module: sorted(i for i in imported if any(fnmatch(i, p) for p in IO_LAYERS))
         for module, imported in MODULES.items()
-        if module in PURE
+        if any(fnmatch(module, p) for p in PURE)
     }
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
-def test_nothing_but_the_cli_imports_the_web_layer_from_below() -> None:
+def test_nothing_but_the_cli_and_dev_wiring_import_the_web_layer_from_below() -> None:
     offenders = [
         module
         for module, imported in MODULES.items()
         if not module.startswith("service.web")
-        and module != "service.cli"
+        and module not in {"service.cli", "service.dev"}
         and any(i.startswith("service.web") or i == "service.cli" for i in imported)
     ]
     assert offenders == []
+
+
+def test_the_root_keeps_only_what_every_package_uses() -> None:
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= ROOT_LIMIT, root
+
+
+def test_every_package_is_a_package() -> None:
+    """A folder of modules without __init__.py would be a namespace package that setuptools'
+    find_packages skips."""
+    folders = [p for p in PACKAGE.rglob("*") if p.is_dir() and list(p.glob("*.py"))]
+    assert [f for f in folders if not (f / "__init__.py").exists()] == []

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from service.auth.tokens import sign_dev_token
+from service.dev import create_dev_app
 from service.errors import (
     InvalidToken,
     RateLimited,
@@ -24,7 +25,6 @@ from service.metrics import CONTENT_TYPE, Metrics, mint_outcome, upstream_error_
 from service.stores.base import Admission, AdmitRequest
 from service.stores.memory import MemoryStore
 from service.stores.resilient import FailureAwareStore
-from service.web.app import create_app
 from tests.web.conftest import SECRET, TokenFactory, make_settings
 
 MINT = "/v1/realtime/client_secrets"
@@ -64,7 +64,7 @@ def token() -> TokenFactory:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(create_app(make_settings())) as c:
+    async with client_for(create_dev_app(make_settings())) as c:
         yield c
 
 
@@ -112,8 +112,8 @@ def test_jwks_refreshes_are_read_at_scrape_time() -> None:
 
 async def test_two_apps_do_not_share_counts(token: TokenFactory) -> None:
     async with (
-        client_for(create_app(make_settings())) as one,
-        client_for(create_app(make_settings())) as two,
+        client_for(create_dev_app(make_settings())) as one,
+        client_for(create_dev_app(make_settings())) as two,
     ):
         assert (await one.post(MINT, json={}, headers=auth(token()))).status_code == 200
         ok = {"tenant": "default", "outcome": "ok"}
@@ -175,7 +175,9 @@ async def test_upstream_errors_are_counted_by_kind(token: TokenFactory) -> None:
         return httpx.Response(500, json={"error": {"message": "boom"}})
 
     settings = make_settings({"BROKER_UPSTREAM": "openai", "BROKER_UPSTREAM_API_KEY": "sk-test"})
-    async with client_for(create_app(settings, transport=httpx.MockTransport(broken))) as client:
+    async with client_for(
+        create_dev_app(settings, transport=httpx.MockTransport(broken))
+    ) as client:
         assert (await client.post(MINT, json={}, headers=auth(token()))).status_code == 502
         text = await scrape(client)
     assert sample(text, "broker_upstream_errors_total", tenant="default", kind="error") == 1
@@ -197,7 +199,7 @@ async def test_decisions_made_without_redis_are_counted_as_degraded(token: Token
         failure_modes={"default": "open"},
         clock=lambda: fake_now[0],
     )
-    async with client_for(create_app(settings, store=store)) as client:
+    async with client_for(create_dev_app(settings, store=store)) as client:
         statuses = [
             (await client.post(MINT, json={}, headers=auth(token()))).status_code for _ in range(3)
         ]

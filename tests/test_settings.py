@@ -189,7 +189,10 @@ INVALID_CASES: list[tuple[dict[str, str], str]] = [
     ({"UPSTREAM_URL": "api.openai.com"}, "BROKER_UPSTREAM_URL: must be an http(s) URL"),
     ({"UPSTREAM_URL": "https://h:99999/v1"}, "BROKER_UPSTREAM_URL: must be an http(s) URL"),
     ({"UPSTREAM_API": "v2"}, "BROKER_UPSTREAM_API: must be one of ga, beta"),
-    ({"UPSTREAM_API_KEY": ""}, "BROKER_UPSTREAM_API_KEY: required unless UPSTREAM=fake"),
+    (
+        {"UPSTREAM_API_KEY": ""},
+        "BROKER_UPSTREAM_API_KEY: required unless BROKER_UPSTREAM=fake (dev mode only)",
+    ),
     ({"JWT_SECRET": "x" * 31}, "BROKER_JWT_SECRET: must be at least 32 bytes long"),
     ({"JWT_SECRET": ""}, "BROKER_JWT_SECRET, BROKER_JWT_PUBLIC_KEY or BROKER_JWT_JWKS_URL: set"),
     ({"JWT_JWKS_URL": "https://idp/jwks"}, "set only one of BROKER_JWT_SECRET or BROKER_JWT_JWKS"),

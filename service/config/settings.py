@@ -138,7 +138,7 @@ def _load_tenant(
         else:
             env.problem("UPSTREAM_URL", "must be an http(s) URL such as " + DEFAULT_UPSTREAM_URL)
     if upstream != "fake" and not env.present("UPSTREAM_API_KEY"):
-        env.missing(("UPSTREAM_API_KEY",), "required unless UPSTREAM=fake")
+        env.missing(("UPSTREAM_API_KEY",), "required unless BROKER_UPSTREAM=fake (dev mode only)")
     issuer, audience = env.get("JWT_ISSUER"), env.get("JWT_AUDIENCE")
     if multi:
         for setting, value in (("JWT_ISSUER", issuer), ("JWT_AUDIENCE", audience)):

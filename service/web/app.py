@@ -1,14 +1,16 @@
 """The composition root: settings in, a running ASGI app out.
 
-Every backend is chosen here and only here (memory or Redis store, OpenAI, Azure or
-the in-process fake upstream), and every seam a test needs is a keyword argument.
+Every backend is chosen here and only here (memory or Redis store, OpenAI or Azure
+upstream), and every seam a test needs is a keyword argument. The in-process fake
+upstream is not one of them: dev mode (service.dev) passes it in through `transports`
+and `call_options`, so production code never imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Literal
 
 import httpx
@@ -22,14 +24,12 @@ from starlette.types import Scope
 
 from service.auth.tokens import Authenticator
 from service.calls.controller import CallController, CallOptions, revocation_check
-from service.calls.sideband import InProcessConnector, WebSocketConnector
+from service.calls.sideband import WebSocketConnector
 from service.calls.store import CallStore
 from service.calls.store_memory import MemoryCallStore
 from service.clock import Clock, system_clock
 from service.config.settings import Settings, TenantSettings
-from service.errors import BrokerError
-from service.fake.app import create_fake_app
-from service.fake.calls import FakeCalls
+from service.errors import BrokerError, ConfigError
 from service.metrics import CONTENT_TYPE, Metrics
 from service.mint.broker import Broker
 from service.redact import Secret
@@ -47,7 +47,14 @@ from service.web.middleware import RequestContextMiddleware, route_template
 from service.web.openapi import openapi_routes
 from service.web.vector_stores import vector_store_routes
 
+# What `create_app` returns, named so that its callers need not import starlette.
+BrokerApp = Starlette
 FAKE_UPSTREAM_URL = "http://fake-upstream.invalid/v1"
+FAKE_REFUSED = (
+    "tenant {tenant}: BROKER_UPSTREAM=fake is the in-process fake of `token-broker dev`; "
+    "its secrets are not valid at OpenAI. Run `token-broker dev`, or run the fake as its own "
+    "process (`token-broker fake-upstream --port N`) and point BROKER_UPSTREAM_URL at it."
+)
 
 
 def build_store(
@@ -68,23 +75,21 @@ def build_upstream(
     tenant: TenantSettings,
     *,
     transport: httpx.AsyncBaseTransport | None,
-    clock: Clock,
     observer: Callable[[float, BaseException | None], None] | None = None,
-    fake_calls: dict[str, FakeCalls] | None = None,
 ) -> Upstream:
-    if tenant.upstream == "fake" and transport is None:
-        fake_app = create_fake_app(clock=clock)
-        if fake_calls is not None:
-            # Call control joins this fake's calls in process (no socket to dial).
-            fake_calls[tenant.id] = fake_app.state.realtime_calls
-        fake = httpx.ASGITransport(app=fake_app)
+    if tenant.upstream == "fake":
+        if transport is None:
+            # Only dev mode wires the in-process fake (its secrets are not valid at OpenAI).
+            raise ConfigError([FAKE_REFUSED.format(tenant=tenant.id)])
         return OpenAIUpstream(
-            base_url=FAKE_UPSTREAM_URL, api_key=Secret("fake"), transport=fake, observer=observer
+            base_url=FAKE_UPSTREAM_URL,
+            api_key=tenant.upstream_api_key or Secret("fake"),
+            transport=transport,
+            observer=observer,
         )
     flavor: Literal["openai", "azure"] = "azure" if tenant.upstream == "azure" else "openai"
-    base_url = FAKE_UPSTREAM_URL if tenant.upstream == "fake" else tenant.upstream_url
     return OpenAIUpstream(
-        base_url=base_url,
+        base_url=tenant.upstream_url,
         api_key=tenant.upstream_api_key or Secret("fake"),
         flavor=flavor,
         transport=transport,
@@ -118,6 +123,10 @@ def build_call_store(settings: Settings, clock: Clock) -> CallStore:
     )
 
 
+def sideband_connector(settings: Settings) -> WebSocketConnector:
+    return WebSocketConnector({t.id: t.upstream_api_key for t in settings.tenants})
+
+
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -135,6 +144,7 @@ def create_app(
     *,
     store: Store | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     jwks_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = system_clock,
     call_options: CallOptions | None = None,
@@ -142,7 +152,8 @@ def create_app(
     """Build the broker app.
 
     `store` replaces the configured store; `transport` replaces the HTTP transport of
-    every tenant's upstream (tests pass a MockTransport or the fake's ASGITransport);
+    every tenant's upstream (tests pass a MockTransport or the fake's ASGITransport) and
+    `transports` that of single tenants, by id (dev mode's in-process fakes);
     `jwks_transport` does the same for JWKS fetches; `clock` drives token expiry,
     the memory store and the fake upstream; `call_options` replaces call control's
     store, sideband connector and timing.
@@ -159,14 +170,12 @@ def create_app(
         if store is not None
         else build_store(settings, clock, on_degraded=metrics.store_fallback)
     )
-    fake_calls: dict[str, FakeCalls] = {}
+    per_tenant = transports or {}
     upstreams = {
         tenant.id: build_upstream(
             tenant,
-            transport=transport,
-            clock=clock,
+            transport=per_tenant.get(tenant.id, transport),
             observer=metrics.upstream_observer(tenant.id),
-            fake_calls=fake_calls,
         )
         for tenant in settings.tenants
     }
@@ -181,11 +190,7 @@ def create_app(
     options = call_options or CallOptions()
     calls = CallController(
         store=options.store or build_call_store(settings, clock),
-        connector=options.connector
-        or InProcessConnector(
-            fake_calls,
-            other=WebSocketConnector({t.id: t.upstream_api_key for t in settings.tenants}),
-        ),
+        connector=options.connector or sideband_connector(settings),
         upstreams=upstreams,
         clock=clock,
         is_revoked=revocation_check(state_store),
@@ -250,8 +255,6 @@ def create_app(
     )
     app.state.broker = broker
     app.state.calls = calls
-    # The in-process fakes' call registries by tenant (dev mode; tests drive the "browser").
-    app.state.fake_calls = fake_calls
     app.state.metrics = metrics
     app.state.settings = settings
     return app

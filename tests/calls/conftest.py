@@ -17,8 +17,8 @@ from service.calls.controller import CallController, CallOptions
 from service.calls.model import utc_day
 from service.clock import ManualClock
 from service.config.settings import load_settings
+from service.dev import create_dev_app
 from service.fake.calls import FakeCalls
-from service.web.app import create_app
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -107,7 +107,7 @@ async def harness() -> AsyncIterator[HarnessFactory]:
                 "BROKER_POLICY": json.dumps(policy or POLICY),
             }
         )
-        app = create_app(settings, clock=clock, call_options=CallOptions(tick=0.005))
+        app = create_dev_app(settings, clock=clock, call_options=CallOptions(tick=0.005))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
         controller: CallController = app.state.calls
         fake = app.state.fake_calls["default"]

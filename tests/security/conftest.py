@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 
 from service.clock import Clock, system_clock
 from service.config.settings import load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 
 ISSUER = "https://idp.example"
 AUDIENCE = "broker"
@@ -123,7 +123,7 @@ def jwks_app(
 ) -> Starlette:
     transport = httpx.MockTransport(handler or jwks_handler(keys.jwks))
     settings = load_settings(jwks_env(**(env or {})))
-    return create_app(settings, jwks_transport=transport, clock=clock)
+    return create_dev_app(settings, jwks_transport=transport, clock=clock)
 
 
 @pytest.fixture

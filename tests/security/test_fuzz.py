@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from service.auth.tokens import sign_dev_token
 from service.config.settings import load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 
 SECRET = "fuzz-secret-0123456789-abcdefghijklmnopq"
 ADMIN_KEY = "fuzz-admin-key-0123456789-abcdefghijkl"
@@ -96,7 +96,7 @@ def test_fuzz_every_endpoint() -> None:
     settings_ = load_settings(
         {"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": SECRET, "BROKER_ADMIN_API_KEY": ADMIN_KEY}
     )
-    app = create_app(settings_)
+    app = create_dev_app(settings_)
     token = sign_dev_token(SECRET, sub="fuzzer", role="owner", now=time.time())
     # Mostly credentials that pass, so that most examples reach the body parsers.
     valid = st.sampled_from([f"Bearer {token}", f"Bearer {ADMIN_KEY}"])

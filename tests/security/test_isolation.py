@@ -17,8 +17,8 @@ import pytest
 from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
 from service.config.settings import load_settings
+from service.dev import create_dev_app
 from service.fake.app import create_fake_app
-from service.web.app import create_app
 from tests.security.conftest import MINT, MINT_BODY, UPSTREAM_KEY, bearer
 
 USERS = "/v1/organization/users"
@@ -49,7 +49,7 @@ async def client(clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
             prefix + "ADMIN_API_KEY": admin,
         }
     fake = httpx.ASGITransport(app=create_fake_app(clock=clock, api_key=UPSTREAM_KEY))
-    app = create_app(load_settings(env), transport=fake, clock=clock)
+    app = create_dev_app(load_settings(env), transport=fake, clock=clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,

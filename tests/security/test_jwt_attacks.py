@@ -22,7 +22,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from service.auth.tokens import MAX_TOKEN_CHARS
 from service.config.settings import load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 from tests.security.conftest import (
     AUDIENCE,
     ISSUER,
@@ -240,7 +240,7 @@ def _multi_tenant_app() -> httpx.AsyncClient:
         env[f"BROKER_{tenant.upper()}_JWT_SECRET"] = secret
         env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
         env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = AUDIENCE
-    app = create_app(load_settings(env))
+    app = create_dev_app(load_settings(env))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
 
 

@@ -18,7 +18,7 @@ import pytest
 from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
 from service.config.settings import load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 from tests.redis_servers import RedisServer, start_server
 from tests.security.conftest import MINT, MINT_BODY, bearer
 
@@ -55,7 +55,7 @@ async def _client(
             "BROKER_RATE_LIMIT_FAILURE_MODE": mode,
         }
     )
-    app = create_app(settings, clock=clock)
+    app = create_dev_app(settings, clock=clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,

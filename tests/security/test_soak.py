@@ -17,7 +17,7 @@ import pytest
 
 from service.auth.tokens import sign_dev_token
 from service.config.settings import load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 from tests.redis_servers import start_server
 from tests.security.conftest import MINT, MINT_BODY, bearer
 
@@ -42,7 +42,7 @@ async def replica(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
             "BROKER_REDIS_TIMEOUT_MS": "100",
         }
     )
-    app = create_app(settings)
+    app = create_dev_app(settings)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

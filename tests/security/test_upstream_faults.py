@@ -18,8 +18,8 @@ import pytest
 from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
 from service.config.settings import load_settings
+from service.dev import create_dev_app
 from service.fake.app import create_fake_app
-from service.web.app import create_app
 from tests.security.conftest import MINT, MINT_BODY, UPSTREAM_KEY, bearer
 
 SECRET = "upstream-faults-secret-0123456789-abcdef"
@@ -132,7 +132,7 @@ async def client(clock: ManualClock, upstream: Upstream) -> AsyncIterator[httpx.
             "BROKER_UPSTREAM_TIMEOUT_MS": str(DEADLINE_MS),
         }
     )
-    app = create_app(settings, transport=httpx.MockTransport(upstream), clock=clock)
+    app = create_dev_app(settings, transport=httpx.MockTransport(upstream), clock=clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,

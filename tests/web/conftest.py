@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from service.auth.tokens import sign_dev_token
 from service.config.settings import Settings, load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 BASE_ENV = {"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": SECRET}
@@ -33,7 +33,7 @@ def token() -> TokenFactory:
 
 @pytest.fixture
 def app() -> Starlette:
-    return create_app(make_settings())
+    return create_dev_app(make_settings())
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from starlette.applications import Starlette
 from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
 from service.config.settings import Settings, load_settings
+from service.dev import create_dev_app
 from service.errors import StoreUnavailable
 from service.redact import user_hash
 from service.stores.base import UserRecord
 from service.stores.memory import MemoryStore
 from service.web.admin import USERS_PATH, admin_routes
-from service.web.app import create_app
 from tests.redis_servers import RedisServer, start_server
 
 ACME_SECRET = "acme-jwt-secret-0123456789-abcdefghij"
@@ -58,7 +58,7 @@ def settings(extra: Mapping[str, str] | None = None) -> Settings:
 
 
 def build(config: Settings, clock: ManualClock, **kwargs: Any) -> Starlette:
-    app = create_app(config, clock=clock, **kwargs)
+    app = create_dev_app(config, clock=clock, **kwargs)
     # Until the composition root mounts these routes itself (see the issue report).
     if not any(getattr(route, "path", None) == USERS_PATH for route in app.router.routes):
         app.router.routes.extend(admin_routes(clock=clock))

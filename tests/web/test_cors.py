@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from service.auth.tokens import sign_dev_token
 from service.config.settings import load_settings
-from service.web.app import create_app
+from service.dev import create_dev_app
 from service.web.cors import CORSMiddleware
 
 ACME_SECRET = "acme-jwt-secret-0123456789-abcdefghij"
@@ -57,7 +57,7 @@ def app() -> Starlette:
         env[f"BROKER_{tenant.upper()}_JWT_SECRET"] = secret
         env[f"BROKER_{tenant.upper()}_JWT_ISSUER"] = f"https://{tenant}.example"
         env[f"BROKER_{tenant.upper()}_JWT_AUDIENCE"] = "broker"
-    return create_app(load_settings(env))
+    return create_dev_app(load_settings(env))
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ async def test_preflight_without_requested_headers_allows_the_sdk_defaults(
 
 async def test_without_configured_origins_there_are_no_cors_headers() -> None:
     env = {"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": ACME_SECRET}
-    app = create_app(load_settings(env))
+    app = create_dev_app(load_settings(env))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://broker"
     ) as client:

@@ -23,7 +23,7 @@ import aiohttp
 import httpx
 import pytest
 
-from service.web.app import create_app
+from service.dev import create_dev_app
 from tests.processes import free_port, running
 from tests.web.conftest import make_settings
 
@@ -190,7 +190,7 @@ async def test_the_demo_page_mints_shows_expiry_and_a_clear_429(
 
 
 def asgi_client(*, dev: bool) -> httpx.AsyncClient:
-    app = create_app(dataclasses.replace(make_settings(), dev=dev))
+    app = create_dev_app(dataclasses.replace(make_settings(), dev=dev))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://broker")
 
 

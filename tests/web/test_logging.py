@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from service.auth.tokens import sign_dev_token
+from service.dev import create_dev_app
 from service.logs import ConsoleFormatter, JsonFormatter
-from service.web.app import create_app
 from tests.web.conftest import SECRET, make_settings
 
 UPSTREAM_KEY = "sk-proj-upstreamkey01234"
@@ -70,7 +70,9 @@ async def test_a_full_run_logs_no_secret_and_one_access_line_per_request(
     secrets_seen: list[str] = []
     requests = 0
 
-    good = create_app(make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY, "BROKER_POLICY": POLICY}))
+    good = create_dev_app(
+        make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY, "BROKER_POLICY": POLICY})
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=good), base_url="http://broker"
     ) as client:
@@ -107,7 +109,7 @@ async def test_a_full_run_logs_no_secret_and_one_access_line_per_request(
         assert (await call("DELETE", "/v1/organization/users/bob", ADMIN_KEY)).status_code == 200
 
     settings = make_settings({"BROKER_UPSTREAM": "openai", "BROKER_UPSTREAM_API_KEY": UPSTREAM_KEY})
-    broken = create_app(settings, transport=httpx.MockTransport(echoing_upstream))
+    broken = create_dev_app(settings, transport=httpx.MockTransport(echoing_upstream))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=broken), base_url="http://broker"
     ) as client:

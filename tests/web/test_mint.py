@@ -13,11 +13,11 @@ import pytest
 from starlette.applications import Starlette
 
 from service.auth.tokens import sign_dev_token
+from service.dev import create_dev_app
 from service.mint import plans as mint_plans
 from service.redact import user_hash
 from service.session.model import Endpoint, MintRequest
 from service.timing import parse_server_timing
-from service.web.app import create_app
 from tests.web.conftest import SECRET, TokenFactory, make_settings
 
 
@@ -177,7 +177,7 @@ async def test_policy_adjustments_are_reported(token: TokenFactory) -> None:
             }
         },
     }
-    app = create_app(make_settings({"BROKER_POLICY": json.dumps(policy)}))
+    app = create_dev_app(make_settings({"BROKER_POLICY": json.dumps(policy)}))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://broker"
     ) as client:
@@ -219,7 +219,7 @@ async def test_a_repeated_body_is_decoded_once_and_adjusted_every_time(
         "roles": {"reader": {"models": ["gpt-realtime-mini"], "limits": ["50/minute"]}},
     }
     body = {"session": {"type": "realtime", "model": "gpt-realtime"}}
-    app = create_app(make_settings({"BROKER_POLICY": json.dumps(policy)}))
+    app = create_dev_app(make_settings({"BROKER_POLICY": json.dumps(policy)}))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://broker"
     ) as client:
@@ -252,7 +252,7 @@ async def test_upstream_refusing_the_key_is_a_502_and_charges_nothing(
         return httpx.Response(401, json={"error": {"message": "Incorrect API key sk-abc"}})
 
     settings = make_settings({"BROKER_UPSTREAM": "openai", "BROKER_UPSTREAM_API_KEY": "sk-test"})
-    app = create_app(settings, transport=httpx.MockTransport(refuse))
+    app = create_dev_app(settings, transport=httpx.MockTransport(refuse))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://broker"
     ) as client:
@@ -310,7 +310,7 @@ async def test_mints_carry_server_timing(client: httpx.AsyncClient, token: Token
 
 
 async def test_a_beta_upstream_takes_truncation_and_prompt(token: TokenFactory) -> None:
-    app = create_app(make_settings({"BROKER_UPSTREAM_API": "beta"}))
+    app = create_dev_app(make_settings({"BROKER_UPSTREAM_API": "beta"}))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://broker"
     ) as client:

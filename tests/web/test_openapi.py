@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from starlette.applications import Starlette
 
 from service.auth.tokens import sign_dev_token
-from service.web.app import create_app
+from service.dev import create_dev_app
 from service.web.openapi import CATALOG_PATHS, openapi_document, route_operations
 from tests.web.conftest import SECRET, make_settings
 
@@ -60,7 +60,7 @@ def broker_app(*, dev: bool) -> Starlette:
     settings = make_settings(
         {"BROKER_POLICY": json.dumps(POLICY), "BROKER_ADMIN_API_KEY": ADMIN_KEY}
     )
-    return create_app(dataclasses.replace(settings, dev=dev))
+    return create_dev_app(dataclasses.replace(settings, dev=dev))
 
 
 def documented(document: dict[str, Any]) -> set[tuple[str, str]]:

@@ -17,13 +17,13 @@ from starlette.applications import Starlette
 from service.auth.tokens import sign_dev_token
 from service.clock import ManualClock
 from service.config.settings import Settings
+from service.dev import create_dev_app
 from service.fake.app import create_fake_app
 from service.limits import parse_limit
 from service.policy.model import Policy
 from service.policy.parse import default_policy
 from service.redact import user_hash
 from service.stores.memory import MemoryStore
-from service.web.app import create_app
 from service.web.vector_stores import vector_store_routes
 from tests.web.conftest import SECRET, make_settings
 
@@ -66,7 +66,7 @@ def with_policy(settings: Settings, policy: Policy) -> Settings:
 def build_app(
     settings: Settings, transport: httpx.AsyncBaseTransport, store: MemoryStore, clock: ManualClock
 ) -> Starlette:
-    app = create_app(settings, store=store, transport=transport, clock=clock)
+    app = create_dev_app(settings, store=store, transport=transport, clock=clock)
     # Until the app factory lists these routes itself.
     if not any(getattr(route, "path", None) == PATH for route in app.router.routes):
         app.router.routes.extend(vector_store_routes())

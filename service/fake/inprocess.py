@@ -1,0 +1,91 @@
+"""The fake upstream in the broker's own process: dev mode's wiring, and the tests'.
+
+`InProcessFakes` builds one fake app per tenant whose `UPSTREAM` is `fake`, an HTTP
+transport into each (no socket), and a sideband connector that joins the fake's calls
+directly. Only `service.dev` uses it: production code never imports the fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from service.calls.sideband import SidebandConnection, SidebandConnector
+from service.clock import Clock
+from service.config.settings import TenantSettings
+from service.errors import UpstreamUnavailable
+from service.fake.app import create_fake_app
+from service.fake.calls import FakeCalls
+
+
+class InProcessFakes:
+    """One fake upstream per fake tenant: `transports` for the upstream clients, `calls`
+    (the fakes' WebRTC call registries, by tenant) for tests that play the browser."""
+
+    def __init__(self, tenants: Iterable[TenantSettings], *, clock: Clock) -> None:
+        self.transports: dict[str, httpx.AsyncBaseTransport] = {}
+        self.calls: dict[str, FakeCalls] = {}
+        for tenant in tenants:
+            if tenant.upstream != "fake":
+                continue
+            app = create_fake_app(clock=clock)
+            self.transports[tenant.id] = httpx.ASGITransport(app=app)
+            self.calls[tenant.id] = app.state.realtime_calls
+
+    def connector(self, other: SidebandConnector) -> SidebandConnector:
+        return InProcessConnector(self.calls, other=other)
+
+
+class _InProcessConnection:
+    def __init__(self, calls: FakeCalls, call_id: str, line: asyncio.Queue[Any]) -> None:
+        self._calls, self._call_id, self._line = calls, call_id, line
+        self._closed = asyncio.Event()
+
+    async def recv(self) -> str | None:
+        if self._closed.is_set():
+            return None
+        getter = asyncio.ensure_future(self._line.get())
+        closer = asyncio.ensure_future(self._closed.wait())
+        try:
+            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            getter.cancel()
+            closer.cancel()
+        if getter not in done:
+            return None
+        event = getter.result()
+        return None if event is None else json.dumps(event)
+
+    async def send(self, event: dict[str, Any]) -> None:
+        # Through JSON, as on a socket: the fake must not share objects with the broker.
+        self._calls.receive(self._call_id, json.loads(json.dumps(event)), sideband=True)
+
+    async def close(self) -> None:
+        self._closed.set()
+        self._calls.close_line(self._call_id, self._line)
+
+
+class InProcessConnector:
+    """Sidebands to in-process fake upstreams: `registries` maps a tenant id to the
+    `app.state.realtime_calls` of the fake that tenant's upstream talks to; `other`
+    serves the remaining tenants."""
+
+    def __init__(
+        self, registries: Mapping[str, FakeCalls], *, other: SidebandConnector | None = None
+    ) -> None:
+        self._registries = dict(registries)
+        self._other = other
+
+    async def connect(self, tenant: TenantSettings, call_id: str) -> SidebandConnection:
+        registry = self._registries.get(tenant.id)
+        if registry is None and self._other is not None:
+            # Tenants whose upstream is a real server (or a fake on a real port).
+            return await self._other.connect(tenant, call_id)
+        line = registry.open_line(call_id) if registry is not None else None
+        if registry is None or line is None:
+            raise UpstreamUnavailable("The call's sideband could not be opened.")
+        return _InProcessConnection(registry, call_id, line)
