@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.logs import JsonFormatter, LineHandler, configure_logging
+from service.logs import ConsoleFormatter, JsonFormatter, configure_logging
 
 ACCESS = {
     "event": "access",
@@ -130,34 +129,11 @@ def test_an_exception_is_in_the_line() -> None:
     assert "RuntimeError: boom" in line["exc"]
 
 
-class CountingStream(io.StringIO):
-    flushes = 0
-
-    def flush(self) -> None:
-        self.flushes += 1
-        super().flush()
-
-
-def test_the_handler_flushes_a_buffered_stream_but_not_an_unbuffered_one(
-    tmp_path: Any,
-) -> None:
-    buffered = CountingStream()
-    handler = LineHandler(buffered)
-    handler.setFormatter(JsonFormatter())
-    handler.handle(record(ACCESS))
-    assert buffered.flushes == 1
-    assert buffered.getvalue().endswith("}\n")
-
-    with open(tmp_path / "log", "wb", buffering=0) as raw:
-        unbuffered = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-        handler = LineHandler(unbuffered)
-        handler.setFormatter(JsonFormatter())
-        handler.handle(record(ACCESS))
-        assert handler._skip_flush
-        # Written through already, without a flush.
-        written = (tmp_path / "log").read_text()
-        assert json.loads(written)["request_id"] == ACCESS["request_id"]
-        unbuffered.detach()
+def test_uvicorns_colored_copy_of_the_message_is_not_a_field() -> None:
+    # uvicorn passes `extra={"color_message": ...}` with ANSI escapes on its own lines.
+    rec = record({"color_message": "\x1b[32mINFO\x1b[0m started", "request_id": "r"})
+    assert "color_message" not in json.loads(JsonFormatter().format(rec))
+    assert "\x1b" not in ConsoleFormatter().format(rec)
 
 
 def test_configured_records_skip_the_caller_lookup(

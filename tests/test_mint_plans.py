@@ -1,8 +1,8 @@
-"""The mint memos (service/mint_plans.py) give what the general path gives, fresh."""
+"""The mint memos (service/mint/plans.py) give what the general path gives, fresh."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 from typing import Any, cast
 
@@ -12,6 +12,7 @@ from bench.fixtures import ADJUST_POLICY
 from service.errors import InvalidJSON, InvalidRequest, PolicyViolation, UnknownParameter
 from service.mint.plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
 from service.policy.parse import default_policy, parse_policy
+from service.session.codec import encode_upstream_request
 from service.session.model import Api, Endpoint
 from tests.test_session_codec_fast import REQUESTS
 
@@ -85,13 +86,25 @@ def test_a_remembered_plan_equals_a_fresh_one(
     fresh = make_plan(CLAMPING, role, requested, api)
 
     first = plans.plan("acme", CLAMPING, role, requested, api)
-    sent = copy.deepcopy(first.upstream_body)
     again = plans.plan("acme", CLAMPING, role, requested, api)
 
     assert again is first
-    for name in ("effective", "adjustments", "path", "upstream_body", "dropped"):
+    for name in ("effective", "adjustments", "path", "dropped"):
         assert getattr(first, name) == getattr(fresh, name), name
-    assert first.upstream_body == sent
+    _, body, _ = encode_upstream_request(fresh.effective, api)
+    assert json.loads(json.dumps(first.upstream_body, default=dict)) == body
+
+
+def test_a_shared_plan_cannot_be_changed_by_the_mint_that_uses_it() -> None:
+    plans = MintPlans()
+    requested = plans.request("client_secrets", raw(ADJUSTED))
+    plan = plans.plan("acme", CLAMPING, "reader", requested, "ga")
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.path = "/elsewhere"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        plan.upstream_body["session"]["model"] = "gpt-other"
+    assert isinstance(plan.adjustments, tuple)
 
 
 def test_tenants_and_roles_get_their_own_plans() -> None:

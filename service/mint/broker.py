@@ -179,9 +179,7 @@ class Broker:
                 safety_identifier=user_hash(tenant.id, identity.user_id),
             )
             timer.mark("upstream")
-            result = decode_upstream_response(
-                tenant.upstream_api, effective.kind, answer, plan.echo
-            )
+            result = decode_upstream_response(tenant.upstream_api, effective.kind, answer)
         except BrokerError:
             await self.refund(admit_request, admission)
             raise

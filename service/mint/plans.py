@@ -15,11 +15,14 @@ bodies from growing them; bodies over `MAX_MEMO_BODY` bytes are never remembered
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from service.policy.apply import apply_policy
 from service.policy.model import Policy
-from service.session.codec import Echo, decode_request, encode_upstream_request
+from service.session.codec import decode_request, encode_upstream_request
 from service.session.model import Api, Endpoint, MintRequest
 from service.session.strict_json import parse_json_object
 
@@ -27,38 +30,27 @@ MAX_MEMO_BODY = 4096
 MEMO_ENTRIES = 512
 
 
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What a mint sends upstream for one (tenant, role, request). Shared between the
-    mints that hit it: the upstream body is read-only from here on (the client encodes
-    it; nothing adds to it)."""
+    mints that hit it, so it is frozen all the way down: the upstream body is read-only
+    mappings and tuples (the upstream client encodes them as JSON objects and arrays)."""
 
-    __slots__ = (
-        "adjustments",
-        "dropped",
-        "echo",
-        "effective",
-        "path",
-        "requested",
-        "upstream_body",
-    )
+    requested: MintRequest
+    effective: MintRequest
+    adjustments: tuple[str, ...]
+    path: str
+    upstream_body: Mapping[str, Any]
+    dropped: tuple[str, ...]
 
-    def __init__(
-        self,
-        requested: MintRequest,
-        effective: MintRequest,
-        adjustments: list[str],
-        path: str,
-        upstream_body: dict[str, Any],
-        dropped: list[str],
-    ) -> None:
-        self.requested = requested
-        self.effective = effective
-        self.adjustments = tuple(adjustments)
-        self.path = path
-        self.upstream_body = upstream_body
-        self.dropped = tuple(dropped)
-        # The upstream's last answer to this plan, decoded (session_codec.Echo).
-        self.echo = Echo()
+
+def frozen(value: Any) -> Any:
+    """`value` with every dict a read-only mapping and every list a tuple."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    return value
 
 
 def decode_body(endpoint: Endpoint, raw: bytes) -> MintRequest:
@@ -70,7 +62,9 @@ def make_plan(policy: Policy, role: str, requested: MintRequest, api: Api) -> Pl
     """The general path: the policy for `role`, then the upstream encoding."""
     effective, adjustments = apply_policy(policy, role, requested)
     path, upstream_body, dropped = encode_upstream_request(effective, api)
-    return Plan(requested, effective, adjustments, path, upstream_body, dropped)
+    return Plan(
+        requested, effective, tuple(adjustments), path, frozen(upstream_body), tuple(dropped)
+    )
 
 
 class MintPlans:

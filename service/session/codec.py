@@ -222,32 +222,9 @@ _UNEXPECTED = "The upstream returned an unexpected response."
 _OBJECTS = {"realtime": "realtime.session", "transcription": "realtime.transcription_session"}
 
 
-class Echo:
-    """The last upstream session one plan got back, without the keys that change from
-    mint to mint, with what decoding it gave. An upstream echoes the same session for
-    the same request, so an answer equal to it (a C-level dict comparison, ~1 µs) takes
-    the decoded session and its rendering from here instead of decoding again (~20 µs
-    in a mint). Not shared between event loops."""
-
-    __slots__ = ("rendered", "session", "stripped")
-
-    def __init__(self) -> None:
-        self.stripped: dict[str, Any] | None = None
-        self.session: Session | None = None
-        self.rendered: dict[str, Any] = {}
-
-
-# What differs between two answers to the same request: the session's id and expiry,
-# and (beta, where the session is the whole body) the secret.
-_PER_MINT = frozenset(("id", "expires_at", "client_secret"))
-
-
-def decode_upstream_response(
-    api: Api, kind: Kind, body: object, echo: Echo | None = None
-) -> MintResult:
+def decode_upstream_response(api: Api, kind: Kind, body: object) -> MintResult:
     """Read an upstream's mint answer (GA or beta shape). Unreadable session fields are
-    skipped; a missing or malformed secret raises UpstreamError. `echo`, when given,
-    remembers the decoded session for the next answer to the same request."""
+    skipped; a missing or malformed secret raises UpstreamError."""
     if not isinstance(body, dict):
         raise UpstreamError(_UNEXPECTED)
     holder = body if api == "ga" else body.get("client_secret")
@@ -260,18 +237,12 @@ def decode_upstream_response(
     if isinstance(expires_at, bool) or not isinstance(expires_at, int):
         raise UpstreamError(_UNEXPECTED)
     secret = Secret(value)
-    stripped = None if echo is None else {k: v for k, v in raw.items() if k not in _PER_MINT}
-    if echo is not None and echo.session is not None and echo.stripped == stripped:
-        session, rendered = echo.session, dict(echo.rendered)
-    else:
-        try:
-            ga = raw if api == "ga" else beta_to_ga(raw, kind, strict=False)["session"]
-            session = _DECODERS[False, api == "beta"].session(ga, kind)
-        except InvalidRequest as exc:
-            raise UpstreamError(_UNEXPECTED) from exc
-        rendered = render_ga(session, kind, response=True)
-        if echo is not None:
-            echo.stripped, echo.session, echo.rendered = stripped, session, dict(rendered)
+    try:
+        ga = raw if api == "ga" else beta_to_ga(raw, kind, strict=False)["session"]
+        session = _DECODERS[False, api == "beta"].session(ga, kind)
+    except InvalidRequest as exc:
+        raise UpstreamError(_UNEXPECTED) from exc
+    rendered = render_ga(session, kind, response=True)
     session_id = raw.get("id")
     if not isinstance(session_id, str) or not session_id:
         # A beta upstream may omit it; the GA response requires one. Derived, never random,

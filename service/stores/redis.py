@@ -27,9 +27,9 @@ from service.stores import redis_replies as replies
 from service.stores.base import Admission, AdmitRequest, UserRecord
 from service.stores.redis_client import (
     Client,
-    Guard,
     LuaScript,
     create_client,
+    guarded,
     run_script,
 )
 from service.stores.redis_url import parse_redis_url
@@ -73,7 +73,8 @@ class RedisStore:
     ) -> None:
         self._client = client
         self._helpers = list(helpers)
-        self._guard = Guard(timeout_ms / 1000, asyncio.Semaphore(max_connections))
+        self._deadline = timeout_ms / 1000
+        self._slots = asyncio.Semaphore(max_connections)
         self._init_lock = asyncio.Lock()
         self._uninitialized_cluster = client if isinstance(client, RedisCluster) else None
         self._cluster = cluster
@@ -112,14 +113,14 @@ class RedisStore:
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         if self._uninitialized_cluster is None:
-            return await self._guard(what, call)
+            return await guarded(what, self._deadline, self._slots, call)
 
         async def run() -> T:
             if self._uninitialized_cluster is not None:
                 await self._initialize_cluster(self._uninitialized_cluster)
             return await call()
 
-        return await self._guard(what, run)
+        return await guarded(what, self._deadline, self._slots, run)
 
     async def _initialize_cluster(self, cluster: RedisCluster) -> None:
         # redis-py's cluster client initializes itself at its first command, but many

@@ -4,12 +4,13 @@ safe upstream 400, NotFound for an upstream 404): no httpx exception crosses thi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 
 class Upstream(Protocol):
     async def create_secret(
-        self, path: str, body: dict[str, Any], *, safety_identifier: str
+        self, path: str, body: Mapping[str, Any], *, safety_identifier: str
     ) -> dict[str, Any]:
         """POST `body` to `path` (relative to the tenant's UPSTREAM_URL, e.g.
         "/realtime/client_secrets") and return the parsed JSON object."""
@@ -21,7 +22,7 @@ class Upstream(Protocol):
         path: str,
         *,
         params: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
         safety_identifier: str | None = None,
     ) -> dict[str, Any]:
         """Any other JSON call (vector stores), same error mapping."""

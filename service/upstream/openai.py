@@ -1,7 +1,8 @@
-"""The client for OpenAI and Azure OpenAI: one pooled `httpx.AsyncClient` per upstream,
-every call under one overall deadline, upstream failures translated into the broker's
-errors (DESIGN.md section 7). No httpx exception and no upstream text that could carry a
-secret crosses this module's boundary.
+"""The client for OpenAI and Azure OpenAI: one pooled transport per upstream, every call
+under one overall deadline, upstream failures translated into the broker's errors
+(README "Errors"). Every call, JSON or multipart, takes one send path with one error
+mapping (`_call` → `_attempt` → `_raise_for_status`). No httpx exception and no upstream
+text that could carry a secret crosses this module's boundary.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
@@ -115,32 +116,20 @@ class OpenAIUpstream:
         self._flavor = flavor
         self._deadline = deadline
         self._transport = transport if transport is not None else default_transport()
+        # Requests go straight to the transport with URLs and headers built once: an
+        # `httpx.AsyncClient`'s per-call URL merging, cookie jar, auth and redirect
+        # machinery cost more than the transport itself (bench/README.md), and none of it
+        # is wanted here (no cookies, no redirects, no proxies from the environment).
         timeout = httpx.Timeout(deadline, connect=min(connect_timeout, deadline))
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            transport=self._transport,
-            timeout=timeout,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            follow_redirects=False,
-            trust_env=False,
-        )
-        # The JSON calls of the mint path go straight to the transport with URLs and
-        # headers built once: the client's per-call URL merging, cookie jar, auth and
-        # redirect machinery cost more than the transport itself (bench/README.md).
         self._extensions = {"timeout": timeout.as_dict()}
         self._urls: dict[str, httpx.URL] = {}
-        self._base_headers = {
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-            "Content-Type": "application/json",
-        }
-        self._base_headers_no_body = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        self._base_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
 
     def __repr__(self) -> str:
         return f"OpenAIUpstream(base_url={self._base_url!r}, flavor={self._flavor!r})"
 
     async def create_secret(
-        self, path: str, body: dict[str, Any], *, safety_identifier: str
+        self, path: str, body: Mapping[str, Any], *, safety_identifier: str
     ) -> dict[str, Any]:
         return await self.request("POST", path, json_body=body, safety_identifier=safety_identifier)
 
@@ -150,37 +139,18 @@ class OpenAIUpstream:
         path: str,
         *,
         params: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
         safety_identifier: str | None = None,
     ) -> dict[str, Any]:
-        if self._observer is None:
-            return await self._request(method, path, params, json_body, safety_identifier)
-        started = time.perf_counter()
-        try:
-            result = await self._request(method, path, params, json_body, safety_identifier)
-        except BrokerError as exc:
-            self._observer(time.perf_counter() - started, exc)
-            raise
-        self._observer(time.perf_counter() - started, None)
-        return result
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None,
-        json_body: dict[str, Any] | None,
-        safety_identifier: str | None,
-    ) -> dict[str, Any]:
         headers = self._headers(safety_identifier)
-        loop = asyncio.get_running_loop()
-        deadline_at = loop.time() + self._deadline
-        try:
-            async with asyncio.timeout_at(deadline_at):
-                return await self._with_retry(method, path, params, json_body, headers, deadline_at)
-        except TimeoutError:
-            logger.warning("upstream %s %s: no answer within %.1fs", method, path, self._deadline)
-            raise UpstreamTimeout("The upstream did not answer in time.") from None
+        content = b""
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":"), default=_plain).encode()
+            headers["Content-Type"] = "application/json"
+        response = await self._call(
+            method, path, params=params, content=content, headers=headers, ok=(200,), retry=True
+        )
+        return _json_object(response)
 
     async def create_call(
         self, sdp: str, session: dict[str, Any], *, safety_identifier: str
@@ -192,44 +162,30 @@ class OpenAIUpstream:
             "sdp": (None, sdp.encode(), "application/sdp"),
             "session": (None, json.dumps(session).encode(), "application/json"),
         }
-        headers = {**self._headers(safety_identifier), "Accept": "application/sdp"}
-        response = await self._send("POST", "/realtime/calls", files=files, headers=headers)
+        form = httpx.Request("POST", "/", files=files)
+        headers = {
+            **self._headers(safety_identifier),
+            "Accept": "application/sdp",
+            "Content-Type": form.headers["Content-Type"],
+        }
+        response = await self._call(
+            "POST", "/realtime/calls", content=form.read(), headers=headers, ok=(201,)
+        )
         call_id = response.headers.get("location", "").rstrip("/").rpartition("/")[2]
-        if response.status_code != 201 or not call_id:
+        if not call_id:
             raise UpstreamError("The upstream sent a call answer the broker could not read.")
         return response.text, call_id
 
     async def hangup_call(self, call_id: str) -> None:
         """POST /realtime/calls/{call_id}/hangup."""
         path = f"/realtime/calls/{quote(call_id, safe='')}/hangup"
-        await self._send("POST", path, headers=self._headers(None))
-
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One attempt under the deadline, with the error mapping of `request`."""
-        try:
-            async with asyncio.timeout(self._deadline):
-                response = await self._client.request(method, path, **kwargs)
-        except (httpx.TimeoutException, TimeoutError):
-            raise UpstreamTimeout("The upstream did not answer in time.") from None
-        except (*_CONNECTION_FAILURES, OSError) as exc:
-            logger.warning("upstream %s %s: %s", method, path, type(exc).__name__)
-            raise UpstreamUnavailable("The upstream could not be reached.") from None
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            logger.warning("upstream %s %s: %s", method, path, type(exc).__name__)
-            raise UpstreamError("The upstream call failed.") from None
-        if not 200 <= response.status_code < 300:
-            logger.warning("upstream %s %s: HTTP %d", method, path, response.status_code)
-            try:
-                self._raise_for_status(response)
-            except _Retryable as failed:
-                raise failed.error from None
-        return response
+        await self._call("POST", path, headers=self._headers(None), ok=range(200, 300))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     def _headers(self, safety_identifier: str | None) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        headers = dict(self._base_headers)
         if self._api_key is not None:
             if self._flavor == "azure":
                 headers["api-key"] = self._api_key.reveal()
@@ -239,42 +195,80 @@ class OpenAIUpstream:
             headers[SAFETY_IDENTIFIER_HEADER] = safety_identifier
         return headers
 
-    async def _with_retry(
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        content: bytes = b"",
+        headers: dict[str, str],
+        ok: Container[int],
+        retry: bool = False,
+    ) -> httpx.Response:
+        """One call, its retry included, within the deadline; observed when it ends."""
+        started = time.perf_counter()
+        try:
+            response = await self._within_deadline(
+                method, path, params, content, headers, ok, retry
+            )
+        except BrokerError as exc:
+            if self._observer is not None:
+                self._observer(time.perf_counter() - started, exc)
+            raise
+        if self._observer is not None:
+            self._observer(time.perf_counter() - started, None)
+        return response
+
+    async def _within_deadline(
         self,
         method: str,
         path: str,
         params: dict[str, str] | None,
-        json_body: dict[str, Any] | None,
+        content: bytes,
         headers: dict[str, str],
-        deadline_at: float,
-    ) -> dict[str, Any]:
+        ok: Container[int],
+        retry: bool,
+    ) -> httpx.Response:
         loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + self._deadline
+        request = httpx.Request(
+            method,
+            self._url(path, params),
+            headers=headers,
+            content=content,
+            extensions=self._extensions,
+        )
         try:
-            return await self._attempt(method, path, params, json_body, headers, attempt=1)
-        except _Retryable as first:
-            # A retry that cannot finish in time would only turn a clear 502/503 into a 504.
-            if deadline_at - loop.time() < self._deadline / 4:
-                raise first.error from None
-        await asyncio.sleep(RETRY_BACKOFF)
-        try:
-            return await self._attempt(method, path, params, json_body, headers, attempt=2)
-        except _Retryable as second:
-            raise second.error from None
+            async with asyncio.timeout_at(deadline_at):
+                try:
+                    return await self._attempt(request, ok, attempt=1)
+                except _Retryable as first:
+                    # A retry that cannot finish in time would only turn a clear 502/503
+                    # into a 504.
+                    if not retry or deadline_at - loop.time() < self._deadline / 4:
+                        raise first.error from None
+                await asyncio.sleep(RETRY_BACKOFF)
+                try:
+                    return await self._attempt(request, ok, attempt=2)
+                except _Retryable as second:
+                    raise second.error from None
+        except TimeoutError:
+            logger.warning("upstream %s %s: no answer within %.1fs", method, path, self._deadline)
+            raise UpstreamTimeout("The upstream did not answer in time.") from None
 
     async def _attempt(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None,
-        json_body: dict[str, Any] | None,
-        headers: dict[str, str],
-        *,
-        attempt: int,
-    ) -> dict[str, Any]:
+        self, request: httpx.Request, ok: Container[int], *, attempt: int
+    ) -> httpx.Response:
+        method, path = request.method, request.url.path
         try:
-            response = await self._send_json(method, path, params, json_body, headers)
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except (*_CONNECTION_FAILURES, httpx.TimeoutException, OSError) as exc:
-            # Read, write and pool timeouts: the deadline is spent; `request` answers 504.
+            # Read, write and pool timeouts: the deadline is spent; the caller answers 504.
             # (A connect timeout is a connection failure; TimeoutError is an OSError.)
             if not isinstance(exc, _CONNECTION_FAILURES) and isinstance(
                 exc, (httpx.TimeoutException, TimeoutError)
@@ -291,7 +285,7 @@ class OpenAIUpstream:
                 "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
             )
             raise UpstreamError("The upstream call failed.") from None
-        if response.status_code != 200:
+        if response.status_code not in ok:
             logger.warning(
                 "upstream %s %s attempt %d: HTTP %d (request id %s)",
                 method,
@@ -301,42 +295,13 @@ class OpenAIUpstream:
                 response.headers.get("x-request-id", "-"),
             )
             self._raise_for_status(response)
-        return _json_object(response)
+        return response
 
     def _url(self, path: str, params: dict[str, str] | None) -> httpx.URL:
         url = self._urls.get(path)
         if url is None:
             url = self._urls[path] = httpx.URL(self._base_url.rstrip("/") + path)
         return url.copy_merge_params(params) if params else url
-
-    async def _send_json(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None,
-        json_body: dict[str, Any] | None,
-        headers: dict[str, str],
-    ) -> httpx.Response:
-        if json_body is None:
-            content, base = b"", self._base_headers_no_body
-        else:
-            content, base = (
-                json.dumps(json_body, separators=(",", ":")).encode(),
-                self._base_headers,
-            )
-        request = httpx.Request(
-            method,
-            self._url(path, params),
-            headers={**base, **headers},
-            content=content,
-            extensions=self._extensions,
-        )
-        response = await self._transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
 
     def _raise_for_status(self, response: httpx.Response) -> NoReturn:
         status = response.status_code
@@ -382,6 +347,13 @@ class OpenAIUpstream:
         if self._api_key:
             text = text.replace(self._api_key.reveal(), "**********")
         return _SECRET_LIKE.sub("**********", text)[:MAX_MESSAGE_CHARS]
+
+
+def _plain(value: object) -> object:
+    """JSON for the read-only mappings of a shared mint plan (mint.plans.frozen)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

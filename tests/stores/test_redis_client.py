@@ -1,15 +1,15 @@
-"""The fast paths of stores.redis_client against the general ones they replace: `Guard`
-against `guarded` (asyncio.timeout), and EVALSHA on a pooled connection against redis-py's
-`execute_command`, plus what the fast path must never do: leave a half-read reply on a
-pooled connection."""
+"""stores.redis_client: `guarded` (the deadline and error mapping of every Redis call), and
+EVALSHA on a pooled connection against redis-py's `execute_command`, plus what that fast
+path must never do: leave a half-read reply on a pooled connection."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import hiredis
@@ -20,11 +20,22 @@ from redis.exceptions import ResponseError
 
 from service.errors import StoreUnavailable
 from service.stores import redis_client
-from service.stores.redis_client import Guard, LuaScript, create_client, guarded, run_script
+from service.stores.redis_client import LuaScript, create_client, guarded, run_script
 from service.stores.redis_url import parse_redis_url
 from tests.redis_servers import RedisServer
 
-# --- Guard against guarded ---------------------------------------------------------------
+# --- guarded -----------------------------------------------------------------------------
+
+
+def store_guard(
+    seconds: float, slots: asyncio.Semaphore
+) -> Callable[[str, Callable[[], Awaitable[Any]]], Coroutine[Any, Any, Any]]:
+    """A store's calls: one deadline and one pool of slots for all of them."""
+
+    async def guard(what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await guarded(what, seconds, slots, call)
+
+    return guard
 
 
 def _outcome_of(result: Any) -> tuple[str, str]:
@@ -59,6 +70,16 @@ CASES: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
     ("past the deadline", lambda: _sleep_then(1.0)),
     ("swallows the cancellation", lambda: _swallow_cancel()),
 ]
+EXPECTED = {
+    "returns": ("value", "[1, 'two']"),
+    "returns after a wait": ("value", "'done'"),
+    "redis error": ("StoreUnavailable", "redis op failed (ConnectionError) <- ConnectionError"),
+    "os error": ("StoreUnavailable", "redis op failed (OSError) <- OSError"),
+    "timeout error": ("StoreUnavailable", "redis op failed (TimeoutError) <- TimeoutError"),
+    "other error passes through": ("ValueError", "bad argument <- None"),
+    "past the deadline": ("StoreUnavailable", "redis op failed (TimeoutError) <- TimeoutError"),
+    "swallows the cancellation": ("value", "'swallowed'"),
+}
 
 
 async def _swallow_cancel() -> str:
@@ -70,20 +91,15 @@ async def _swallow_cancel() -> str:
 
 
 @pytest.mark.parametrize(("name", "call"), CASES, ids=[name for name, _ in CASES])
-async def test_guard_behaves_as_guarded(name: str, call: Callable[[], Awaitable[Any]]) -> None:
-    guard = Guard(0.1, asyncio.Semaphore(4))
+async def test_guarded_maps_every_outcome(name: str, call: Callable[[], Awaitable[Any]]) -> None:
+    outcome = await _run(lambda: guarded("op", 0.1, asyncio.Semaphore(4), call))
 
-    general = await _run(lambda: guarded("op", 0.1, asyncio.Semaphore(4), call))
-    fast = await _run(lambda: guard("op", call))
-
-    assert fast == general
+    assert outcome == EXPECTED[name]
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
-    if name == "past the deadline":
-        assert fast == ("StoreUnavailable", "redis op failed (TimeoutError) <- TimeoutError")
 
 
 async def test_outside_cancellation_stays_a_cancellation() -> None:
-    guard = Guard(5.0, asyncio.Semaphore(1))
+    guard = store_guard(5.0, asyncio.Semaphore(1))
     task = asyncio.create_task(guard("op", lambda: _sleep_then(5.0)))
     await asyncio.sleep(0.01)
     task.cancel()
@@ -94,7 +110,7 @@ async def test_outside_cancellation_stays_a_cancellation() -> None:
 
 
 async def test_guard_deadline_covers_waiting_for_a_slot() -> None:
-    guard = Guard(0.1, asyncio.Semaphore(1))
+    guard = store_guard(0.1, asyncio.Semaphore(1))
     holder = asyncio.create_task(guard("first", lambda: _sleep_then(0.05)))
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
@@ -109,10 +125,10 @@ async def test_guard_deadline_covers_waiting_for_a_slot() -> None:
     assert 0.09 < elapsed < 1.0
 
 
-async def test_guard_many_calls_one_timer() -> None:
+async def test_guard_many_calls_each_its_own_deadline() -> None:
     """Calls of mixed lengths, started at different times: each one that outlives its own
     deadline, and only those, times out; afterwards nothing is left in flight."""
-    guard = Guard(0.1, asyncio.Semaphore(100))
+    guard = store_guard(0.1, asyncio.Semaphore(100))
     durations = [0.0, 0.15, 0.01, 0.2, 0.05, 0.12, 0.0, 0.03] * 4
 
     async def one(i: int, duration: float) -> str:
@@ -126,8 +142,6 @@ async def test_guard_many_calls_one_timer() -> None:
     await asyncio.sleep(0.15)  # the last deadline passes; the timer drains the queue
 
     assert results == [("timeout" if d > 0.1 else str(i)) for i, d in enumerate(durations)]
-    assert not guard._calls
-    assert guard._timer is None
 
 
 # --- EVALSHA on a pooled connection against execute_command --------------------------------
@@ -285,7 +299,7 @@ async def test_timeout_mid_reply_then_the_next_call_gets_its_own_reply() -> None
     client, _ = create_client(
         parse_redis_url(f"redis://127.0.0.1:{port}"), timeout_ms=100, max_connections=1
     )
-    guard = Guard(0.1, asyncio.Semaphore(1))
+    guard = store_guard(0.1, asyncio.Semaphore(1))
     script = LuaScript("t", "return ARGV[1]", _sha("return ARGV[1]"))
     try:
         with pytest.raises(StoreUnavailable, match=r"\(TimeoutError\)"):
@@ -307,9 +321,9 @@ async def test_frozen_server_then_stale_reply_is_not_read_by_the_next_call(
 ) -> None:
     client, _ = create_client(parse_redis_url(own_server.url), timeout_ms=100, max_connections=1)
     assert isinstance(client, Redis)
-    guard = Guard(0.1, asyncio.Semaphore(1))
+    guard = store_guard(0.1, asyncio.Semaphore(1))
     script = LuaScript("t", "return ARGV[1]", _sha("return ARGV[1]"))
-    setup = Guard(5.0, asyncio.Semaphore(1))  # connecting is not under test
+    setup = store_guard(5.0, asyncio.Semaphore(1))  # connecting is not under test
     await setup("load", lambda: _command(client, "SCRIPT", "LOAD", script.body))
     assert own_server.process is not None
     os.kill(own_server.process.pid, signal.SIGSTOP)
@@ -321,7 +335,7 @@ async def test_frozen_server_then_stale_reply_is_not_read_by_the_next_call(
     await asyncio.sleep(0.05)  # the server answers the timed-out call now
 
     replies = [
-        await guard("admit", lambda w=word: run_script(client, script, [], [w]))  # type: ignore[misc]
+        await guard("admit", functools.partial(run_script, client, script, [], [word]))
         for word in "ab"
     ]
     await client.aclose()

@@ -393,7 +393,7 @@ async def test_the_key_never_shows_in_errors_or_logs(
 def test_the_default_transport_is_the_measured_one() -> None:
     upstream = OpenAIUpstream(base_url=BASE, api_key=Secret(KEY))
 
-    assert isinstance(upstream._client._transport, AiohttpTransport)
+    assert isinstance(upstream._transport, AiohttpTransport)
     asyncio.run(upstream.aclose())
 
 
@@ -526,3 +526,65 @@ async def test_the_default_transport_maps_a_refused_connection() -> None:
         await upstream.aclose()
 
     assert_no_secret(raised.value)
+
+
+# Call control takes the same send path as a mint: the same headers, deadline and error
+# mapping, but never a retry of a placement (it would place a second call).
+
+
+async def place(upstream: OpenAIUpstream) -> tuple[str, str]:
+    return await upstream.create_call("v=0\r\n", {"type": "realtime"}, safety_identifier=SAFETY_ID)
+
+
+async def test_a_call_is_placed_as_multipart_with_the_server_key() -> None:
+    answer = httpx.Response(
+        201, text="v=0 answer", headers={"Location": "/v1/realtime/calls/rtc_1"}
+    )
+    async with scripted(answer) as (upstream, calls):
+        assert await place(upstream) == ("v=0 answer", "rtc_1")
+    [sent] = calls
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["accept"] == "application/sdp"
+    assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert b'name="sdp"' in sent.content
+    assert b'name="session"' in sent.content
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        (httpx.Response(503), UpstreamUnavailable),
+        (httpx.ConnectError("refused"), UpstreamUnavailable),
+        (httpx.Response(401, json=error_body(f"bad key {KEY}")), UpstreamError),
+        (httpx.Response(200, text="v=0"), UpstreamError),
+        (httpx.ReadTimeout("slow"), UpstreamTimeout),
+    ],
+)
+async def test_a_placement_is_mapped_like_a_mint_and_never_retried(
+    step: Step, error: type[BrokerError]
+) -> None:
+    async with scripted(step) as (upstream, calls):
+        with pytest.raises(error) as raised:
+            await place(upstream)
+    assert len(calls) == 1
+    assert_no_secret(raised.value)
+
+
+async def test_a_hangup_of_a_gone_call_is_not_found() -> None:
+    async with scripted(httpx.Response(404, json=error_body("no such call"))) as (upstream, _):
+        with pytest.raises(NotFound):
+            await upstream.hangup_call("rtc_gone")
+
+
+async def test_calls_are_observed_like_mints() -> None:
+    seen: list[BaseException | None] = []
+    answer = httpx.Response(201, text="v=0", headers={"Location": "/v1/realtime/calls/rtc_2"})
+    async with scripted(answer, httpx.Response(503), observer=lambda s, e: seen.append(e)) as (
+        upstream,
+        _,
+    ):
+        await place(upstream)
+        with pytest.raises(UpstreamUnavailable):
+            await upstream.hangup_call("rtc_2")
+    assert seen[0] is None
+    assert isinstance(seen[1], UpstreamUnavailable)
