@@ -1,4 +1,5 @@
-"""The user directory behind the organization-users API (DESIGN.md sections 2 and 3).
+"""The user directory behind the organization-users API (README "Using it from a browser
+app").
 
 Who may call it, what it accepts and what it answers, apart from HTTP: the web layer
 (service.web.admin) parses the request, calls one `Directory` method and renders the

@@ -1,4 +1,4 @@
-"""Bearer JWT authentication (DESIGN.md sections 3 and 4): token in, `Identity` out.
+"""Bearer JWT authentication (README "Configuration"): token in, `Identity` out.
 
 The token is parsed here, strictly, before any cryptography: exactly three segments of
 unpadded, canonical base64url; header and payload UTF-8 JSON objects without duplicate

@@ -1,1 +1,1 @@
-"""Call control (DESIGN.md section 8): the broker places WebRTC calls and holds them."""
+"""Call control (README "Call control"): the broker places WebRTC calls and holds them."""

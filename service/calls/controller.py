@@ -1,4 +1,4 @@
-"""Holding calls: the sideband reader, the timers, the metering (DESIGN.md section 8).
+"""Holding calls: the sideband reader, the timers, the metering (README "Call control").
 
 For each call this replica placed, one task joins the call's sideband and runs until the
 call ends. On the event path (`CallState.on_text`, pure and measured by

@@ -1,4 +1,4 @@
-"""Configuration from the environment (DESIGN.md section 4), read once into frozen values.
+"""Configuration from the environment (README "Configuration"), read once into frozen values.
 
 `load_settings(os.environ)` validates everything and raises `ConfigError` listing every
 problem; `describe_settings` is what `token-broker config check` prints (secrets masked).
@@ -64,7 +64,7 @@ class TenantSettings:
     admin_api_key: Secret | None
     cors_origins: tuple[str, ...]
     rate_limit_failure_mode: FailureMode
-    # Addition to DESIGN.md (documented in the README): how long a fetched JWKS is reused.
+    # An addition (README "Configuration"): how long a fetched JWKS is reused.
     jwt_jwks_cache_seconds: int = 300
     # Addition: the overall deadline of one upstream call, retry included.
     upstream_timeout_ms: int = 10_000
@@ -78,7 +78,7 @@ class Settings:
     redis_url: Secret | None  # a URL may carry a password
     log_level: str
     log_format: LogFormat
-    # Redis client behaviour (issue 3); additions to DESIGN.md, documented in the README.
+    # Redis client behaviour (issue 3); additions to the product contract (README "Configuration").
     redis_timeout_ms: int = 250
     dev: bool = False
 

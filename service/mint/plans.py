@@ -3,7 +3,7 @@ decoded request) → effective request and upstream body.
 
 A browser app sends the same mint body for every session it starts (its session
 config is part of its code), so these steps see the same inputs over and over; each is
-a pure function of them (tests/test_mint_plans.py checks memoized results against fresh
+a pure function of them (tests/mint/test_plans.py checks memoized results against fresh
 ones). Remembering the answers takes JSON parsing, the spec checks, the policy and the
 upstream encoding (~20 µs) off a repeated mint; nothing is skipped: a body decoded
 here passed every check once, and identical bytes pass them identically.

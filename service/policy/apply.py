@@ -1,4 +1,4 @@
-"""Applying the session policy (DESIGN.md section 5) to a mint request.
+"""Applying the session policy (README "Policy") to a mint request.
 
 `apply_policy` is a pure function from (policy, role, request) to (effective request,
 adjusted field paths); the rules for each field are in its docstring. Reading the policy
@@ -104,7 +104,7 @@ def with_changes(session: Session, changes: dict[str, Any]) -> Session:
     `replace` constructs all of Session's fields (~3.5 µs, more than the rest of
     `apply_policy`), and under most policies every value comes back as the very object
     the client sent. Any other value, even an equal one, means a full `replace`.
-    tests/test_policy_fast.py checks this against `replace` itself."""
+    tests/policy/test_apply_fast.py checks this against `replace` itself."""
     for name, value in changes.items():
         if value is not getattr(session, name):
             return replace(session, **changes)

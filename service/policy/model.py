@@ -1,4 +1,4 @@
-"""The session policy as data (DESIGN.md section 5): what each role may get.
+"""The session policy as data (README "Policy"): what each role may get.
 
 Parsing and validation live in `parse_policy` (service.policy.parse); this module only holds
 the frozen shapes so that settings, policy and handlers share one vocabulary.
@@ -65,7 +65,7 @@ class RoleRules:
     limits: tuple[Limit, ...] = ()
     # Per-user limits of the vector-store endpoints (own buckets); None means `limits`.
     vector_store_limits: tuple[Limit, ...] | None = None
-    # Call control (DESIGN.md section 8); None means no limit.
+    # Call control (README "Call control"); None means no limit.
     max_concurrent_calls: int | None = None
     max_call_seconds: int | None = None
     # Per user and UTC day, metered on the sideband; None means no budget.

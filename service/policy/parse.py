@@ -1,4 +1,4 @@
-"""Reading the session policy (DESIGN.md section 5): `parse_policy` and `default_policy`.
+"""Reading the session policy (README "Policy"): `parse_policy` and `default_policy`.
 
 `parse_policy` turns the policy JSON into the frozen shapes of `service.policy.model`,
 collecting every problem (each names the role and key) before raising `PolicyError`.

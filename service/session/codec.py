@@ -272,7 +272,7 @@ def encode_response(
     if session is upstream and result.decoded is not None:
         # The usual case: the upstream reported every field the request set, so the
         # answer's session is the one decode_upstream_response rendered (and the same
-        # `render_ga` of it, which tests/test_session_codec_fast.py checks); its
+        # `render_ga` of it, which tests/session/test_codec_fast.py checks); its
         # non-session keys go back in as `meta`.
         ga = {k: v for k, v in result.session.items() if k not in _NOT_RENDERED}
     else:

@@ -1,4 +1,4 @@
-"""The Redis store: the shared state of every broker replica (DESIGN.md sections 4 and 6).
+"""The Redis store: the shared state of every broker replica (README "Rate limits").
 
 `admit` is one EVALSHA of stores/lua/admit.lua on standalone Redis and Sentinel: the
 script checks revocation, finds the effective role, creates the record on first sight

@@ -1,4 +1,4 @@
-"""Failure modes around the shared store (RATE_LIMIT_FAILURE_MODE, DESIGN.md section 4).
+"""Failure modes around the shared store (RATE_LIMIT_FAILURE_MODE, README "Configuration").
 
 `FailureAwareStore` wraps the Redis store with a circuit breaker and a local fallback:
 

@@ -1,4 +1,5 @@
-"""The organization-users endpoints (DESIGN.md section 2): parse, call `Directory`, render.
+"""The organization-users endpoints (README "Using it from a browser app"): parse, call
+`Directory`, render.
 
 Routes come from `admin_routes(clock=...)`, which the composition root adds to the app.
 """

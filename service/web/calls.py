@@ -1,4 +1,4 @@
-"""The call-control endpoints (DESIGN.md section 8): parse, call one function, render.
+"""The call-control endpoints (README "Call control"): parse, call one function, render.
 
 POST /v1/realtime/calls                     a browser places a call (SDP offer in,
                                             SDP answer out, 201 + Location)

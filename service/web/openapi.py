@@ -2,7 +2,7 @@
 
 Hand-written rather than generated: the broker's shapes are OpenAI's, so the document
 only has to name the keys a caller relies on (the vendored OpenAI subset holds the rest),
-and the error shape and statuses of DESIGN.md section 7 for every route. The catalog
+and the error shape and statuses (README "Using it from a browser app") for every route. The catalog
 below covers every route the broker can mount; the served document keeps the operations
 the running app really has (the dev-only demo routes exist only in dev mode).
 """

@@ -1,4 +1,5 @@
-"""OpenAIUpstream: headers, retries, the deadline and the error mapping of DESIGN.md §7."""
+"""OpenAIUpstream: headers, retries, the deadline and the error mapping (README "Using it from
+a browser app")."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from service.fake.app import create_fake_app
 from service.redact import Secret
 from service.upstream.base import Upstream
 from service.upstream.openai import MISCONFIGURED, OpenAIUpstream
-from tests.upstream.conftest import FAKE_KEY
+from tests.fake.conftest import FAKE_KEY
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 BASE = "https://upstream.test/v1"

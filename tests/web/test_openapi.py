@@ -33,7 +33,7 @@ POLICY = {
     "tenant_limits": ["100000/minute"],
     "roles": {"owner": {"limits": ["100000/minute"]}},
 }
-# DESIGN.md section 2, plus the dev-only demo routes.
+# README "Using it from a browser app", plus the dev-only demo routes.
 DESIGNED = {
     ("/v1/realtime/client_secrets", "post"),
     ("/v1/realtime/sessions", "post"),

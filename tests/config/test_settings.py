@@ -17,7 +17,7 @@ from service.config.settings import (
 from service.errors import ConfigError
 from service.policy.parse import default_policy
 from service.redact import Secret
-from tests.environments import (
+from tests.config.environments import (
     ADMIN_KEY,
     BASE,
     CANARY,

@@ -24,9 +24,9 @@ from service.session.codec import (
     encode_upstream_request,
 )
 from service.session.model import Endpoint, MintRequest, MintResult, Session
-from tests.session_bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
+from tests.session.bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
 
-SPEC = Path(__file__).parent / "schemas" / "openai-openapi-subset.yaml"
+SPEC = Path(__file__).parents[1] / "schemas" / "openai-openapi-subset.yaml"
 
 
 @pytest.fixture(scope="module")

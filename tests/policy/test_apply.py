@@ -20,7 +20,7 @@ from service.session.model import (
     Transcription,
     TurnDetection,
 )
-from tests.policies import DESIGN_POLICY
+from tests.policy.policies import DESIGN_POLICY
 
 
 def policy(on_violation: str = "clamp", **overrides: Any) -> Policy:

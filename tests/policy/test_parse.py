@@ -7,7 +7,7 @@ import pytest
 
 from service.limits import parse_limit
 from service.policy.parse import PolicyError, default_policy, parse_policy
-from tests.policies import DESIGN_POLICY
+from tests.policy.policies import DESIGN_POLICY
 
 
 def test_parse_policy_reads_every_key() -> None:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from service.config.settings import TenantSettings, load_settings
-from tests.environments import (
+from tests.config.environments import (
     POLICY_JSON,
     env,
     multi,

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from service.clock import ManualClock
 from service.fake.app import create_fake_app
-from tests.upstream.conftest import FAKE_KEY, SchemaCheck
+from tests.fake.conftest import FAKE_KEY, SchemaCheck
 
 EK = re.compile(r"ek_[0-9a-f]{32}")
 

@@ -25,7 +25,7 @@ from service.session.codec import (
 )
 from service.session.model import Api, Endpoint, MintRequest, MintResult, Session
 from service.session.translate import ga_to_beta
-from tests.session_bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
+from tests.session.bodies import BETA_FULL, GA_FULL, NOW, a_in, a_out, ga, gt, upstream_answer
 
 
 def general_response(endpoint: Endpoint, result: MintResult, effective: MintRequest) -> object:

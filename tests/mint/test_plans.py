@@ -14,7 +14,7 @@ from service.mint.plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
 from service.policy.parse import default_policy, parse_policy
 from service.session.codec import encode_upstream_request
 from service.session.model import Api, Endpoint
-from tests.test_session_codec_fast import REQUESTS
+from tests.session.test_codec_fast import REQUESTS
 
 # The benchmark's adjusting policy, plus a role it does not restrict.
 _ROLES = cast(dict[str, Any], ADJUST_POLICY["roles"])

@@ -1,4 +1,4 @@
-"""Fixtures for the upstream tests: the vendored OpenAPI schemas and a fake upstream."""
+"""Fixtures for the fake upstream's tests: the vendored OpenAPI schemas and a fake upstream."""
 
 from __future__ import annotations
 

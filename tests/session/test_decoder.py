@@ -17,7 +17,7 @@ from service.session.model import (
     Transcription,
     TurnDetection,
 )
-from tests.session_bodies import BETA_FULL, GA_FULL, a_in, a_out, ga, gt
+from tests.session.bodies import BETA_FULL, GA_FULL, a_in, a_out, ga, gt
 
 # ---------------------------------------------------------------------------------------
 # decode_request: the whole of both shapes

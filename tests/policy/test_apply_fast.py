@@ -18,8 +18,8 @@ from service.policy.apply import apply_policy, with_changes
 from service.policy.parse import default_policy, parse_policy
 from service.session.codec import decode_request
 from service.session.model import MintRequest, Session
-from tests.policies import DESIGN_POLICY
-from tests.session_bodies import BETA_FULL, GA_FULL
+from tests.policy.policies import DESIGN_POLICY
+from tests.session.bodies import BETA_FULL, GA_FULL
 
 REJECTING = {**copy.deepcopy(DESIGN_POLICY), "on_violation": "reject"}
 POLICIES = [default_policy()] + [

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from service.config.environment import env_prefix
 from service.config.settings import Settings, load_settings
 from service.redact import Secret
-from tests.environments import (
+from tests.config.environments import (
     ADMIN_KEY,
     BASE,
     CANARY,

@@ -19,7 +19,7 @@ from service.errors import (
 )
 from service.vector_stores.checks import parse_list_params, validate_create
 
-SPEC = Path(__file__).parent / "schemas" / "openai-openapi-subset.yaml"
+SPEC = Path(__file__).parents[1] / "schemas" / "openai-openapi-subset.yaml"
 CODES: dict[type[BrokerError], str] = {
     InvalidJSON: "invalid_json",
     UnknownParameter: "unknown_parameter",

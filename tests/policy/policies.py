@@ -1,4 +1,4 @@
-"""The policy of DESIGN.md section 5, shared by the parse and apply tests."""
+"""The policy of README "Policy", shared by the parse and apply tests."""
 
 from __future__ import annotations
 

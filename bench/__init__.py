@@ -1,0 +1,1 @@
+"""Benchmarks (bench/README.md); their own tests are in bench/tests."""
