@@ -26,12 +26,15 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from jwt.algorithms import AllowedPublicKeys, get_default_algorithms
+from jwt.algorithms import get_default_algorithms
 from jwt.api_jwk import PyJWK
 from jwt.exceptions import InvalidKeyError
 
 from service.clock import Clock
 from service.errors import InvalidToken
+
+# PyJWT's own alias exists only for type checkers before 2.11: ours, the same union.
+PublicKey = RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey
 
 logger = logging.getLogger("service.auth.jwks")
 
@@ -49,7 +52,7 @@ class JwksFetchError(Exception):
 class _Jwk:
     kid: str | None
     alg: str | None  # the JWK's own `alg`, when it pins one
-    key: AllowedPublicKeys
+    key: PublicKey
 
 
 def parse_jwks(document: bytes) -> list[_Jwk]:
@@ -122,7 +125,7 @@ class JwksCache:
         self.refreshes = 0
         self.failures = 0
 
-    async def key_for(self, kid: str | None, alg: str) -> AllowedPublicKeys:
+    async def key_for(self, kid: str | None, alg: str) -> PublicKey:
         now = self._clock()
         if self._keys is None or now - self._fetched_at >= self._max_age:
             await self._maybe_refresh(now)
@@ -139,7 +142,7 @@ class JwksCache:
         if self._inflight is not None:
             self._inflight.cancel()
 
-    def _lookup(self, kid: str | None, alg: str) -> AllowedPublicKeys | None:
+    def _lookup(self, kid: str | None, alg: str) -> PublicKey | None:
         if not self._keys:
             return None
         if kid is None:

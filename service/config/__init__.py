@@ -1,0 +1,3 @@
+"""Configuration from the environment, read once into frozen `Settings` (README
+"Configuration").
+"""

@@ -1,1 +1,3 @@
-"""Talking to OpenAI (or Azure, or the built-in fake) with the tenant's server-held key."""
+"""Talking to OpenAI or Azure with the tenant's server-held key: one client, one error mapping
+(owns `httpx`).
+"""

@@ -1,0 +1,1 @@
+"""The vector-store proxy: checks of the requests (pure) and the proxied call."""

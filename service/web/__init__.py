@@ -1,0 +1,3 @@
+"""The HTTP edge (owns `starlette`): `app.create_app`, the composition root, handlers,
+middleware, errors.
+"""
