@@ -14,9 +14,8 @@ import json
 import statistics
 import time
 
-from service.calls.controller import CallSpec, CallState
-from service.calls.model import pinned_fields
-from service.config.settings import load_settings
+from service.calls.model import CallPolicy
+from service.calls.state import CallState
 from service.policy.apply import apply_policy
 from service.policy.parse import parse_policy
 from service.session.codec import decode_request, encode_upstream_request
@@ -42,10 +41,8 @@ def build_state() -> tuple[CallState, dict[str, object]]:
     effective, _ = apply_policy(policy, "reader", request)
     _, body, _ = encode_upstream_request(effective, "ga")
     session = body["session"]
-    tenant = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 32}).tenants[0]
     rules = policy.rules_for("reader")
-    spec = CallSpec(tenant, "alice", "rtc_1", rules, pinned_fields(session, rules))
-    return CallState(spec), session
+    return CallState(CallPolicy.of("reader", rules, session)), session
 
 
 def events(session: dict[str, object]) -> list[str]:

@@ -61,6 +61,33 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+HELD_LOGGERS = ("httpx", "httpcore", "websockets", "aiohttp", "hpack", "redis")
+
+
+class Throttled:
+    """At most one warning per cause per `interval` seconds, with a count of the ones
+    held back: an outage seen by every call at once is one line, not thousands."""
+
+    def __init__(self, logger: logging.Logger, *, interval: float = 30.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warning(self, cause: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(cause)
+        if last is not None and now - last < self._interval:
+            self._held[cause] = self._held.get(cause, 0) + 1
+            return
+        self._last[cause] = now
+        held = self._held.pop(cause, 0)
+        if held:
+            message += " (%d more like it in the last %.0f s)"
+            args = (*args, held, now - last if last is not None else 0.0)
+        self._logger.warning(message, *args, extra={"cause": cause})
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
@@ -79,8 +106,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # uvicorn's own access log would duplicate ours (and log query strings); ours has
     # the request id, tenant and user hash.
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx logs every request URL at INFO; the upstream client logs what matters itself.
-    for name in ("httpx", "httpcore"):
+    # Libraries that log requests or headers at INFO or DEBUG (websockets prints the
+    # sideband's `Authorization: Bearer <server key>`; httpx, httpcore and aiohttp URLs
+    # and headers) are held at WARNING whatever BROKER_LOG_LEVEL says: no secret reaches
+    # a log line at any level. The broker logs what matters of those calls itself.
+    for name in HELD_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

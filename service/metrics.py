@@ -8,6 +8,12 @@ never share counts). This module owns `prometheus_client`.
     broker_upstream_errors_total{tenant,kind}              timeout | unavailable | error | ...
     broker_jwks_refreshes_total{tenant}                    read from the Authenticator at scrape
     broker_request_duration_seconds{route,method,status_class}   histogram, route template
+    broker_calls_active                                    calls this replica supervises
+    broker_call_adoptions_total{tenant}                    calls adopted from another replica
+    broker_call_reverts_total{tenant}                      client overrides reverted
+    broker_call_sideband_losses_total{tenant}              sidebands that closed under a call
+    broker_call_hangup_failures_total{tenant}              hangups upstream refused (retried)
+    broker_call_lease_renewal_failures_total               heartbeat batches the store missed
 
 Labels are bounded on purpose: a tenant not configured is counted as "unknown" (a 401
 has no tenant yet), routes are templates ("other" when none matched), and no label ever
@@ -23,6 +29,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -187,6 +194,23 @@ class Metrics:
         )
         if jwks_refreshes is not None:
             r.register(_JwksCollector(jwks_refreshes))
+        self._calls_active = Gauge(
+            "broker_calls_active", "Calls this replica supervises now.", registry=r
+        )
+        self._call_events = {
+            name: _Bound(Counter(f"broker_call_{name}", text, ["tenant"], registry=r))
+            for name, text in (
+                ("adoptions", "Calls adopted from a replica that stopped supervising them."),
+                ("reverts", "Client session overrides reverted on the sideband."),
+                ("sideband_losses", "Sidebands that closed while their call went on."),
+                ("hangup_failures", "Hangups upstream did not accept (they are retried)."),
+            )
+        }
+        self._renewal_failures = Counter(
+            "broker_call_lease_renewal_failures",
+            "Heartbeat batches of supervised calls the state store did not take.",
+            registry=r,
+        )
 
     def tenant_label(self, tenant: str | None) -> str:
         return tenant if tenant is not None and tenant in self._tenants else UNKNOWN_TENANT
@@ -220,6 +244,25 @@ class Metrics:
         status_class = f"{status // 100}xx"
         method = method if method in _METHODS else "other"
         self._requests(route or OTHER_ROUTE, method, status_class).observe(seconds)
+
+    def watch_calls(self, count: Callable[[], int]) -> None:
+        """`broker_calls_active` reads `count()` at scrape time (an HPA can scale on it)."""
+        self._calls_active.set_function(count)
+
+    def call_adopted(self, tenant: str) -> None:
+        self._call_events["adoptions"](self.tenant_label(tenant)).inc()
+
+    def call_reverted(self, tenant: str) -> None:
+        self._call_events["reverts"](self.tenant_label(tenant)).inc()
+
+    def sideband_lost(self, tenant: str) -> None:
+        self._call_events["sideband_losses"](self.tenant_label(tenant)).inc()
+
+    def hangup_failed(self, tenant: str) -> None:
+        self._call_events["hangup_failures"](self.tenant_label(tenant)).inc()
+
+    def lease_renewal_failed(self) -> None:
+        self._renewal_failures.inc()
 
     def render(self) -> bytes:
         """The text exposition of this registry (content type `CONTENT_TYPE`)."""

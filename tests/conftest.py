@@ -7,6 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from service.logs import HELD_LOGGERS
+from tests.redis_servers import (
+    RedisClusterServers,
+    RedisServer,
+    start_cluster,
+    start_server,
+)
+
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
@@ -21,5 +29,36 @@ def restored_logging() -> Iterator[None]:
         root.setLevel(level)
         logging._srcfile = srcfile
         logging.getLogger("uvicorn.access").disabled = False
-        for name in ("httpx", "httpcore"):
+        for name in HELD_LOGGERS:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+# Real servers shared by the whole session (flushed before each test that uses them).
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> RedisServer:
+    with redis_server.client() as c:
+        c.flushall()
+        c.execute_command("SCRIPT", "FLUSH")
+    return redis_server
+
+
+@pytest.fixture
+def clean_cluster(redis_cluster: RedisClusterServers) -> RedisClusterServers:
+    redis_cluster.flush()
+    return redis_cluster

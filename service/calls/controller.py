@@ -1,34 +1,53 @@
-"""Holding calls: the sideband reader, the timers, the metering (README "Call control").
+"""Supervising calls for their whole life, whatever happens to the replica that placed them
+(README "Call control").
 
-For each call this replica placed, one task joins the call's sideband and runs until the
-call ends. On the event path (`CallState.on_text`, pure and measured by
-bench/sideband.py) it compares each `session.updated` with the fields the policy pinned
-and answers a change with a reverting `session.update` (or a hangup, when the role says
-`on_session_update: "hangup"`), and counts `response.done` usage. A watcher beside it,
-ticking on the injected clock, renews the lease (TTL/3), flushes usage to the store and
-enforces the daily budgets, `max_call_seconds` and revocation. Everything slow (Redis,
-upstream HTTP) stays off the event path.
+Per call, one task reads its sideband (`_read`); everything periodic is one scheduler per
+replica (`_schedule`), whatever the number of calls: deadlines from a heap, usage and
+heartbeats in one batch per interval, orphans claimed in batches. Nothing slow (Redis,
+upstream HTTP) runs on a call's event path (`state.CallState.on_text`).
 
-Every task is tracked and bounded (`max_calls`); `aclose()` hangs up and cancels them.
+The life of a supervised call:
+
+- placed here (`start`), or adopted: another replica stopped renewing its heartbeat
+  (crash, OOM, partition) or handed it over (SIGTERM), and this one claimed the record;
+- its sideband is joined, and joined again with backoff when it drops; a call whose
+  sideband cannot be joined within `rejoin_seconds` is hung up;
+- it ends when upstream says it is over (its sideband closes and cannot be joined: the
+  call is gone), or when the broker hangs it up (deadline, budget, revocation, admin,
+  a forbidden change); a hangup that fails is retried, and the lease and record stay
+  until the call is known to be over;
+- on a graceful stop the record is released (hand-over), not hung up: another replica
+  adopts it at once. With the memory store (one process, nobody to adopt) the calls are
+  hung up instead: a call nobody supervises is not bound by the policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import heapq
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from service.calls.model import ActiveCall, Usage, drift, over_budget, revert_event, utc_day
+from service.calls.model import (
+    SupervisedCall,
+    Supervision,
+    Usage,
+    over_budget,
+    utc_day,
+)
 from service.calls.sideband import SidebandConnection, SidebandConnector
-from service.calls.store import CallStore
+from service.calls.state import CallState
+from service.calls.store import CallStore, UsageDelta
 from service.clock import Clock, system_clock
 from service.config.settings import TenantSettings
 from service.errors import BrokerError, NotFound, ServiceUnavailable, StoreUnavailable
-from service.policy.model import RoleRules
+from service.logs import Throttled
 from service.redact import user_hash
 from service.stores.base import Store
 from service.upstream.base import Upstream
@@ -37,12 +56,16 @@ logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("service.audit")
 
 IsRevoked = Callable[[str, str], Awaitable[bool]]
+# Orphans claimed per tenant per scheduler pass: a replica that starts takes its share in
+# steps, and the others get theirs.
+CLAIM_BATCH = 500
+# How often every held user is checked against the directory, beside the events that
+# tell it at once: a revocation published while a replica's subscription was down.
+REVOCATION_BACKSTOP_SECONDS = 30.0
+HANGUP_ATTEMPTS = 3
 
 
 def revocation_check(store: Store) -> IsRevoked:
-    """`is_revoked` from the user directory, so that a revocation made on any replica
-    ends this replica's calls within one renewal interval."""
-
     async def is_revoked(tenant: str, user_id: str) -> bool:
         record = await store.get_user(tenant, user_id)
         return record is not None and record.revoked
@@ -50,76 +73,88 @@ def revocation_check(store: Store) -> IsRevoked:
     return is_revoked
 
 
-@dataclass(frozen=True, slots=True)
-class CallSpec:
-    tenant: TenantSettings
-    user_id: str
-    call_id: str
-    rules: RoleRules
-    # GA path -> the value the policy decided (model.pinned_fields).
-    pinned: Mapping[tuple[str, ...], Any]
+def replica_id() -> str:
+    """This process's name as an owner of supervision records."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class CallMetrics(Protocol):
+    def call_adopted(self, tenant: str) -> None: ...
+    def call_reverted(self, tenant: str) -> None: ...
+    def sideband_lost(self, tenant: str) -> None: ...
+    def hangup_failed(self, tenant: str) -> None: ...
+    def lease_renewal_failed(self) -> None: ...
+
+
+class _NoMetrics:
+    def call_adopted(self, tenant: str) -> None: ...
+    def call_reverted(self, tenant: str) -> None: ...
+    def sideband_lost(self, tenant: str) -> None: ...
+    def hangup_failed(self, tenant: str) -> None: ...
+    def lease_renewal_failed(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
-    kind: Literal["revert", "hangup"]
-    changed: tuple[str, ...]
-    event: dict[str, Any] | None = None
+class CallOptions:
+    """The seams of call control for `create_app`: a store and a sideband connector
+    replacing the configured ones, and the timing (tests shorten `tick`).
+
+    `lease_ttl`: how long an owner's heartbeat lasts; a dead replica's calls are adopted
+    within it. `rejoin_seconds`: how long a dropped sideband is tried again before the
+    call is hung up."""
+
+    store: CallStore | None = None
+    connector: SidebandConnector | None = None
+    lease_ttl: float = 15.0
+    tick: float = 1.0
+    max_calls: int = 10_000
+    rejoin_seconds: float = 15.0
 
 
-class CallState:
-    """The per-event logic of one held call: no I/O, so it can be timed alone."""
-
-    def __init__(self, spec: CallSpec) -> None:
-        self.spec = spec
-        self.pending_tokens = 0
-
-    def on_text(self, text: str) -> Action | None:
-        try:
-            event = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(event, dict):
-            return None
-        kind = event.get("type")
-        if kind == "response.done":
-            self.pending_tokens += _total_tokens(event)
-            return None
-        if kind not in ("session.updated", "session.created"):
-            return None
-        session = event.get("session")
-        if not isinstance(session, dict):
-            return None
-        changed = drift(self.spec.pinned, session)
-        if not changed:
-            return None
-        if self.spec.rules.on_session_update == "hangup":
-            return Action("hangup", tuple(changed))
-        return Action("revert", tuple(changed), revert_event(self.spec.pinned, changed))
-
-
-def _total_tokens(event: Mapping[str, Any]) -> int:
-    response = event.get("response")
-    usage = response.get("usage") if isinstance(response, dict) else None
-    total = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return total if isinstance(total, int) and total > 0 else 0
-
-
-@dataclass(eq=False)
 class _Held:
-    spec: CallSpec
-    state: CallState
-    started_at: float
-    flushed_at: float
-    task: asyncio.Task[None] | None = None
-    connection: SidebandConnection | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    hangup_reason: str | None = None
+    """One supervised call on this replica. Small on purpose: thousands are held."""
+
+    __slots__ = (
+        "connection",
+        "flushed_at",
+        "hanging",
+        "hangup_at",
+        "hangup_attempts",
+        "hung_up",
+        "reason",
+        "record",
+        "recorded",
+        "released",
+        "state",
+        "task",
+        "tenant",
+    )
+
+    def __init__(self, tenant: TenantSettings, record: Supervision, now: float) -> None:
+        self.tenant = tenant
+        self.record = record
+        self.state = CallState(record.policy)
+        self.flushed_at = now
+        self.task: asyncio.Task[None] | None = None
+        self.connection: SidebandConnection | None = None
+        # Why the broker is ending it (None: it is not).
+        self.reason: str | None = None
+        self.hung_up = False
+        self.hangup_attempts = 0
+        self.hangup_at = 0.0
+        # Ownership given up (hand-over, or adopted elsewhere): end without settling.
+        self.released = False
+        self.recorded = False
+        self.hanging = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.record.tenant, self.record.call_id)
 
 
 class CallController:
-    """Holds this replica's calls. `tick` is how often (real seconds) the watcher looks
-    at the clock; `lease_ttl` bounds how long a dead replica's calls keep counting."""
+    """Supervises this replica's share of the calls. `tick`: how often (real seconds) the
+    scheduler looks at the clock; `lease_ttl`: the owner heartbeat's lifetime."""
 
     def __init__(
         self,
@@ -127,21 +162,38 @@ class CallController:
         store: CallStore,
         connector: SidebandConnector,
         upstreams: Mapping[str, Upstream],
+        tenants: Iterable[TenantSettings],
         clock: Clock = system_clock,
         is_revoked: IsRevoked | None = None,
-        lease_ttl: float = 30.0,
-        tick: float = 1.0,
-        max_calls: int = 10_000,
+        options: CallOptions | None = None,
+        metrics: CallMetrics | None = None,
+        owner: str | None = None,
     ) -> None:
+        options = options or CallOptions()
         self.store = store
-        self.lease_ttl = lease_ttl
+        self.lease_ttl = options.lease_ttl
+        self.owner = owner or replica_id()
         self._connector = connector
         self._upstreams = dict(upstreams)
+        self._tenants = {t.id: t for t in tenants}
         self._clock = clock
         self._is_revoked = is_revoked
-        self._tick = tick
-        self._max_calls = max_calls
+        self._tick = options.tick
+        self._max_calls = options.max_calls
+        self._rejoin_seconds = options.rejoin_seconds
+        self._metrics: CallMetrics = metrics or _NoMetrics()
         self._held: dict[tuple[str, str], _Held] = {}
+        self._deadlines: list[tuple[float, str, str]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._beat_at = 0.0
+        self._backstop_at = 0.0
+        self._warn = Throttled(logger, interval=30.0)
+
+    # --- public ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._held)
 
     def now(self) -> float:
         return self._clock()
@@ -150,209 +202,418 @@ class CallController:
         return len(self._held) < self._max_calls
 
     def held(self, tenant: str) -> list[str]:
-        """Call ids this replica holds for `tenant` (tests, diagnostics)."""
+        """Call ids this replica supervises for `tenant` (tests, diagnostics)."""
         return sorted(call_id for t, call_id in self._held if t == tenant)
 
-    def hold(self, spec: CallSpec) -> None:
-        """Start holding a placed call; returns at once. The lease must already be taken."""
-        now = self._clock()
-        held = _Held(spec, CallState(spec), started_at=now, flushed_at=now)
-        self._held[(spec.tenant.id, spec.call_id)] = held
-        held.task = asyncio.create_task(self._run(held), name=f"call {spec.call_id}")
+    def start(self) -> None:
+        """Start the scheduler and the event listener (idempotent): at app startup, so a
+        replica that starts adopts orphans, and at the first call placed here."""
+        if self._background:
+            return
+        self._background = [
+            asyncio.create_task(self._schedule(), name="calls scheduler"),
+            asyncio.create_task(self._listen(), name="calls events"),
+        ]
+
+    async def supervise(self, tenant: TenantSettings, record: Supervision) -> None:
+        """Start supervising a call just placed (its lease already taken)."""
+        self.start()
+        held = self._adopt(tenant, record)
+        try:
+            await self.store.supervise(record, self.owner, self.lease_ttl)
+            held.recorded = True
+        except StoreUnavailable:
+            # The call is supervised here all the same; the scheduler writes the record
+            # when the store is back.
+            self._warn.warning("record", "call records: store unavailable; retrying")
 
     async def wait_ended(self, tenant: str, call_id: str) -> None:
         held = self._held.get((tenant, call_id))
         if held is not None and held.task is not None:
             await asyncio.shield(held.task)
 
-    async def active(self, tenant: str) -> list[ActiveCall]:
+    async def listing(
+        self, tenant: str, *, limit: int, after: str | None
+    ) -> tuple[list[SupervisedCall], bool]:
         try:
-            return await self.store.active(tenant)
+            return await self.store.supervised(tenant, limit=limit, after=after)
         except StoreUnavailable as exc:
             raise ServiceUnavailable(
                 "The call registry is unavailable.", code="store_unavailable"
             ) from exc
 
     async def hangup(self, tenant: TenantSettings, call_id: str, reason: str) -> None:
-        """Hang up a call held by any replica: upstream ends it, its holder sees the end."""
+        """Hang up a call of the tenant, whichever replica supervises it. NotFound when
+        no such call is supervised or upstream no longer has it."""
         held = self._held.get((tenant.id, call_id))
         if held is not None:
             await self._end(held, reason)
             return
-        await self._hangup_upstream(tenant.id, call_id)
-        self._audit("call.hung_up", tenant.id, None, call_id, reason=reason)
+        try:
+            record = await self.store.record(tenant.id, call_id)
+        except StoreUnavailable as exc:
+            raise ServiceUnavailable(
+                "The call registry is unavailable.", code="store_unavailable"
+            ) from exc
+        if record is None:
+            raise NotFound("No active call with that id.", param="call_id")
+        # Upstream first (it ends the call whoever supervises it); then its supervisor is
+        # told, so that it records why and frees the lease without waiting.
+        await self._upstreams[tenant.id].hangup_call(call_id)
+        self._audit("call.hung_up", record, reason=reason)
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.publish(
+                {"type": "call.hangup", "tenant": tenant.id, "call_id": call_id, "reason": reason}
+            )
 
     async def hangup_user(self, tenant: TenantSettings, user_id: str, reason: str) -> int:
-        """Hang up the user's calls this replica holds (revocation); the number hung up.
-        Other replicas' watchers see the revocation in the directory within one renewal
-        interval (TTL/3), so this needs no call-store round trip."""
-        held = [
-            h
-            for h in self._held.values()
-            if (h.spec.tenant.id, h.spec.user_id) == (tenant.id, user_id)
-        ]
-        await asyncio.gather(*(self._end(h, reason) for h in held))
-        return len(held)
+        """Hang up the user's calls here, and tell every replica to do the same."""
+        ended = await self._end_user(tenant.id, user_id, reason)
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.publish(
+                {"type": "user.revoked", "tenant": tenant.id, "user_id": user_id}
+            )
+        return ended
 
     async def aclose(self) -> None:
-        """Shutdown: hang up what we hold (an unwatched call would no longer be bound by
-        the policy), then cancel and await every task."""
+        """Graceful stop: hand every call over (or, with nothing to adopt them, hang them
+        up), then stop the background tasks."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
         held = list(self._held.values())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
-                await asyncio.gather(*(self._end(h, "shutdown") for h in held))
-        tasks = [h.task for h in held if h.task is not None]
+        if self.store.shared:
+            await self._hand_over(held)
+        else:
+            await asyncio.gather(*(self._end(h, "shutdown") for h in held))
+        tasks = [h.task for h in held if h.task is not None] + list(self._side_tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- one call --------------------------------------------------------------------
 
+    def _adopt(self, tenant: TenantSettings, record: Supervision) -> _Held:
+        held = _Held(tenant, record, self._clock())
+        self._held[held.key] = held
+        heapq.heappush(self._deadlines, (record.deadline, record.tenant, record.call_id))
+        held.task = asyncio.create_task(self._run(held), name=f"call {record.call_id}")
+        return held
+
     async def _run(self, held: _Held) -> None:
-        spec = held.spec
         try:
-            try:
-                held.connection = await self._connector.connect(spec.tenant, spec.call_id)
-            except BrokerError:
-                # Without a sideband the policy is not binding: fail closed.
-                logger.warning("call %s: sideband unavailable, hanging up", spec.call_id)
-                await self._end(held, "sideband_unavailable")
-                return
-            watcher = asyncio.create_task(self._watch(held))
-            try:
-                await self._read(held, held.connection)
-            finally:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            while not held.released:
+                connection = await self._join(held)
+                if connection is None:
+                    break
+                held.connection = connection
+                try:
+                    await self._read(held, connection)
+                finally:
+                    held.connection = None
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                if held.released or held.hung_up:
+                    break
+                # Closed under us: the call ended, or the connection dropped. Joining
+                # again tells which.
+                if held.reason is None:
+                    self._metrics.sideband_lost(held.record.tenant)
+                    logger.info("call %s: sideband closed; joining again", held.record.call_id)
         finally:
-            held.ended.set()
-            if held.connection is not None:
-                with contextlib.suppress(Exception):
-                    await held.connection.close()
-            await self._settle(held)
-            self._held.pop((spec.tenant.id, spec.call_id), None)
+            self._held.pop(held.key, None)
+            if not held.released:
+                await self._settle(held)
+
+    async def _join(self, held: _Held) -> SidebandConnection | None:
+        """The sideband, or None when the call is over (or hung up for want of one)."""
+        record, loop = held.record, asyncio.get_running_loop()
+        give_up_at, delay = loop.time() + self._rejoin_seconds, 0.1
+        while not held.released:
+            try:
+                return await self._connector.connect(held.tenant, record.call_id)
+            except NotFound:
+                return None  # upstream no longer has the call: it is over
+            except BrokerError as exc:
+                if loop.time() >= give_up_at:
+                    # Without a sideband the policy is not binding: fail closed.
+                    logger.warning("call %s: sideband unavailable (%s)", record.call_id, exc.code)
+                    await self._end(held, "sideband_unavailable")
+                    if held.hung_up:
+                        return None
+                    give_up_at = loop.time() + self._rejoin_seconds
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        return None
 
     async def _read(self, held: _Held, connection: SidebandConnection) -> None:
-        spec = held.spec
+        record = held.record
         while (text := await connection.recv()) is not None:
             action = held.state.on_text(text)
             if action is None:
                 continue
             if action.kind == "revert" and action.event is not None:
                 await connection.send(action.event)
-                self._audit(
-                    "call.session_reverted",
-                    spec.tenant.id,
-                    spec.user_id,
-                    spec.call_id,
-                    fields=list(action.changed),
-                )
+                self._metrics.call_reverted(record.tenant)
+                self._audit("call.session_reverted", record, fields=list(action.changed))
             else:
                 await self._end(held, "session_update", fields=list(action.changed))
-                return
-
-    async def _watch(self, held: _Held) -> None:
-        spec, rules = held.spec, held.spec.rules
-        renew_at = self._clock() + self.lease_ttl / 3
-        while True:
-            await asyncio.sleep(self._tick)
-            now = self._clock()
-            limit = rules.max_call_seconds
-            if limit is not None and now - held.started_at >= limit:
-                await self._end(held, "max_call_seconds")
-                return
-            due = now >= renew_at
-            try:
-                if held.state.pending_tokens or due:
-                    usage = await self._flush(held)
-                    reached = over_budget(rules, usage)
-                    if reached is not None:
-                        await self._end(held, reached)
-                        return
-                if due:
-                    renew_at = now + self.lease_ttl / 3
-                    await self._renew(spec)
-                    if self._is_revoked and await self._is_revoked(spec.tenant.id, spec.user_id):
-                        await self._end(held, "user_revoked")
-                        return
-            except StoreUnavailable:
-                # The call goes on; the lease and usage catch up at the next tick.
-                logger.warning("call %s: store unavailable in the watcher", spec.call_id)
-
-    async def _renew(self, spec: CallSpec) -> None:
-        tenant, user, call_id = spec.tenant.id, spec.user_id, spec.call_id
-        if not await self.store.renew(tenant, user, call_id, self.lease_ttl):
-            # Lapsed (Redis was away longer than a TTL): the call is live, so it counts.
-            await self.store.acquire(tenant, user, call_id, None, self.lease_ttl)
-
-    async def _flush(self, held: _Held) -> Usage:
-        spec, now = held.spec, self._clock()
-        tokens, held.state.pending_tokens = held.state.pending_tokens, 0
-        seconds, held.flushed_at = max(0.0, now - held.flushed_at), now
-        try:
-            return await self.store.add_usage(
-                spec.tenant.id, spec.user_id, tokens, seconds, utc_day(now)
-            )
-        except StoreUnavailable:
-            held.state.pending_tokens += tokens
-            held.flushed_at -= seconds
-            raise
-
-    async def _settle(self, held: _Held) -> None:
-        spec = held.spec
-        try:
-            await self._flush(held)
-        except StoreUnavailable:
-            logger.warning("call %s: final usage lost, store unavailable", spec.call_id)
-        try:
-            await self.store.release(spec.tenant.id, spec.user_id, spec.call_id)
-        except StoreUnavailable:
-            logger.warning("call %s: lease left to expire, store unavailable", spec.call_id)
 
     async def _end(self, held: _Held, reason: str, **detail: Any) -> None:
-        if held.hangup_reason is not None or held.ended.is_set():
+        """Hang the call up for `reason`; retried by the scheduler when upstream fails."""
+        if held.released or held.hung_up or held.hanging:
             return
-        held.hangup_reason = reason
-        spec = held.spec
-        await self._hangup_upstream(spec.tenant.id, spec.call_id)
-        self._audit(
-            "call.hung_up", spec.tenant.id, spec.user_id, spec.call_id, reason=reason, **detail
-        )
+        if held.reason is None:
+            held.reason = reason
+        held.hanging = True
+        try:
+            await self._hang_up(held, **detail)
+        finally:
+            held.hanging = False
+
+    async def _hang_up(self, held: _Held, **detail: Any) -> None:
+        record = held.record
+        for attempt in range(HANGUP_ATTEMPTS):
+            held.hangup_attempts += 1
+            try:
+                await self._upstreams[record.tenant].hangup_call(record.call_id)
+            except NotFound:
+                pass  # already over
+            except BrokerError as exc:
+                if attempt + 1 < HANGUP_ATTEMPTS:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                self._metrics.hangup_failed(record.tenant)
+                self._warn.warning(
+                    "hangup", "call %s: hangup failed (%s); retrying", record.call_id, exc.code
+                )
+                held.hangup_at = self._clock() + min(30.0, 2.0**held.hangup_attempts)
+                return
+            break
+        held.hung_up = True
+        self._audit("call.hung_up", record, reason=held.reason, **detail)
         if held.connection is not None:
             await held.connection.close()
 
-    async def _hangup_upstream(self, tenant: str, call_id: str) -> None:
+    async def _settle(self, held: _Held) -> None:
+        """The call is over: its last usage, its lease and its record."""
+        record = held.record
+        if not held.hung_up:
+            self._audit("call.ended", record, reason="ended_upstream")
         try:
-            await self._upstreams[tenant].hangup_call(call_id)
-        except NotFound:
-            return
-        except BrokerError as exc:
-            logger.warning("call %s: hangup failed (%s)", call_id, exc.code)
+            await self._flush([held])
+            await self.store.release(record.tenant, record.user_id, record.call_id)
+            await self.store.forget(record.tenant, record.call_id)
+        except StoreUnavailable:
+            # The lease lapses at the call's deadline; the record is found by an adopter,
+            # whose join fails: the call is over, and it finishes this.
+            self._warn.warning("settle", "call %s: store unavailable at its end", record.call_id)
 
-    def _audit(
-        self, action: str, tenant: str, user_id: str | None, call_id: str, **detail: Any
-    ) -> None:
+    async def _end_user(self, tenant: str, user_id: str, reason: str) -> int:
+        held = [
+            h
+            for h in self._held.values()
+            if (h.record.tenant, h.record.user_id) == (tenant, user_id)
+        ]
+        await asyncio.gather(*(self._end(h, reason) for h in held))
+        return len(held)
+
+    async def _hand_over(self, held: list[_Held]) -> None:
+        for h in held:
+            h.released = True
+        try:
+            await self._flush(held)
+        except StoreUnavailable:
+            self._warn.warning("handover", "calls: usage at hand-over lost, store unavailable")
+        by_tenant: dict[str, list[str]] = {}
+        for h in held:
+            by_tenant.setdefault(h.record.tenant, []).append(h.record.call_id)
+        for tenant, call_ids in by_tenant.items():
+            try:
+                await self.store.hand_over(tenant, self.owner, call_ids)
+            except StoreUnavailable:
+                # Their heartbeats lapse within one TTL: adopted then.
+                self._warn.warning("handover", "calls: hand-over failed, store unavailable")
+        await asyncio.gather(*(self._close(h) for h in held))
+        if held:
+            logger.info("calls: %d handed over", len(held))
+
+    async def _close(self, held: _Held) -> None:
+        if held.connection is not None:
+            with contextlib.suppress(Exception):
+                await held.connection.close()
+
+    # --- the scheduler ---------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        while True:
+            try:
+                await self._pass()
+            except Exception:
+                logger.exception("calls: scheduler pass failed")
+            await asyncio.sleep(self._tick)
+
+    async def _pass(self) -> None:
+        now = self._clock()
+        await self._deadlines_due(now)
+        await self._retry_hangups(now)
+        pending = [h for h in self._held.values() if h.state.pending_tokens]
+        beat = now >= self._beat_at
+        if beat:
+            self._beat_at = now + self.lease_ttl / 3
+            pending = list(self._held.values())
+        if pending:
+            await self._meter(pending)
+        if beat:
+            await self._heartbeat()
+            await self._claim()
+        if now >= self._backstop_at and self._is_revoked is not None:
+            self._backstop_at = now + REVOCATION_BACKSTOP_SECONDS
+            self._spawn(self._check_revocations())
+
+    async def _deadlines_due(self, now: float) -> None:
+        due = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, tenant, call_id = heapq.heappop(self._deadlines)
+            held = self._held.get((tenant, call_id))
+            if held is not None:
+                due.append(held)
+        for held in due:
+            self._spawn(self._end(held, "max_call_seconds"))
+
+    async def _retry_hangups(self, now: float) -> None:
+        for held in list(self._held.values()):
+            if held.reason is not None and not held.hung_up and 0 < held.hangup_at <= now:
+                held.hangup_at = 0.0
+                self._spawn(self._end(held, held.reason))
+
+    async def _meter(self, held: list[_Held]) -> None:
+        try:
+            totals = await self._flush(held)
+        except StoreUnavailable:
+            self._warn.warning("usage", "calls: usage not metered, store unavailable")
+            return
+        for h, usage in zip(held, totals, strict=True):
+            reached = over_budget(h.record.policy, usage)
+            if reached is not None and h.reason is None:
+                self._spawn(self._end(h, reached))
+
+    async def _flush(self, held: list[_Held]) -> list[Usage]:
+        """Each call's tokens and seconds since its last flush, in one batch."""
+        now, deltas = self._clock(), []
+        for h in held:
+            deltas.append(
+                UsageDelta(
+                    h.record.tenant,
+                    h.record.user_id,
+                    utc_day(now),
+                    h.state.pending_tokens,
+                    max(0.0, now - h.flushed_at),
+                )
+            )
+        totals = await self.store.add_usage(deltas)
+        for h, delta in zip(held, deltas, strict=True):
+            h.state.pending_tokens -= delta.tokens
+            h.flushed_at = now
+        return totals
+
+    async def _heartbeat(self) -> None:
+        by_tenant: dict[str, list[_Held]] = {}
+        for h in self._held.values():
+            if not h.released:
+                by_tenant.setdefault(h.record.tenant, []).append(h)
+        for tenant, held in by_tenant.items():
+            try:
+                for h in held:
+                    if not h.recorded:
+                        await self.store.supervise(h.record, self.owner, self.lease_ttl)
+                        h.recorded = True
+                lost = set(
+                    await self.store.heartbeat(
+                        tenant, self.owner, [h.record.call_id for h in held], self.lease_ttl
+                    )
+                )
+            except StoreUnavailable:
+                self._metrics.lease_renewal_failed()
+                self._warn.warning("heartbeat", "calls: heartbeats not renewed, store unavailable")
+                continue
+            for h in held:
+                if h.record.call_id in lost:
+                    # Another replica adopted it (this one was cut off from the store for
+                    # longer than a heartbeat): it supervises the call now.
+                    logger.warning("call %s: adopted elsewhere; let go", h.record.call_id)
+                    h.released = True
+                    self._held.pop(h.key, None)
+                    await self._close(h)
+
+    async def _claim(self) -> None:
+        for tenant_id, tenant in self._tenants.items():
+            room = min(CLAIM_BATCH, self._max_calls - len(self._held))
+            if room <= 0:
+                return
+            try:
+                claimed = await self.store.claim_orphans(
+                    tenant_id, self.owner, self.lease_ttl, room
+                )
+            except StoreUnavailable:
+                self._warn.warning("claim", "calls: orphans not claimed, store unavailable")
+                continue
+            for record in claimed:
+                if (record.tenant, record.call_id) in self._held:
+                    continue  # ours already (handed over and claimed back)
+                held = self._adopt(tenant, record)
+                held.recorded = True
+                self._metrics.call_adopted(tenant_id)
+                self._audit("call.adopted", record)
+
+    async def _check_revocations(self) -> None:
+        assert self._is_revoked is not None
+        users = {(h.record.tenant, h.record.user_id) for h in self._held.values()}
+        for tenant, user_id in users:
+            try:
+                if await self._is_revoked(tenant, user_id):
+                    await self._end_user(tenant, user_id, "user_revoked")
+            except StoreUnavailable:
+                self._warn.warning("revocations", "calls: revocations not checked")
+                return
+
+    # --- events ----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        async def reconnected() -> None:
+            if self._is_revoked is not None:
+                self._spawn(self._check_revocations())
+
+        await self.store.listen(self._on_event, reconnected)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind, tenant = event.get("type"), event.get("tenant")
+        if not isinstance(tenant, str):
+            return
+        if kind == "user.revoked" and isinstance(event.get("user_id"), str):
+            self._spawn(self._end_user(tenant, event["user_id"], "user_revoked"))
+        elif kind == "call.hangup" and isinstance(event.get("call_id"), str):
+            held = self._held.get((tenant, event["call_id"]))
+            if held is not None:
+                reason = event.get("reason")
+                self._spawn(self._end(held, reason if isinstance(reason, str) else "admin"))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _audit(self, action: str, record: Supervision, **detail: Any) -> None:
         audit_logger.info(
             "call control",
             extra={
                 "event": "audit",
                 "action": action,
-                "tenant": tenant,
-                "target_user_hash": user_hash(tenant, user_id) if user_id else None,
-                "call_id": call_id,
+                "tenant": record.tenant,
+                "target_user_hash": user_hash(record.tenant, record.user_id),
+                "call_id": record.call_id,
                 "at": int(self._clock()),
                 **detail,
             },
         )
-
-
-@dataclass(frozen=True, slots=True)
-class CallOptions:
-    """The seams of call control for `create_app`: a store and a sideband connector
-    replacing the configured ones, and the watcher's timing (tests shorten `tick`)."""
-
-    store: CallStore | None = None
-    connector: SidebandConnector | None = None
-    lease_ttl: float = 30.0
-    tick: float = 1.0
-    max_calls: int = 10_000

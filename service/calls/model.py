@@ -9,11 +9,12 @@ reverted (or the call hung up). Fields the policy leaves open are the client's.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from service.policy.model import RoleRules
+from service.policy.model import OnSessionUpdate, RoleRules
 
 # GA session paths the policy decides; compared on every `session.updated`.
 CONTROLLED: tuple[tuple[str, ...], ...] = (
@@ -28,6 +29,8 @@ CONTROLLED: tuple[tuple[str, ...], ...] = (
     ("audio", "input", "turn_detection"),
 )
 _TOOLS = ("tools",)
+# OpenAI ends a Realtime call after 60 minutes: no call is supervised (or leased) longer.
+CALL_LIFETIME_CAP = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,14 @@ def seconds_to_midnight(now: float) -> float:
     return max(1.0, midnight.timestamp() - now)
 
 
-def over_budget(rules: RoleRules, usage: Usage) -> str | None:
+class Budgets(Protocol):
+    @property
+    def daily_token_budget(self) -> int | None: ...
+    @property
+    def daily_minute_budget(self) -> int | None: ...
+
+
+def over_budget(rules: Budgets, usage: Usage) -> str | None:
     """Which budget `usage` has reached, or None."""
     if rules.daily_token_budget is not None and usage.tokens >= rules.daily_token_budget:
         return "daily_token_budget"
@@ -134,3 +144,105 @@ def _tool_names(tools: Any) -> list[str] | None:
     if not isinstance(tools, list):
         return None
     return sorted(str(t.get("name") or t.get("server_label")) for t in tools if isinstance(t, dict))
+
+
+Pinned = Mapping[tuple[str, ...], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """What a held call keeps binding, fixed when it is placed. Part of the supervision
+    record, so a replica that adopts the call enforces the policy it was placed under,
+    not whatever the policy says by then."""
+
+    role: str
+    pinned: Pinned
+    on_session_update: OnSessionUpdate = "reapply"
+    daily_token_budget: int | None = None
+    daily_minute_budget: int | None = None
+
+    @classmethod
+    def of(cls, role: str, rules: RoleRules, session: Mapping[str, Any]) -> CallPolicy:
+        return cls(
+            role=role,
+            pinned=pinned_fields(session, rules),
+            on_session_update=rules.on_session_update,
+            daily_token_budget=rules.daily_token_budget,
+            daily_minute_budget=rules.daily_minute_budget,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "pinned": [[list(path), value] for path, value in self.pinned.items()],
+            "on_session_update": self.on_session_update,
+            "daily_token_budget": self.daily_token_budget,
+            "daily_minute_budget": self.daily_minute_budget,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CallPolicy:
+        return cls(
+            role=str(data["role"]),
+            pinned={tuple(path): value for path, value in data["pinned"]},
+            on_session_update=data.get("on_session_update", "reapply"),
+            daily_token_budget=data.get("daily_token_budget"),
+            daily_minute_budget=data.get("daily_minute_budget"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Supervision:
+    """A call's supervision record, kept in the state store for the call's whole life:
+    who placed it, under what policy, and until when it may run (epoch seconds). The
+    owner and its heartbeat are kept beside it by the store."""
+
+    tenant: str
+    user_id: str
+    call_id: str
+    policy: CallPolicy
+    started_at: float
+    deadline: float
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "tenant": self.tenant,
+                "user_id": self.user_id,
+                "call_id": self.call_id,
+                "policy": self.policy.to_json(),
+                "started_at": self.started_at,
+                "deadline": self.deadline,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Supervision:
+        """Raises ValueError (or KeyError, TypeError) on a record it cannot read."""
+        data = json.loads(text)
+        return cls(
+            tenant=str(data["tenant"]),
+            user_id=str(data["user_id"]),
+            call_id=str(data["call_id"]),
+            policy=CallPolicy.from_json(data["policy"]),
+            started_at=float(data["started_at"]),
+            deadline=float(data["deadline"]),
+        )
+
+
+def call_deadline(started_at: float, max_call_seconds: int | None) -> float:
+    limit = (
+        CALL_LIFETIME_CAP if max_call_seconds is None else min(max_call_seconds, CALL_LIFETIME_CAP)
+    )
+    return started_at + limit
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisedCall:
+    """A row of the admin listing: the record, its owner ("" while unowned) and when
+    the owner's heartbeat lapses (epoch seconds)."""
+
+    record: Supervision
+    owner: str
+    heartbeat_until: float

@@ -1,5 +1,5 @@
 """Placing a call (POST /v1/realtime/calls): authenticate, admit, apply the policy,
-check the budgets, take a concurrency lease, forward the offer, start holding.
+check the budgets, take a concurrency lease, forward the offer, start supervising.
 
 The browser gets an SDP answer and a call id, never a secret: the session is sent
 upstream with the server key, and the broker holds the call from then on.
@@ -13,8 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.calls.controller import CallController, CallSpec
-from service.calls.model import over_budget, pinned_fields, seconds_to_midnight, utc_day
+from service.calls.controller import CallController
+from service.calls.model import (
+    CallPolicy,
+    Supervision,
+    call_deadline,
+    over_budget,
+    seconds_to_midnight,
+    utc_day,
+)
 from service.errors import (
     BrokerError,
     InvalidValue,
@@ -63,6 +70,10 @@ async def place_call(
                 "This broker holds as many calls as it can.", code="calls_unavailable"
             )
         now = controller.now()
+        # The lease lasts until the call is known to be over, and no longer than it may
+        # run (its deadline) plus one heartbeat, for its supervisor to see it end.
+        deadline = call_deadline(now, rules.max_call_seconds)
+        lease_ttl = deadline - now + controller.lease_ttl
         try:
             reached = over_budget(rules, await store.usage(tenant.id, user, utc_day(now)))
             if reached is not None:
@@ -74,7 +85,7 @@ async def place_call(
             # The lease is taken before the call exists (the id comes from upstream), so
             # that two racing requests cannot both pass the bound.
             if not await store.acquire(
-                tenant.id, user, provisional, rules.max_concurrent_calls, controller.lease_ttl
+                tenant.id, user, provisional, rules.max_concurrent_calls, lease_ttl
             ):
                 raise RateLimited(
                     "Too many calls in progress for this user.",
@@ -96,19 +107,22 @@ async def place_call(
         raise
     # The real id takes the lease's place: added before the provisional one goes, so
     # the count is briefly one too high (safe), never too low.
-    with contextlib.suppress(StoreUnavailable):
-        # On failure the watcher's first renewal recreates it.
-        await store.acquire(tenant.id, user, call_id, None, controller.lease_ttl)
-    await _release(controller, tenant.id, user, provisional)
-    controller.hold(
-        CallSpec(
-            tenant=tenant,
-            user_id=user,
-            call_id=call_id,
-            rules=rules,
-            pinned=pinned_fields(body["session"], rules),
-        )
+    try:
+        await store.acquire(tenant.id, user, call_id, None, lease_ttl)
+    except StoreUnavailable:
+        # The provisional lease stays in its place until it lapses: the count is right.
+        pass
+    else:
+        await _release(controller, tenant.id, user, provisional)
+    record = Supervision(
+        tenant=tenant.id,
+        user_id=user,
+        call_id=call_id,
+        policy=CallPolicy.of(admission.role, rules, body["session"]),
+        started_at=now,
+        deadline=deadline,
     )
+    await controller.supervise(tenant, record)
     headers = {"Cache-Control": "no-store", **rate_limit_headers(admission)}
     changed = tuple(dict.fromkeys([*adjustments, *dropped]))
     if changed:

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from service.config.settings import TenantSettings
-from service.errors import UpstreamUnavailable
+from service.errors import NotFound, UpstreamUnavailable
 from service.redact import Secret
 
 # Sideband events are small JSON; anything larger than this is not an event we read.
@@ -36,7 +36,8 @@ class SidebandConnection(Protocol):
 
 class SidebandConnector(Protocol):
     async def connect(self, tenant: TenantSettings, call_id: str) -> SidebandConnection:
-        """Raises UpstreamUnavailable when the call cannot be joined."""
+        """Raises NotFound when upstream has no such call (it is over), and
+        UpstreamUnavailable when it cannot be joined now."""
         ...
 
 
@@ -94,6 +95,12 @@ class WebSocketConnector:
                 ping_interval=20,
                 ping_timeout=20,
             )
+        except InvalidStatus as exc:
+            if exc.response.status_code in (404, 410):
+                raise NotFound("The call is over.") from None
+            raise UpstreamUnavailable(
+                f"The call's sideband was refused (HTTP {exc.response.status_code})."
+            ) from None
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             # The exception text may hold the URL or headers: only its type is kept.
             raise UpstreamUnavailable(

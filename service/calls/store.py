@@ -1,47 +1,122 @@
-"""Where call leases and usage live: the `CallStore` protocol.
+"""Where call control keeps its state: the `CallStore` protocol.
 
-A lease says "this user has a call in progress". Leases expire unless renewed, so the
-calls of a replica that died stop counting after at most one TTL. Implementations:
-`store_memory.MemoryCallStore` (dev, single process) and `store_redis.RedisCallStore`;
-one contract suite (tests/calls/test_store_contract.py) runs over both.
+Three things, each shared by every replica on Redis:
+
+- **Leases**: "this user has a call in progress", counted against `max_concurrent_calls`.
+  A lease is taken before the call is placed and lasts until the call is known to be
+  over (released then), bounded by the call's deadline: nobody renews it.
+- **Supervision records** (`model.Supervision`): per call the tenant, user, policy
+  snapshot, start and deadline, with an owner (the replica supervising it) and the
+  owner's heartbeat. Owners renew their heartbeats in one batch per interval; a record
+  whose heartbeat lapsed is an orphan, and `claim_orphans` hands it to the caller,
+  atomically, so at most one replica adopts it.
+- **Events**: revocations and admin hangups, published by the replica that received them
+  and delivered to every replica within a second (`listen`).
+
+Implementations: `store_memory.MemoryCallStore` (dev, single process: nothing to adopt)
+and `store_redis.RedisCallStore`; one contract suite (tests/calls/test_store_contract.py)
+runs over memory, standalone Redis and a Redis Cluster.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from service.calls.model import ActiveCall, Usage
+from service.calls.model import SupervisedCall, Supervision, Usage
+
+EventHandler = Callable[[dict[str, Any]], None]
+# Called by `listen` each time it (re)connects: events sent while it was away are lost,
+# so the caller checks what they would have told it.
+Reconnected = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDelta:
+    tenant: str
+    user_id: str
+    day: str
+    tokens: int
+    seconds: float
 
 
 class CallStore(Protocol):
+    # --- leases ----------------------------------------------------------------------
+
     async def acquire(
         self, tenant: str, user_id: str, call_id: str, max_concurrent: int | None, ttl: float
     ) -> bool:
-        """Take a lease for `call_id` unless the user already holds `max_concurrent`
-        live leases (None: no bound). Expired leases are dropped first, atomically.
-        Acquiring a lease the user already holds renews it."""
-        ...
-
-    async def renew(self, tenant: str, user_id: str, call_id: str, ttl: float) -> bool:
-        """Push the lease's expiry to now + ttl; False when it had already lapsed."""
+        """Take a lease for `call_id`, lasting `ttl` seconds, unless the user already holds
+        `max_concurrent` live leases (None: no bound). Lapsed leases are dropped first,
+        atomically. Acquiring a lease the user already holds extends it."""
         ...
 
     async def release(self, tenant: str, user_id: str, call_id: str) -> None: ...
 
     async def user_calls(self, tenant: str, user_id: str) -> list[str]:
-        """The user's live call ids."""
+        """The user's live leases (call ids)."""
         ...
 
-    async def active(self, tenant: str) -> list[ActiveCall]:
-        """Every live lease of the tenant, ordered by expiry."""
-        ...
+    # --- usage -----------------------------------------------------------------------
 
-    async def add_usage(
-        self, tenant: str, user_id: str, tokens: int, seconds: float, day: str
-    ) -> Usage:
-        """Add to the user's usage of `day` (UTC, YYYY-MM-DD); the new total."""
+    async def add_usage(self, deltas: Sequence[UsageDelta]) -> list[Usage]:
+        """Add each delta to its user's usage of its day (UTC, YYYY-MM-DD), in one batch;
+        the new totals, in order."""
         ...
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage: ...
+
+    # --- supervision -----------------------------------------------------------------
+
+    async def supervise(self, record: Supervision, owner: str, ttl: float) -> None:
+        """Create (or overwrite) the record, owned by `owner` for `ttl` seconds."""
+        ...
+
+    async def heartbeat(
+        self, tenant: str, owner: str, call_ids: Sequence[str], ttl: float
+    ) -> list[str]:
+        """Renew `owner`'s heartbeat on these calls; the ones it no longer owns (adopted
+        by another replica, or forgotten) are returned."""
+        ...
+
+    async def claim_orphans(
+        self, tenant: str, owner: str, ttl: float, limit: int
+    ) -> list[Supervision]:
+        """Take over up to `limit` records whose heartbeat lapsed (or that were handed
+        over); each is claimed by one caller only. Unreadable records are dropped."""
+        ...
+
+    async def hand_over(self, tenant: str, owner: str, call_ids: Sequence[str]) -> None:
+        """Release `owner`'s records so that any replica may claim them at once."""
+        ...
+
+    async def forget(self, tenant: str, call_id: str) -> None:
+        """The call is over: drop its record."""
+        ...
+
+    async def record(self, tenant: str, call_id: str) -> Supervision | None: ...
+
+    async def supervised(
+        self, tenant: str, *, limit: int, after: str | None
+    ) -> tuple[list[SupervisedCall], bool]:
+        """The tenant's records ordered by call id, after `after`; whether more follow."""
+        ...
+
+    # --- events ----------------------------------------------------------------------
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Deliver `event` (JSON) to every replica's `listen`, this one's included."""
+        ...
+
+    async def listen(self, handler: EventHandler, reconnected: Reconnected) -> None:
+        """Deliver published events to `handler` until cancelled, reconnecting on failure
+        (and calling `reconnected` after each connection is made)."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas see this state (and can adopt this replica's calls)."""
+        ...
 
     async def close(self) -> None: ...

@@ -1,9 +1,16 @@
-"""Call leases and usage in process memory: dev mode and single-process deployments
-(and the reference the Redis store is tested against)."""
+"""Call control's state in process memory: dev mode and single-process deployments (and
+the reference the Redis store is tested against). One process, so nothing to adopt after
+it stops; the records and events still work, for the same code path in both."""
 
 from __future__ import annotations
 
-from service.calls.model import ActiveCall, Usage
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from service.calls.model import SupervisedCall, Supervision, Usage
+from service.calls.store import EventHandler, Reconnected, UsageDelta
 from service.clock import Clock, system_clock
 
 
@@ -13,6 +20,13 @@ class MemoryCallStore:
         # (tenant, user) -> {call_id: expires_at}
         self._leases: dict[tuple[str, str], dict[str, float]] = {}
         self._usage: dict[tuple[str, str, str], Usage] = {}
+        # tenant -> call_id -> [record, owner, heartbeat expiry]
+        self._records: dict[str, dict[str, list[Any]]] = {}
+        self._listeners: list[asyncio.Queue[dict[str, Any]]] = []
+
+    @property
+    def shared(self) -> bool:
+        return False
 
     def _live(self, tenant: str, user_id: str) -> dict[str, float]:
         now = self._clock()
@@ -30,39 +44,88 @@ class MemoryCallStore:
         leases[call_id] = self._clock() + ttl
         return True
 
-    async def renew(self, tenant: str, user_id: str, call_id: str, ttl: float) -> bool:
-        leases = self._live(tenant, user_id)
-        if call_id not in leases:
-            return False
-        leases[call_id] = self._clock() + ttl
-        return True
-
     async def release(self, tenant: str, user_id: str, call_id: str) -> None:
         self._leases.get((tenant, user_id), {}).pop(call_id, None)
 
     async def user_calls(self, tenant: str, user_id: str) -> list[str]:
         return sorted(self._live(tenant, user_id))
 
-    async def active(self, tenant: str) -> list[ActiveCall]:
-        found = [
-            ActiveCall(tenant=t, user_id=u, call_id=c, expires_at=expiry)
-            for (t, u) in list(self._leases)
-            if t == tenant
-            for c, expiry in self._live(t, u).items()
-        ]
-        return sorted(found, key=lambda call: (call.expires_at, call.call_id))
-
-    async def add_usage(
-        self, tenant: str, user_id: str, tokens: int, seconds: float, day: str
-    ) -> Usage:
-        key = (tenant, user_id, day)
-        old = self._usage.get(key, Usage())
-        new = Usage(tokens=old.tokens + tokens, seconds=old.seconds + seconds)
-        self._usage[key] = new
-        return new
+    async def add_usage(self, deltas: Sequence[UsageDelta]) -> list[Usage]:
+        totals = []
+        for d in deltas:
+            key = (d.tenant, d.user_id, d.day)
+            old = self._usage.get(key, Usage())
+            new = Usage(tokens=old.tokens + d.tokens, seconds=old.seconds + d.seconds)
+            self._usage[key] = new
+            totals.append(new)
+        return totals
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage:
         return self._usage.get((tenant, user_id, day), Usage())
+
+    async def supervise(self, record: Supervision, owner: str, ttl: float) -> None:
+        records = self._records.setdefault(record.tenant, {})
+        records[record.call_id] = [record, owner, self._clock() + ttl]
+
+    async def heartbeat(
+        self, tenant: str, owner: str, call_ids: Sequence[str], ttl: float
+    ) -> list[str]:
+        records, lost = self._records.get(tenant, {}), []
+        for call_id in call_ids:
+            entry = records.get(call_id)
+            if entry is None or entry[1] != owner:
+                lost.append(call_id)
+            else:
+                entry[2] = self._clock() + ttl
+        return lost
+
+    async def claim_orphans(
+        self, tenant: str, owner: str, ttl: float, limit: int
+    ) -> list[Supervision]:
+        now, claimed = self._clock(), list[Supervision]()
+        for entry in sorted(self._records.get(tenant, {}).values(), key=lambda e: e[2]):
+            if len(claimed) >= limit or entry[2] > now:
+                break
+            entry[1], entry[2] = owner, now + ttl
+            claimed.append(entry[0])
+        return claimed
+
+    async def hand_over(self, tenant: str, owner: str, call_ids: Sequence[str]) -> None:
+        records = self._records.get(tenant, {})
+        for call_id in call_ids:
+            entry = records.get(call_id)
+            if entry is not None and entry[1] == owner:
+                entry[1], entry[2] = "", 0.0
+
+    async def forget(self, tenant: str, call_id: str) -> None:
+        self._records.get(tenant, {}).pop(call_id, None)
+
+    async def record(self, tenant: str, call_id: str) -> Supervision | None:
+        entry = self._records.get(tenant, {}).get(call_id)
+        return None if entry is None else entry[0]
+
+    async def supervised(
+        self, tenant: str, *, limit: int, after: str | None
+    ) -> tuple[list[SupervisedCall], bool]:
+        records = self._records.get(tenant, {})
+        ids = sorted(c for c in records if after is None or c > after)
+        page = [SupervisedCall(*records[c]) for c in ids[:limit]]
+        return page, len(ids) > limit
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            # Through JSON, as over Redis: listeners must not share the publisher's objects.
+            listener.put_nowait(json.loads(json.dumps(event)))
+
+    async def listen(self, handler: EventHandler, reconnected: Reconnected) -> None:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._listeners.append(queue)
+        try:
+            await reconnected()
+            while True:
+                handler(await queue.get())
+        finally:
+            self._listeners.remove(queue)
 
     async def close(self) -> None:
         return None

@@ -1,41 +1,54 @@
-"""Call leases and usage in Redis, shared by every replica.
+"""Call control's state in Redis, shared by every replica (standalone, Sentinel, Cluster).
 
 Keys (hash-tagged like the rate-limit keys, see stores.redis_keys):
 
     tb:{<tenant>:<user>}:calls          the user's leases: sorted set call id -> expiry (µs)
     tb:{<tenant>:<user>}:usage:<day>    the user's metered usage of a UTC day (hash, 2 days)
-    tb:{<tenant>}:calls                 tenant index: sorted set JSON [user, call] -> expiry
+    tb:{<tenant>}:sup                   supervision records: hash call id -> JSON
+    tb:{<tenant>}:sup:own               their owners: hash call id -> replica id ("": none)
+    tb:{<tenant>}:sup:beat              heartbeats: sorted set call id -> expiry (µs)
+    tb:{<tenant>}:sup:ids               the same ids, score 0, for paging by id
+    tb:events                           pub/sub channel: revocations, admin hangups
 
 The concurrency decision is one script on the user's set (stores/lua/calls_acquire.lua):
 lapsed leases are pruned and the bound checked atomically, so replicas racing for the
-same user never admit more than `max_concurrent` calls. The tenant index lives in
-another slot (Redis Cluster), so it is written by separate commands after the decision;
-it is only read by the admin listing, which prunes it by expiry. Listing costs
-O(log N + M) for N indexed leases of the tenant and M live ones, with one prune.
+same user never admit more than `max_concurrent` calls. A tenant's supervision keys share
+one slot, so each supervision step is one script there (stores/lua/sup_*.lua): finding
+orphans needs no cross-slot command, on a Cluster too. Heartbeats and record times are on
+Redis's own clock, the one clock every replica shares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from service.calls.model import ActiveCall, Usage
+from service.calls.model import SupervisedCall, Supervision, Usage
+from service.calls.store import EventHandler, Reconnected, UsageDelta
 from service.clock import Clock
 from service.errors import StoreUnavailable
+from service.logs import Throttled
 from service.stores import redis_keys
 from service.stores.redis_client import (
     Client,
+    Subscriber,
     create_client,
     guarded,
     load_script,
     run_script,
 )
-from service.stores.redis_url import parse_redis_url
+from service.stores.redis_url import RedisTarget, parse_redis_url
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 USAGE_TTL_SECONDS = 2 * 86400
+CHANNEL = "tb:events"
+# Pub/sub reconnects: first after RECONNECT_MIN seconds, doubling to RECONNECT_MAX.
+RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 
 
 def lease_key(tenant: str, user_id: str) -> str:
@@ -46,33 +59,60 @@ def usage_key(tenant: str, user_id: str, day: str) -> str:
     return f"{redis_keys.user_tag(tenant, user_id)}:usage:{day}"
 
 
-def index_key(tenant: str) -> str:
-    return f"{redis_keys.tenant_tag(tenant)}:calls"
+def supervision_keys(tenant: str) -> list[str]:
+    tag = redis_keys.tenant_tag(tenant)
+    return [f"{tag}:sup", f"{tag}:sup:own", f"{tag}:sup:beat", f"{tag}:sup:ids"]
 
 
 class RedisCallStore:
-    """A CallStore on Redis. `clock`: tests only (as in RedisStore); production decides
-    lease expiry on Redis's own clock, the one clock every replica shares."""
+    """A CallStore on Redis. `clock`: lease tests only (as in RedisStore); production
+    decides lease expiry on Redis's own clock."""
 
     def __init__(
-        self, client: Client, *, timeout_ms: int = 250, clock: Clock | None = None
+        self,
+        client: Client,
+        *,
+        target: RedisTarget | None = None,
+        timeout_ms: int = 250,
+        clock: Clock | None = None,
     ) -> None:
         self._client = client
+        self._target = target
         self._timeout = timeout_ms / 1000
         self._clock = clock
         self._slots = asyncio.Semaphore(16)
-        self._acquire = load_script("calls_acquire", with_gcra=False)
-        self._usage = load_script("calls_usage", with_gcra=False)
+        self._scripts = {
+            name: load_script(name, with_gcra=False)
+            for name in (
+                "calls_acquire",
+                "sup_put",
+                "sup_beat",
+                "sup_claim",
+                "sup_release",
+                "sup_forget",
+                "sup_list",
+            )
+        }
+        self._listen_failures = Throttled(logger, interval=30.0)
 
     @classmethod
     def from_url(
         cls, url: str, *, timeout_ms: int = 250, clock: Clock | None = None
     ) -> RedisCallStore:
-        client, _ = create_client(parse_redis_url(url), timeout_ms=timeout_ms, max_connections=16)
-        return cls(client, timeout_ms=timeout_ms, clock=clock)
+        target = parse_redis_url(url)
+        client, _ = create_client(target, timeout_ms=timeout_ms, max_connections=16)
+        return cls(client, target=target, timeout_ms=timeout_ms, clock=clock)
+
+    @property
+    def shared(self) -> bool:
+        return True
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         return await guarded(what, self._timeout, self._slots, call)
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        script = self._scripts[name]
+        return await self._call(name, lambda: run_script(self._client, script, keys, args))
 
     async def _now_us(self) -> float:
         if self._clock is not None:
@@ -80,49 +120,21 @@ class RedisCallStore:
         seconds, micros = await self._call("time", lambda: self._client.time())
         return float(seconds) * 1e6 + float(micros)
 
-    async def _lease(
-        self, tenant: str, user_id: str, call_id: str, max_concurrent: int, ttl: float, renew: bool
-    ) -> float | None:
-        now = "" if self._clock is None else repr(self._clock() * 1e6)
-        args: Sequence[str | int] = [
-            call_id, max_concurrent, repr(ttl * 1e6), now, "1" if renew else "0"
-        ]  # fmt: skip
-        reply: Any = await self._call(
-            "calls_acquire",
-            lambda: run_script(self._client, self._acquire, [lease_key(tenant, user_id)], args),
-        )
-        if int(reply[0]) != 1:
-            return None
-        return float(reply[1]) / 1e6
+    # --- leases ----------------------------------------------------------------------
 
     async def acquire(
         self, tenant: str, user_id: str, call_id: str, max_concurrent: int | None, ttl: float
     ) -> bool:
+        now = "" if self._clock is None else repr(self._clock() * 1e6)
         bound = -1 if max_concurrent is None else max_concurrent
-        expiry = await self._lease(tenant, user_id, call_id, bound, ttl, renew=False)
-        if expiry is None:
-            return False
-        await self._index(tenant, user_id, call_id, expiry)
-        return True
-
-    async def renew(self, tenant: str, user_id: str, call_id: str, ttl: float) -> bool:
-        expiry = await self._lease(tenant, user_id, call_id, -1, ttl, renew=True)
-        if expiry is None:
-            return False
-        await self._index(tenant, user_id, call_id, expiry)
-        return True
-
-    async def _index(self, tenant: str, user_id: str, call_id: str, expiry: float) -> None:
-        member = json.dumps([user_id, call_id])
-        await self._call(
-            "calls_index", lambda: self._client.zadd(index_key(tenant), {member: expiry})
+        reply = await self._script(
+            "calls_acquire", [lease_key(tenant, user_id)], [call_id, bound, repr(ttl * 1e6), now]
         )
+        return int(reply[0]) == 1
 
     async def release(self, tenant: str, user_id: str, call_id: str) -> None:
-        member = json.dumps([user_id, call_id])
         lease = lease_key(tenant, user_id)
         await self._call("calls_release", lambda: self._client.zrem(lease, call_id))
-        await self._call("calls_unindex", lambda: self._client.zrem(index_key(tenant), member))
 
     async def user_calls(self, tenant: str, user_id: str) -> list[str]:
         now = await self._now_us()
@@ -132,32 +144,28 @@ class RedisCallStore:
         )
         return sorted(str(call_id) for call_id in found)
 
-    async def active(self, tenant: str) -> list[ActiveCall]:
-        now_s = await self._now_us() / 1e6
-        key = index_key(tenant)
-        await self._call("calls_prune", lambda: self._client.zremrangebyscore(key, "-inf", now_s))
-        rows: Any = await self._call(
-            "calls_active",
-            lambda: self._client.zrangebyscore(key, now_s, "+inf", withscores=True),
-        )
-        calls = []
-        for member, expiry in rows:
-            try:
-                user_id, call_id = json.loads(member)
-            except (ValueError, TypeError):
-                continue
-            calls.append(ActiveCall(tenant, str(user_id), str(call_id), float(expiry)))
-        return calls
+    # --- usage -----------------------------------------------------------------------
 
-    async def add_usage(
-        self, tenant: str, user_id: str, tokens: int, seconds: float, day: str
-    ) -> Usage:
-        args: Sequence[str | int] = [tokens, repr(float(seconds)), USAGE_TTL_SECONDS]
-        keys = [usage_key(tenant, user_id, day)]
-        reply: Any = await self._call(
-            "calls_usage", lambda: run_script(self._client, self._usage, keys, args)
-        )
-        return Usage(tokens=int(reply[0]), seconds=float(reply[1]))
+    async def add_usage(self, deltas: Sequence[UsageDelta]) -> list[Usage]:
+        if not deltas:
+            return []
+
+        async def run() -> list[Any]:
+            # One round trip for the batch (per node on a Cluster): plain commands, so a
+            # restarted server needs no script reloaded mid-pipeline.
+            pipe = self._client.pipeline(transaction=False)
+            for d in deltas:
+                key = usage_key(d.tenant, d.user_id, d.day)
+                pipe.hincrby(key, "tokens", d.tokens)
+                pipe.hincrbyfloat(key, "seconds", float(d.seconds))
+                pipe.expire(key, USAGE_TTL_SECONDS)
+            return list(await pipe.execute())
+
+        replies = await self._call("calls_usage", run)
+        return [
+            Usage(tokens=int(replies[i]), seconds=float(replies[i + 1]))
+            for i in range(0, len(replies), 3)
+        ]
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage:
         fields: Any = await self._call(
@@ -167,6 +175,97 @@ class RedisCallStore:
             return Usage(int(fields.get("tokens", 0)), float(fields.get("seconds", 0.0)))
         except ValueError as exc:
             raise StoreUnavailable("redis calls_usage_get: unreadable usage") from exc
+
+    # --- supervision -----------------------------------------------------------------
+
+    async def supervise(self, record: Supervision, owner: str, ttl: float) -> None:
+        args: list[str | int] = [record.call_id, record.encode(), owner, int(ttl * 1e6)]
+        await self._script("sup_put", supervision_keys(record.tenant), args)
+
+    async def heartbeat(
+        self, tenant: str, owner: str, call_ids: Sequence[str], ttl: float
+    ) -> list[str]:
+        if not call_ids:
+            return []
+        args: list[str | int] = [owner, int(ttl * 1e6), *call_ids]
+        lost = await self._script("sup_beat", supervision_keys(tenant), args)
+        return [str(call_id) for call_id in lost]
+
+    async def claim_orphans(
+        self, tenant: str, owner: str, ttl: float, limit: int
+    ) -> list[Supervision]:
+        reply = await self._script(
+            "sup_claim", supervision_keys(tenant), [owner, int(ttl * 1e6), limit]
+        )
+        claimed = []
+        for i in range(0, len(reply), 2):
+            try:
+                claimed.append(Supervision.decode(reply[i + 1]))
+            except (ValueError, KeyError, TypeError):
+                logger.warning("call %s: unreadable supervision record dropped", reply[i])
+                await self.forget(tenant, str(reply[i]))
+        return claimed
+
+    async def hand_over(self, tenant: str, owner: str, call_ids: Sequence[str]) -> None:
+        if call_ids:
+            await self._script("sup_release", supervision_keys(tenant), [owner, *call_ids])
+
+    async def forget(self, tenant: str, call_id: str) -> None:
+        await self._script("sup_forget", supervision_keys(tenant), [call_id])
+
+    async def record(self, tenant: str, call_id: str) -> Supervision | None:
+        key = supervision_keys(tenant)[0]
+        text: Any = await self._call("sup_get", lambda: self._client.hget(key, call_id))
+        try:
+            return None if text is None else Supervision.decode(text)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def supervised(
+        self, tenant: str, *, limit: int, after: str | None
+    ) -> tuple[list[SupervisedCall], bool]:
+        start = "-" if after is None else "(" + after
+        rows = await self._script("sup_list", supervision_keys(tenant), [start, limit + 1])
+        page = []
+        for i in range(0, len(rows), 4):
+            try:
+                record = Supervision.decode(rows[i + 1])
+            except (ValueError, KeyError, TypeError):
+                continue
+            page.append(SupervisedCall(record, str(rows[i + 2]), float(rows[i + 3]) / 1e6))
+        more = len(rows) // 4 > limit
+        return page[:limit], more
+
+    # --- events ----------------------------------------------------------------------
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        message = json.dumps(event, separators=(",", ":"))
+        await self._call("publish", lambda: self._client.publish(CHANNEL, message))
+
+    async def listen(self, handler: EventHandler, reconnected: Reconnected) -> None:
+        delay, attempt = RECONNECT_MIN, 0
+        while True:
+            subscriber = Subscriber(
+                self._target or self._client, timeout_ms=int(self._timeout * 1000)
+            )
+            try:
+                await subscriber.subscribe(CHANNEL, attempt)
+                delay = RECONNECT_MIN
+                await reconnected()
+                async for message in subscriber.messages():
+                    try:
+                        event = json.loads(message)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict):
+                        handler(event)
+            except StoreUnavailable as exc:
+                self._listen_failures.warning("events", "call events: %s; reconnecting", exc)
+            finally:
+                await subscriber.close()
+            attempt += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
 
     async def close(self) -> None:
         await self._client.aclose()

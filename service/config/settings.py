@@ -80,6 +80,10 @@ class Settings:
     log_format: LogFormat
     # Redis client behaviour (issue 3); additions to the product contract (README "Configuration").
     redis_timeout_ms: int = 250
+    # Call control (README "Call control"): a dead replica's calls are adopted within
+    # one lease; how many calls one replica supervises at most.
+    call_lease_seconds: float = 15.0
+    max_calls: int = 10_000
     dev: bool = False
 
     def tenant(self, tenant_id: str) -> TenantSettings:
@@ -103,6 +107,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     log_level = env.choice("LOG_LEVEL", get_args(LogLevel), "info")
     log_format = cast(LogFormat, env.choice("LOG_FORMAT", get_args(LogFormat), "json"))
     redis_timeout_ms = env.integer("REDIS_TIMEOUT_MS", 250, 1, 10_000)
+    call_lease_seconds = env.integer("CALL_LEASE_SECONDS", 15, 1, 300)
+    max_calls = env.integer("MAX_CALLS", 10_000, 1, 100_000)
     multi = len(tenant_ids) > 1
     tenants = tuple(_load_tenant(environ, problems, t, multi) for t in tenant_ids)
     if multi:
@@ -117,6 +123,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=log_level,
         log_format=log_format,
         redis_timeout_ms=redis_timeout_ms,
+        call_lease_seconds=float(call_lease_seconds),
+        max_calls=max_calls,
     )
 
 

@@ -17,7 +17,7 @@ import httpx
 from service.calls.sideband import SidebandConnection, SidebandConnector
 from service.clock import Clock
 from service.config.settings import TenantSettings
-from service.errors import UpstreamUnavailable
+from service.errors import NotFound, UpstreamUnavailable
 from service.fake.app import create_fake_app
 from service.fake.calls import FakeCalls
 
@@ -85,7 +85,9 @@ class InProcessConnector:
         if registry is None and self._other is not None:
             # Tenants whose upstream is a real server (or a fake on a real port).
             return await self._other.connect(tenant, call_id)
-        line = registry.open_line(call_id) if registry is not None else None
-        if registry is None or line is None:
+        if registry is None:
             raise UpstreamUnavailable("The call's sideband could not be opened.")
+        line = registry.open_line(call_id)
+        if line is None:
+            raise NotFound("The call is over.")
         return _InProcessConnection(registry, call_id, line)

@@ -13,8 +13,9 @@ connection itself (see `_evalsha_on_pool`). Cluster keeps redis-py's general pat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from typing import Any, TypeVar
@@ -201,3 +202,70 @@ def _encodes_utf8(pool: ConnectionPool) -> bool:
         options.get("encoding", "utf-8") == "utf-8"
         and options.get("encoding_errors", "strict") == "strict"
     )
+
+
+class Subscriber:
+    """One pub/sub subscription (redis-py's PubSub on a connection of its own), its
+    failures translated to StoreUnavailable. On a Cluster, classic pub/sub reaches every
+    node, so it subscribes on one startup node: the `attempt`-th, to move on after a
+    node failed."""
+
+    def __init__(self, target: RedisTarget | Client, *, timeout_ms: int) -> None:
+        self._target = target
+        self._timeout_ms = timeout_ms
+        self._client: Redis | None = None
+        self._helpers: list[Redis] = []
+        self._pubsub: Any = None
+
+    def _connect(self, attempt: int) -> Redis:
+        target = self._target
+        if isinstance(target, Redis):
+            return target
+        if isinstance(target, RedisCluster):
+            node = target.get_nodes()[attempt % len(target.get_nodes())]
+            return Redis(host=node.host, port=int(node.port), decode_responses=True)
+        if target.kind == "cluster":
+            host, port = target.hosts[attempt % len(target.hosts)]
+            return Redis(
+                host=host,
+                port=port,
+                username=target.username,
+                password=target.password,
+                ssl=target.tls,
+                decode_responses=True,
+                socket_connect_timeout=self._timeout_ms / 1000,
+                retry=Retry(NoBackoff(), 0),
+                **_driver_info(),
+            )
+        client, helpers = create_client(target, timeout_ms=self._timeout_ms, max_connections=2)
+        assert isinstance(client, Redis)  # standalone and Sentinel give a plain client
+        self._helpers = helpers
+        return client
+
+    async def subscribe(self, channel: str, attempt: int = 0) -> None:
+        try:
+            self._client = self._connect(attempt)
+            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            async with asyncio.timeout(self._timeout_ms / 1000 * 4):
+                await self._pubsub.subscribe(channel)
+        except _FAILURES as exc:
+            raise _unavailable("subscribe", exc) from exc
+
+    async def messages(self) -> AsyncIterator[str]:
+        try:
+            async for message in self._pubsub.listen():
+                if message.get("type") == "message":
+                    yield str(message["data"])
+        except _FAILURES as exc:
+            raise _unavailable("subscription", exc) from exc
+
+    async def close(self) -> None:
+        owned = self._client is not None and self._client is not self._target
+        for closing in (
+            self._pubsub.aclose() if self._pubsub is not None else None,
+            self._client.aclose() if owned and self._client is not None else None,
+            *(helper.aclose() for helper in self._helpers),
+        ):
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing

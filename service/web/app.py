@@ -187,24 +187,30 @@ def create_app(
         metrics=metrics,
     )
 
-    options = call_options or CallOptions()
+    options = call_options or CallOptions(
+        lease_ttl=settings.call_lease_seconds, max_calls=settings.max_calls
+    )
     calls = CallController(
         store=options.store or build_call_store(settings, clock),
         connector=options.connector or sideband_connector(settings),
         upstreams=upstreams,
+        tenants=settings.tenants,
         clock=clock,
         is_revoked=revocation_check(state_store),
-        lease_ttl=options.lease_ttl,
-        tick=options.tick,
-        max_calls=options.max_calls,
+        options=options,
+        metrics=metrics,
     )
+    metrics.watch_calls(lambda: len(calls))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Supervision starts with the app: a replica that starts adopts orphaned calls.
+        calls.start()
         try:
             yield
         finally:
-            # Calls first: hanging them up needs the upstream clients still open.
+            # Calls first: handing them over (or hanging them up) needs the store and the
+            # upstream clients still open.
             await calls.aclose()
             await calls.store.close()
             for upstream in upstreams.values():

@@ -19,7 +19,7 @@ from service.calls.placing import place_call
 from service.calls.sdp import check_offer, parse_multipart
 from service.clock import Clock, system_clock
 from service.directory import Directory
-from service.errors import InvalidJSON, InvalidValue, NotFound
+from service.errors import InvalidJSON, InvalidValue, UnknownParameter
 from service.redact import user_hash
 from service.web.bodies import parse_json, read_body
 from service.web.handlers import authorization_values, broker_of
@@ -55,6 +55,28 @@ async def _offer_and_session(request: Request) -> tuple[str, dict[str, Any] | No
     return check_offer(parts["sdp"]), session
 
 
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 20, 100
+
+
+def page_params(request: Request) -> tuple[int, str | None]:
+    """`limit` (1..100, default 20) and `after` (a call id) of the admin listing."""
+    unknown = set(request.query_params) - {"limit", "after"}
+    if unknown:
+        raise UnknownParameter(f"Unknown parameter: '{sorted(unknown)[0][:64]}'.")
+    raw = request.query_params.get("limit")
+    limit = LIST_LIMIT_DEFAULT
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+            raise InvalidValue(
+                f"'limit' must be an integer from 1 to {LIST_LIMIT_MAX}.", param="limit"
+            )
+        limit = int(raw)
+    after = request.query_params.get("after")
+    if after is not None and not 0 < len(after) <= 256:
+        raise InvalidValue("'after' must be a call id.", param="after")
+    return limit, after
+
+
 def call_routes(*, clock: Clock = system_clock) -> list[Route]:
     async def create(request: Request) -> Response:
         offer, session = await _offer_and_session(request)
@@ -76,28 +98,36 @@ def call_routes(*, clock: Clock = system_clock) -> list[Route]:
         broker = broker_of(request)
         directory = Directory(broker.store, broker.settings.tenants, clock=clock)
         actor = await directory.authorize(authorization_values(request), broker.authenticate)
-        calls = await controller_of(request).active(actor.tenant)
+        limit, after = page_params(request)
+        rows, more = await controller_of(request).listing(actor.tenant, limit=limit, after=after)
         data = [
             {
                 "object": "realtime.call",
-                "id": call.call_id,
-                "user_id": call.user_id,
-                "lease_expires_at": int(call.expires_at),
+                "id": row.record.call_id,
+                "user_id": row.record.user_id,
+                "role": row.record.policy.role,
+                "started_at": int(row.record.started_at),
+                "deadline": int(row.record.deadline),
+                "supervised": bool(row.owner) and row.heartbeat_until > clock(),
             }
-            for call in calls
-            if not call.call_id.startswith("pending_")
+            for row in rows
         ]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": more,
+            }
+        )
 
     async def hangup(request: Request) -> Response:
         broker = broker_of(request)
         directory = Directory(broker.store, broker.settings.tenants, clock=clock)
         actor = await directory.authorize(authorization_values(request), broker.authenticate)
         call_id = request.path_params["call_id"]
-        controller = controller_of(request)
-        if call_id not in {call.call_id for call in await controller.active(actor.tenant)}:
-            raise NotFound("No active call with that id.", param="call_id")
-        await controller.hangup(broker.tenant(actor.tenant), call_id, "admin")
+        await controller_of(request).hangup(broker.tenant(actor.tenant), call_id, "admin")
         return JSONResponse({"object": "realtime.call", "id": call_id, "hung_up": True})
 
     return [

@@ -1,25 +1,33 @@
-"""One contract over both call stores: memory and a real Redis server."""
+"""One contract over every call store: memory, a real Redis server and a 3-master Cluster.
+
+Leases and usage run on a manual clock (the Redis lease script takes a test clock);
+supervision heartbeats are on the store's real clock (Redis's TIME), so those tests use
+short real TTLs on a system-clock memory store too."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
-from service.calls.store import CallStore
+from service.calls.model import CallPolicy, Supervision
+from service.calls.store import CallStore, UsageDelta
 from service.calls.store_memory import MemoryCallStore
-from service.calls.store_redis import RedisCallStore, lease_key
-from service.clock import ManualClock
-from tests.redis_servers import RedisServer, start_server
+from service.calls.store_redis import RedisCallStore, lease_key, supervision_keys
+from service.clock import ManualClock, system_clock
+from tests.redis_servers import RedisClusterServers, RedisServer
 
 TTL = 30.0
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_server(tmp_path_factory.mktemp("calls-redis"))
-    yield server
-    server.stop()
+BEAT = 0.3  # a real heartbeat TTL, short enough to wait out
+KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis),
+]
+StoreFactory = Callable[[], Awaitable[CallStore]]
 
 
 @pytest.fixture
@@ -27,27 +35,63 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(
-    request: pytest.FixtureRequest, clock: ManualClock, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[CallStore]:
-    if request.param == "memory":
-        yield MemoryCallStore(clock=clock)
-        return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    with server.client() as c:
-        c.flushall()
-    redis_store = RedisCallStore.from_url(server.url, clock=clock)
-    yield redis_store
-    await redis_store.close()
+@pytest.fixture(params=KINDS)
+async def stores(
+    request: pytest.FixtureRequest, clock: ManualClock
+) -> AsyncIterator[tuple[StoreFactory, StoreFactory]]:
+    """Two factories: stores on the manual clock, and stores on the real clock. Two stores
+    of one kind share state (two replicas on one Redis; one process's memory)."""
+    made: list[CallStore] = []
+    url = None
+    if request.param != "memory":
+        fixture = "clean_redis" if request.param == "redis" else "clean_cluster"
+        servers: RedisServer | RedisClusterServers = request.getfixturevalue(fixture)
+        url = servers.url
+    shared: dict[str, MemoryCallStore] = {}
+
+    def factory(manual: bool) -> StoreFactory:
+        async def make() -> CallStore:
+            if url is None:
+                key = "manual" if manual else "real"
+                if key not in shared:
+                    shared[key] = MemoryCallStore(clock=clock if manual else system_clock)
+                return shared[key]
+            store = RedisCallStore.from_url(url, timeout_ms=2000, clock=clock if manual else None)
+            made.append(store)
+            return store
+
+        return make
+
+    yield factory(True), factory(False)
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture
+async def store(stores: tuple[StoreFactory, StoreFactory]) -> CallStore:
+    return await stores[0]()
+
+
+@pytest.fixture
+async def live(stores: tuple[StoreFactory, StoreFactory]) -> tuple[CallStore, CallStore]:
+    """Two replicas' views of one store, on the real clock."""
+    return await stores[1](), await stores[1]()
+
+
+def record(call_id: str, tenant: str = "t", user: str = "alice") -> Supervision:
+    policy = CallPolicy("reader", {("instructions",): "Policy."}, "reapply", 100, None)
+    return Supervision(tenant, user, call_id, policy, started_at=1000.0, deadline=1060.0)
+
+
+# --- leases --------------------------------------------------------------------------
 
 
 async def test_acquire_is_bounded_per_user(store: CallStore) -> None:
     assert await store.acquire("t", "alice", "c1", 2, TTL)
     assert await store.acquire("t", "alice", "c2", 2, TTL)
     assert not await store.acquire("t", "alice", "c3", 2, TTL)
+    assert await store.acquire("t", "alice", "c1", 2, TTL)  # re-acquiring extends
     assert await store.acquire("t", "bob", "c4", 2, TTL)
-    assert await store.acquire("t", "alice", "c1", 2, TTL)  # re-acquiring renews
     assert await store.user_calls("t", "alice") == ["c1", "c2"]
 
 
@@ -55,63 +99,148 @@ async def test_release_frees_a_slot(store: CallStore) -> None:
     assert await store.acquire("t", "alice", "c1", 1, TTL)
     await store.release("t", "alice", "c1")
     assert await store.acquire("t", "alice", "c2", 1, TTL)
-    assert [c.call_id for c in await store.active("t")] == ["c2"]
+    assert await store.user_calls("t", "alice") == ["c2"]
 
 
-async def test_a_dead_replicas_leases_expire_within_one_ttl(
-    store: CallStore, clock: ManualClock
-) -> None:
-    # Replica A takes two leases and dies: nobody renews or releases them.
-    assert await store.acquire("t", "alice", "a1", 2, TTL)
-    assert await store.acquire("t", "alice", "a2", 2, TTL)
-    clock.advance(TTL - 0.5)
-    assert not await store.acquire("t", "alice", "b1", 2, TTL)
-    clock.advance(0.5)
-    # Replica B: one TTL after A's last renewal, A's calls no longer count.
-    assert await store.acquire("t", "alice", "b1", 2, TTL)
-    assert [c.call_id for c in await store.active("t")] == ["b1"]
-
-
-async def test_renew_keeps_a_lease_and_fails_once_it_lapsed(
-    store: CallStore, clock: ManualClock
-) -> None:
+async def test_a_lease_lapses_at_its_ttl(store: CallStore, clock: ManualClock) -> None:
     assert await store.acquire("t", "alice", "c1", 1, TTL)
     clock.advance(TTL - 1)
-    assert await store.renew("t", "alice", "c1", TTL)
-    clock.advance(TTL - 1)
-    assert await store.user_calls("t", "alice") == ["c1"]
+    assert not await store.acquire("t", "alice", "c2", 1, TTL)
     clock.advance(2)
-    assert not await store.renew("t", "alice", "c1", TTL)
-    assert await store.user_calls("t", "alice") == []
+    assert await store.acquire("t", "alice", "c2", 1, TTL)
 
 
-async def test_active_lists_the_tenant_only(store: CallStore) -> None:
-    await store.acquire("t", "alice", "c1", None, TTL)
-    await store.acquire("other", "alice", "c2", None, TTL)
-    calls = await store.active("t")
-    assert [(c.tenant, c.user_id, c.call_id) for c in calls] == [("t", "alice", "c1")]
-
-
-async def test_usage_adds_up_per_user_and_day(store: CallStore) -> None:
-    assert (await store.usage("t", "alice", "2025-01-01")).tokens == 0
-    await store.add_usage("t", "alice", 100, 1.5, "2025-01-01")
-    total = await store.add_usage("t", "alice", 50, 2.0, "2025-01-01")
-    assert (total.tokens, total.seconds) == (150, 3.5)
-    assert await store.usage("t", "alice", "2025-01-01") == total
+async def test_usage_adds_up_per_user_and_day_in_one_batch(store: CallStore) -> None:
+    totals = await store.add_usage(
+        [
+            UsageDelta("t", "alice", "2025-01-01", 100, 1.5),
+            UsageDelta("t", "bob", "2025-01-01", 7, 0.0),
+            UsageDelta("t", "alice", "2025-01-01", 50, 2.0),
+        ]
+    )
+    assert [(u.tokens, u.seconds) for u in totals] == [(100, 1.5), (7, 0.0), (150, 3.5)]
+    assert await store.usage("t", "alice", "2025-01-01") == totals[2]
     assert (await store.usage("t", "alice", "2025-01-02")).tokens == 0
-    assert (await store.usage("t", "bob", "2025-01-01")).tokens == 0
+    assert await store.add_usage([]) == []
+
+
+# --- supervision ---------------------------------------------------------------------
+
+
+async def test_a_record_is_kept_until_forgotten(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    await a.supervise(record("c1"), "A", TTL)
+    assert await b.record("t", "c1") == record("c1")
+    assert await b.record("other", "c1") is None
+    await b.forget("t", "c1")
+    assert await a.record("t", "c1") is None
+
+
+async def test_an_owner_that_beats_keeps_its_calls(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    await a.supervise(record("c1"), "A", BEAT)
+    for _ in range(3):
+        await asyncio.sleep(BEAT / 3)
+        assert await a.heartbeat("t", "A", ["c1"], BEAT) == []
+    assert await b.claim_orphans("t", "B", TTL, 10) == []
+
+
+async def test_a_silent_owners_calls_are_adopted_once(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    for n in range(3):
+        await a.supervise(record(f"c{n}"), "A", BEAT)
+    await asyncio.sleep(BEAT + 0.1)
+
+    first, second = await asyncio.gather(
+        b.claim_orphans("t", "B", TTL, 10), a.claim_orphans("t", "C", TTL, 10)
+    )
+
+    claimed = sorted(r.call_id for r in [*first, *second])
+    assert claimed == ["c0", "c1", "c2"]  # each by one claimer only
+    # The old owner learns at its next heartbeat that the calls are no longer its own.
+    assert sorted(await a.heartbeat("t", "A", ["c0", "c1", "c2"], BEAT)) == ["c0", "c1", "c2"]
+
+
+async def test_claims_are_bounded(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    for n in range(5):
+        await a.supervise(record(f"c{n}"), "A", 0.0)
+    await asyncio.sleep(0.05)
+    assert len(await b.claim_orphans("t", "B", TTL, 2)) == 2
+    assert len(await b.claim_orphans("t", "B", TTL, 10)) == 3
+
+
+async def test_handed_over_calls_are_claimable_at_once(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    await a.supervise(record("c1"), "A", TTL)
+    await a.supervise(record("c2"), "A", TTL)
+    await b.hand_over("t", "B", ["c1"])  # not B's to hand over: nothing happens
+    assert await b.claim_orphans("t", "B", TTL, 10) == []
+
+    await a.hand_over("t", "A", ["c1", "c2"])
+
+    assert sorted(r.call_id for r in await b.claim_orphans("t", "B", TTL, 10)) == ["c1", "c2"]
+    assert await b.heartbeat("t", "B", ["c1", "c2"], TTL) == []
+
+
+async def test_the_listing_pages_by_call_id(live: tuple[CallStore, CallStore]) -> None:
+    a, _ = live
+    for call_id in ["c3", "c1", "c2"]:
+        await a.supervise(record(call_id), "A", TTL)
+    first, more = await a.supervised("t", limit=2, after=None)
+    assert [row.record.call_id for row in first] == ["c1", "c2"]
+    assert more
+    assert {row.owner for row in first} == {"A"}
+    assert all(row.heartbeat_until > time.time() for row in first)
+    rest, more = await a.supervised("t", limit=2, after="c2")
+    assert ([row.record.call_id for row in rest], more) == (["c3"], False)
+
+
+# --- events --------------------------------------------------------------------------
+
+
+async def test_published_events_reach_every_listener(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    seen: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    ready = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    def listener(name: str) -> asyncio.Task[None]:
+        async def reconnected() -> None:
+            ready[name].set()
+
+        store = a if name == "a" else b
+        return asyncio.create_task(store.listen(seen[name].append, reconnected))
+
+    tasks = [listener("a"), listener("b")]
+    try:
+        async with asyncio.timeout(5):
+            await ready["a"].wait()
+            await ready["b"].wait()
+            await a.publish({"type": "user.revoked", "tenant": "t", "user_id": "alice"})
+            while not (seen["a"] and seen["b"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen["a"] == seen["b"] == [{"type": "user.revoked", "tenant": "t", "user_id": "alice"}]
+
+
+# --- Redis only ----------------------------------------------------------------------
 
 
 @pytest.mark.redis
 async def test_redis_keys_are_hash_tagged_and_expire(
-    redis_server: RedisServer, clock: ManualClock
+    clean_redis: RedisServer, clock: ManualClock
 ) -> None:
-    store = RedisCallStore.from_url(redis_server.url, clock=clock)
+    store = RedisCallStore.from_url(clean_redis.url, clock=clock)
     try:
         await store.acquire("t", "a:b", "c1", 1, TTL)
         key = lease_key("t", "a:b")
         assert key == "tb:{t:a%3Ab}:calls"
-        with redis_server.client() as c:
+        with clean_redis.client() as c:
             assert 0 < c.pttl(key) <= TTL * 1000 + 1
+        # A tenant's supervision keys share one slot: no cross-slot command on a Cluster.
+        assert {k.split("}")[0] for k in supervision_keys("t")} == {"tb:{t"}
     finally:
         await store.close()

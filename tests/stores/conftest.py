@@ -1,6 +1,5 @@
-"""Real servers for the store tests: one standalone server and one 3-node cluster for
-the whole session (flushed before each test that uses them), and a server of its own
-for tests that stop or freeze it."""
+"""The store contract's fixture, and a server of its own for tests that stop or freeze
+it (the shared standalone server and cluster are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,40 +12,7 @@ from service.clock import ManualClock
 from service.stores.base import Store
 from service.stores.memory import MemoryStore
 from service.stores.redis import RedisStore
-from tests.redis_servers import (
-    RedisClusterServers,
-    RedisServer,
-    start_cluster,
-    start_server,
-)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_server(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def clean_redis(redis_server: RedisServer) -> RedisServer:
-    with redis_server.client() as c:
-        c.flushall()
-        c.execute_command("SCRIPT", "FLUSH")
-    return redis_server
-
-
-@pytest.fixture
-def clean_cluster(redis_cluster: RedisClusterServers) -> RedisClusterServers:
-    redis_cluster.flush()
-    return redis_cluster
+from tests.redis_servers import RedisServer, start_server
 
 
 @pytest.fixture

@@ -422,3 +422,5 @@ async def test_a_revocation_through_one_replica_holds_on_the_other(
         for harness in (one, two):
             await harness.http.aclose()
             await harness.app.state.broker.store.close()
+            # The revocation was published to every replica through the call store.
+            await harness.app.state.calls.store.close()

@@ -1,8 +1,8 @@
--- Take (or renew) a call lease, unless the user holds max live leases already.
+-- Take (or extend) a call lease, unless the user holds max live leases already.
 -- KEYS[1] the user's lease set (sorted set: call id -> expiry, microseconds)
 -- ARGV[1] call id, ARGV[2] max concurrent (-1: no bound), ARGV[3] ttl (microseconds),
--- ARGV[4] now (microseconds; empty: Redis's own clock), ARGV[5] 1 = renew only
--- Returns {1, expiry} when held, {0, 0} when refused (or, renewing, when lapsed).
+-- ARGV[4] now (microseconds; empty: Redis's own clock)
+-- Returns {1, expiry} when held, {0, 0} when refused.
 local now = tonumber(ARGV[4])
 if not now then
   local t = redis.call('TIME')
@@ -10,13 +10,10 @@ if not now then
 end
 local key, call_id = KEYS[1], ARGV[1]
 local max, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
--- Lapsed leases (a replica died holding them) stop counting here.
+-- Leases past their call's deadline (nobody released them) stop counting here.
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 local held = redis.call('ZSCORE', key, call_id)
-if not held then
-  if ARGV[5] == '1' then return {0, 0} end
-  if max >= 0 and redis.call('ZCARD', key) >= max then return {0, 0} end
-end
+if not held and max >= 0 and redis.call('ZCARD', key) >= max then return {0, 0} end
 local expiry = now + ttl
 redis.call('ZADD', key, expiry, call_id)
 -- The set outlives its longest lease by nothing: an idle user leaves no key behind.
