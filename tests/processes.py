@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -61,17 +62,21 @@ def running(
     env: Mapping[str, str],
     ready_url: str | None,
     clean_env: bool = True,
+    log: Path | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
     """Run `token-broker ARGS` until the block ends. With `clean_env`, BROKER_* variables
-    of the test runner's own environment are not inherited."""
+    of the test runner's own environment are not inherited. With `log`, the output goes
+    to that file (a pipe nobody reads would stall a chatty process)."""
     base = {k: v for k, v in os.environ.items() if not (clean_env and k.startswith("BROKER_"))}
-    proc = subprocess.Popen(
-        [*CLI, *args],
-        env={**base, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with contextlib.ExitStack() as files:
+        output = subprocess.PIPE if log is None else files.enter_context(log.open("w"))
+        proc = subprocess.Popen(
+            [*CLI, *args],
+            env={**base, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         if ready_url is not None:
             wait_http(ready_url, proc)
@@ -80,12 +85,16 @@ def running(
         stop(proc)
 
 
-def fake_upstream(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
-    """`token-broker fake-upstream` on `port`, answering when the block starts."""
+def fake_upstream(
+    port: int, log: Path | None = None
+) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """`token-broker fake-upstream` on `port`, answering when the block starts. Its output
+    goes to `log` (by default a file in the temp dir), never to a pipe nobody reads."""
     return running(
         ["fake-upstream", "--port", str(port)],
         env={},
         ready_url=f"http://127.0.0.1:{port}/v1/vector_stores",
+        log=log or Path(tempfile.gettempdir()) / f"fake-upstream-{port}.log",
     )
 
 

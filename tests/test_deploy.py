@@ -475,3 +475,44 @@ def test_service_hpa_pdb_and_network_policy_select_the_pods() -> None:
 def test_scrape_annotation_points_at_the_metrics_route() -> None:
     annotations = only("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] in ROUTES
+
+
+# --- Redis with persistence ---------------------------------------------------------------
+
+
+def test_compose_runs_redis_with_aof_on_a_volume() -> None:
+    (compose,) = load_yaml(ROOT / "docker-compose.yml")
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert redis["volumes"][0].split(":")[0] in compose["volumes"]
+
+
+def test_the_kubernetes_redis_keeps_an_aof_on_a_persistent_volume() -> None:
+    folder = K8S / "redis"
+    (kustomization,) = load_yaml(folder / "kustomization.yaml")
+    docs = [doc for name in kustomization["resources"] for doc in load_yaml(folder / name)]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["redis.conf"]
+    settings = dict(line.split(None, 1) for line in config.splitlines() if line[:1].isalpha())
+    assert settings["appendonly"] == "yes"
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": claim["metadata"]["name"], "mountPath": settings["dir"]} in mounts
+    # The broker's NetworkPolicy lets its pods reach exactly these pods.
+    netpol = only("NetworkPolicy")
+    selectors = [
+        to.get("podSelector", {}) for rule in netpol["spec"]["egress"] for to in rule["to"]
+    ]
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert {"matchLabels": pod_labels} in selectors
+
+
+def test_the_hpa_scales_on_held_calls_too() -> None:
+    metrics = only("HorizontalPodAutoscaler")["spec"]["metrics"]
+    pods = [m["pods"] for m in metrics if m["type"] == "Pods"]
+    assert [p["metric"]["name"] for p in pods] == ["broker_calls_active"]
+    from service.metrics import Metrics
+
+    assert "broker_calls_active" in Metrics(["default"]).render().decode()

@@ -332,7 +332,7 @@ class CallController:
         give_up_at, delay = loop.time() + self._rejoin_seconds, 0.1
         while not held.released:
             try:
-                return await self._connector.connect(held.tenant, record.call_id)
+                connection = await self._connector.connect(held.tenant, record.call_id)
             except NotFound:
                 return None  # upstream no longer has the call: it is over
             except BrokerError as exc:
@@ -343,6 +343,9 @@ class CallController:
                     if held.hung_up:
                         return None
                     give_up_at = loop.time() + self._rejoin_seconds
+            else:
+                logger.debug("call %s: sideband joined", record.call_id)
+                return connection
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         return None
@@ -388,7 +391,8 @@ class CallController:
                 self._warn.warning(
                     "hangup", "call %s: hangup failed (%s); retrying", record.call_id, exc.code
                 )
-                held.hangup_at = self._clock() + min(30.0, 2.0**held.hangup_attempts)
+                rounds = held.hangup_attempts // HANGUP_ATTEMPTS
+                held.hangup_at = self._clock() + min(30.0, self._tick * 2.0**rounds)
                 return
             break
         held.hung_up = True
@@ -467,7 +471,8 @@ class CallController:
             await self._meter(pending)
         if beat:
             await self._heartbeat()
-            await self._claim()
+        # Every tick: one script per tenant, which finds nothing most of the time.
+        await self._claim()
         if now >= self._backstop_at and self._is_revoked is not None:
             self._backstop_at = now + REVOCATION_BACKSTOP_SECONDS
             self._spawn(self._check_revocations())

@@ -34,15 +34,6 @@ CALL_LIFETIME_CAP = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class ActiveCall:
-    tenant: str
-    user_id: str
-    call_id: str
-    # When the lease lapses unless renewed (epoch seconds).
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
 class Usage:
     tokens: int = 0
     seconds: float = 0.0

@@ -4,7 +4,10 @@ WebSocket (`/realtime?call_id=...`), so that call control runs in dev mode and t
 A call's "browser" is simulated: `FakeCalls.receive(call_id, event)` is what the
 client's data channel would send (tests call it directly, or through the fake-only
 route `POST /v1/_fake/realtime/calls/{call_id}/events` when the fake runs as its own
-process; `GET /v1/_fake/realtime/calls/{call_id}` shows a call's session). Every
+process; `GET /v1/_fake/realtime/calls/{call_id}` shows a call's session and how many
+sidebands it has, `POST .../drop_sidebands` closes them while the call goes on, and
+`GET /v1/_fake/realtime/hangups` lists the calls hung up). A sideband asked for a call
+that does not exist is refused with HTTP 404. Every
 `session.update` (client or sideband) is merged into the call's session
 and answered with `session.updated` carrying the full session; `response.create` is
 answered with a `response.done` carrying `FAKE_USAGE`. Hangup ends every sideband.
@@ -76,6 +79,15 @@ class FakeCalls:
         call.lines.append(line)
         _put(line, _event("session.created", session=call.session))
         return line
+
+    def drop_lines(self, call_id: str) -> bool:
+        """Close every sideband of the call, which goes on (a network drop)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return False
+        for line in call.lines:
+            _put(line, None)
+        return True
 
     def close_line(self, call_id: str, line: asyncio.Queue[Event | None]) -> None:
         call = self.calls.get(call_id)
@@ -176,7 +188,15 @@ def fake_call_routes(
         call = calls.calls.get(request.path_params["call_id"])
         if call is None:
             raise Refusal(404, "No call with that id.", code="not_found")
-        return JSONResponse({"id": call.id, "session": call.session})
+        return JSONResponse({"id": call.id, "session": call.session, "sidebands": len(call.lines)})
+
+    async def drop(request: Request) -> Response:
+        if not calls.drop_lines(request.path_params["call_id"]):
+            raise Refusal(404, "No call with that id.", code="not_found")
+        return JSONResponse({"ok": True})
+
+    async def hangups(request: Request) -> Response:
+        return JSONResponse({"data": list(calls.hung_up)})
 
     async def sideband(websocket: WebSocket) -> None:
         call_id = websocket.query_params.get("call_id", "")
@@ -185,14 +205,16 @@ def fake_call_routes(
             return
         line = calls.open_line(call_id)
         if line is None:
-            await websocket.close(code=1008)
+            # What OpenAI answers for a call that is over: the broker then knows it is.
+            await websocket.send_denial_response(Response(status_code=404))
             return
         await websocket.accept()
         reader = asyncio.create_task(_read_sideband(websocket, calls, call_id))
         try:
-            while (event := await _next(line, reader)) is not None:
-                await websocket.send_text(json.dumps(event))
-            with contextlib.suppress(RuntimeError):
+            # The broker may vanish at any time (a replica killed): not an error here.
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                while (event := await _next(line, reader)) is not None:
+                    await websocket.send_text(json.dumps(event))
                 await websocket.close(code=1000)
         finally:
             reader.cancel()
@@ -205,6 +227,10 @@ def fake_call_routes(
             "/v1/_fake/realtime/calls/{call_id}/events", endpoint(client_event), methods=["POST"]
         ),
         Route("/v1/_fake/realtime/calls/{call_id}", endpoint(show), methods=["GET"]),
+        Route(
+            "/v1/_fake/realtime/calls/{call_id}/drop_sidebands", endpoint(drop), methods=["POST"]
+        ),
+        Route("/v1/_fake/realtime/hangups", endpoint(hangups), methods=["GET"]),
         WebSocketRoute("/v1/realtime", sideband),
     ]
 

@@ -188,7 +188,11 @@ def create_app(
     )
 
     options = call_options or CallOptions(
-        lease_ttl=settings.call_lease_seconds, max_calls=settings.max_calls
+        lease_ttl=settings.call_lease_seconds,
+        # Orphans are looked for every tick: a dead replica's calls are adopted within
+        # one lease plus a fifth of it.
+        tick=min(1.0, settings.call_lease_seconds / 5),
+        max_calls=settings.max_calls,
     )
     calls = CallController(
         store=options.store or build_call_store(settings, clock),

@@ -251,9 +251,13 @@ def _catalog() -> dict[str, dict[str, Any]]:
         "/v1/realtime/calls": {
             "post": _place_call(),
             "get": _operation(
-                "The tenant's active calls (owner or admin key).",
+                "The tenant's supervised calls, by call id (owner or admin key).",
                 _LIST,
-                (401, 403, 503),
+                (400, 401, 403, 503),
+                parameters=[
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                    _query("after", {"type": "string"}),
+                ],
             ),
         },
         "/v1/realtime/calls/{call_id}/hangup": {

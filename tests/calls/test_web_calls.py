@@ -202,3 +202,27 @@ async def test_a_revoked_users_live_calls_are_hung_up(harness: HarnessFactory) -
     assert {first, second} <= set(h.fake.hung_up)
     assert other in h.fake.calls
     assert (await h.place()).status_code == 403
+
+
+async def test_the_admin_listing_pages_by_call_id(harness: HarnessFactory) -> None:
+    h = await harness()
+    placed = sorted(
+        [(await h.place(sub=f"user{n}")).headers["location"].rsplit("/", 1)[1] for n in range(3)]
+    )
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    first = (await h.client.get("/v1/realtime/calls?limit=2", headers=admin)).json()
+    rest = await h.client.get(f"/v1/realtime/calls?limit=2&after={first['last_id']}", headers=admin)
+
+    assert [c["id"] for c in first["data"]] == placed[:2]
+    assert first["has_more"] is True
+    assert [c["id"] for c in rest.json()["data"]] == placed[2:]
+    assert rest.json()["has_more"] is False
+    row = first["data"][0]
+    assert row["supervised"] is True
+    assert row["role"] == "reader"
+    assert row["deadline"] - row["started_at"] == 60  # the role's max_call_seconds
+    for query, code in [("limit=0", "invalid_value"), ("limit=x", "invalid_value"),
+                        ("colour=1", "unknown_parameter")]:  # fmt: skip
+        refused = await h.client.get(f"/v1/realtime/calls?{query}", headers=admin)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, code)

@@ -423,3 +423,13 @@ def test_config_error_never_contains_a_secret(tmp_path: Path) -> None:
     # Lower-cased: a URL parser lower-cases what it takes for a scheme.
     assert CANARY.lower() not in str(info.value).lower()
     assert CANARY.lower() not in repr(info.value).lower()
+
+
+def test_call_control_settings_have_defaults_and_bounds() -> None:
+    defaults = load_settings(env())
+    assert (defaults.call_lease_seconds, defaults.max_calls) == (15.0, 10_000)
+    tuned = load_settings(env(CALL_LEASE_SECONDS="4", MAX_CALLS="500"))
+    assert (tuned.call_lease_seconds, tuned.max_calls) == (4.0, 500)
+    problems = problems_of(env(CALL_LEASE_SECONDS="0", MAX_CALLS="lots"))
+    assert any(p.startswith("BROKER_CALL_LEASE_SECONDS") for p in problems)
+    assert any(p.startswith("BROKER_MAX_CALLS") for p in problems)
