@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -46,7 +47,8 @@ def proxy_app(upstream_url: str) -> Starlette:
             await upstream.aclose()
 
     async def proxy(request: Request) -> Response:
-        body = await request.json()
+        # Parsed and encoded again, as any proxy that looks at the body does.
+        body = json.dumps(await request.json(), separators=(",", ":")).encode()
         raw = await upstream.create_secret("/realtime/client_secrets", body, safety_identifier="")
         return JSONResponse(raw, headers={"Cache-Control": "no-store"})
 

@@ -40,7 +40,7 @@ from service.redact import Secret
 from service.upstream.openai import OpenAIUpstream
 
 PATH = "/v1/realtime/client_secrets"
-BODY = {"session": {"type": "realtime", "model": "gpt-realtime-mini"}}
+BODY = b'{"session":{"type":"realtime","model":"gpt-realtime-mini"}}'
 HEADERS = {"Authorization": "Bearer sk-bench"}
 Mint = Callable[[], Awaitable[None]]
 

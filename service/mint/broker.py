@@ -175,7 +175,7 @@ class Broker:
             timer.mark("policy")
             answer = await self.upstreams[tenant.id].create_secret(
                 plan.path,
-                plan.upstream_body,
+                plan.upstream_json,
                 safety_identifier=user_hash(tenant.id, identity.user_id),
             )
             timer.mark("upstream")

@@ -15,9 +15,8 @@ bodies from growing them; bodies over `MAX_MEMO_BODY` bytes are never remembered
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from service.policy.apply import apply_policy
@@ -33,24 +32,15 @@ MEMO_ENTRIES = 512
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a mint sends upstream for one (tenant, role, request). Shared between the
-    mints that hit it, so it is frozen all the way down: the upstream body is read-only
-    mappings and tuples (the upstream client encodes them as JSON objects and arrays)."""
+    mints that hit it, so it is frozen all the way down: the upstream body is kept as the
+    JSON bytes sent (encoded once, not at every mint)."""
 
     requested: MintRequest
     effective: MintRequest
     adjustments: tuple[str, ...]
     path: str
-    upstream_body: Mapping[str, Any]
+    upstream_json: bytes
     dropped: tuple[str, ...]
-
-
-def frozen(value: Any) -> Any:
-    """`value` with every dict a read-only mapping and every list a tuple."""
-    if isinstance(value, dict):
-        return MappingProxyType({k: frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(frozen(v) for v in value)
-    return value
 
 
 def decode_body(endpoint: Endpoint, raw: bytes) -> MintRequest:
@@ -62,9 +52,8 @@ def make_plan(policy: Policy, role: str, requested: MintRequest, api: Api) -> Pl
     """The general path: the policy for `role`, then the upstream encoding."""
     effective, adjustments = apply_policy(policy, role, requested)
     path, upstream_body, dropped = encode_upstream_request(effective, api)
-    return Plan(
-        requested, effective, tuple(adjustments), path, frozen(upstream_body), tuple(dropped)
-    )
+    upstream_json = json.dumps(upstream_body, separators=(",", ":")).encode()
+    return Plan(requested, effective, tuple(adjustments), path, upstream_json, tuple(dropped))
 
 
 class MintPlans:

@@ -10,10 +10,11 @@ from typing import Any, Protocol
 
 class Upstream(Protocol):
     async def create_secret(
-        self, path: str, body: Mapping[str, Any], *, safety_identifier: str
+        self, path: str, body: bytes, *, safety_identifier: str
     ) -> dict[str, Any]:
-        """POST `body` to `path` (relative to the tenant's UPSTREAM_URL, e.g.
-        "/realtime/client_secrets") and return the parsed JSON object."""
+        """POST `body` (JSON, encoded by the caller: a mint plan keeps it encoded) to
+        `path` (relative to the tenant's UPSTREAM_URL, e.g. "/realtime/client_secrets")
+        and return the parsed JSON object."""
         ...
 
     async def request(

@@ -129,9 +129,14 @@ class OpenAIUpstream:
         return f"OpenAIUpstream(base_url={self._base_url!r}, flavor={self._flavor!r})"
 
     async def create_secret(
-        self, path: str, body: Mapping[str, Any], *, safety_identifier: str
+        self, path: str, body: bytes, *, safety_identifier: str
     ) -> dict[str, Any]:
-        return await self.request("POST", path, json_body=body, safety_identifier=safety_identifier)
+        headers = self._headers(safety_identifier)
+        headers["Content-Type"] = "application/json"
+        response = await self._call(
+            "POST", path, content=body, headers=headers, ok=(200,), retry=True
+        )
+        return _json_object(response)
 
     async def request(
         self,
@@ -145,7 +150,7 @@ class OpenAIUpstream:
         headers = self._headers(safety_identifier)
         content = b""
         if json_body is not None:
-            content = json.dumps(json_body, separators=(",", ":"), default=_plain).encode()
+            content = json.dumps(json_body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         response = await self._call(
             method, path, params=params, content=content, headers=headers, ok=(200,), retry=True
@@ -347,13 +352,6 @@ class OpenAIUpstream:
         if self._api_key:
             text = text.replace(self._api_key.reveal(), "**********")
         return _SECRET_LIKE.sub("**********", text)[:MAX_MESSAGE_CHARS]
-
-
-def _plain(value: object) -> object:
-    """JSON for the read-only mappings of a shared mint plan (mint.plans.frozen)."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

@@ -70,7 +70,7 @@ async def scripted(
 
 async def mint(upstream: OpenAIUpstream) -> dict[str, Any]:
     return await upstream.create_secret(
-        PATH, {"session": {"type": "realtime"}}, safety_identifier=SAFETY_ID
+        PATH, b'{"session":{"type":"realtime"}}', safety_identifier=SAFETY_ID
     )
 
 
@@ -414,7 +414,7 @@ async def test_mints_against_the_fake_upstream() -> None:
     async with against_fake() as upstream:
         ga = await mint(upstream)
         beta = await upstream.create_secret(
-            "/realtime/sessions", {"temperature": 0.7}, safety_identifier=SAFETY_ID
+            "/realtime/sessions", b'{"temperature": 0.7}', safety_identifier=SAFETY_ID
         )
 
     assert ga["value"].startswith("ek_")
@@ -436,7 +436,7 @@ async def test_the_fakes_refusal_becomes_an_invalid_request() -> None:
         with pytest.raises(InvalidRequest) as raised:
             await upstream.create_secret(
                 PATH,
-                {"session": {"type": "realtime", "temperature": 0.8}},
+                b'{"session": {"type": "realtime", "temperature": 0.8}}',
                 safety_identifier=SAFETY_ID,
             )
 
