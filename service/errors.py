@@ -3,7 +3,8 @@
     BrokerError                     (status, type, code; rendered in one place: web.errors)
     ├── InvalidRequest              400 invalid_request_error  invalid_json | unknown_parameter
     │   │                                                     | invalid_value | policy_violation
-    │   └── NotFound                404 invalid_request_error  not_found
+    │   ├── NotFound                404 invalid_request_error  not_found
+    │   └── Conflict                409 invalid_request_error  conflict (e.g. relay_in_use)
     ├── RequestTooLarge             413 invalid_request_error  request_too_large
     ├── InvalidToken                401 authentication_error   invalid_token
     ├── PermissionDenied            403 permission_error
@@ -85,6 +86,11 @@ class PolicyViolation(InvalidRequest):
 class NotFound(InvalidRequest):
     status = 404
     code = "not_found"
+
+
+class Conflict(InvalidRequest):
+    status = 409
+    code = "conflict"
 
 
 class RequestTooLarge(BrokerError):

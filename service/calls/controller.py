@@ -63,6 +63,7 @@ CLAIM_BATCH = 500
 # tell it at once: a revocation published while a replica's subscription was down.
 REVOCATION_BACKSTOP_SECONDS = 30.0
 HANGUP_ATTEMPTS = 3
+RELAY_QUEUE = 1024
 
 
 def revocation_check(store: Store) -> IsRevoked:
@@ -124,6 +125,7 @@ class _Held:
         "reason",
         "record",
         "recorded",
+        "relay",
         "released",
         "state",
         "task",
@@ -146,10 +148,29 @@ class _Held:
         self.released = False
         self.recorded = False
         self.hanging = False
+        # The replica whose relay carries this call's events to its browser, if any.
+        self.relay: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.record.tenant, self.record.call_id)
+
+
+class RelaySession:
+    """A browser's relay attached on this replica: the events for it, and where the
+    call's supervisor is (to send the browser's events to)."""
+
+    def __init__(self, tenant: str, call_id: str) -> None:
+        self.tenant, self.call_id = tenant, call_id
+        # Server events as JSON text; None when the call is over.
+        self.down: asyncio.Queue[str | None] = asyncio.Queue(RELAY_QUEUE)
+        self.supervisor: str | None = None
+        self.known = asyncio.Event()
+
+    def deliver(self, text: str | None) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            # A browser that stopped reading loses events rather than growing the broker.
+            self.down.put_nowait(text)
 
 
 class CallController:
@@ -189,6 +210,7 @@ class CallController:
         self._beat_at = 0.0
         self._backstop_at = 0.0
         self._warn = Throttled(logger, interval=30.0)
+        self._relays: dict[tuple[str, str], RelaySession] = {}
 
     # --- public ----------------------------------------------------------------------
 
@@ -275,6 +297,52 @@ class CallController:
             )
         return ended
 
+    async def attach_relay(self, tenant: str, call_id: str) -> RelaySession:
+        """Register a browser's relay here and tell the call's supervisor to send its
+        events this way (whichever replica it is)."""
+        self.start()
+        session = RelaySession(tenant, call_id)
+        self._relays[(tenant, call_id)] = session
+        await self.store.publish(
+            {"type": "relay.attach", "tenant": tenant, "call_id": call_id, "relay": self.owner}
+        )
+        return session
+
+    async def detach_relay(self, session: RelaySession) -> None:
+        if self._relays.get((session.tenant, session.call_id)) is session:
+            del self._relays[(session.tenant, session.call_id)]
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.publish(
+                {
+                    "type": "relay.detach",
+                    "tenant": session.tenant,
+                    "call_id": session.call_id,
+                    "relay": self.owner,
+                }
+            )
+
+    async def relay_up(self, session: RelaySession, event: dict[str, Any]) -> bool:
+        """Send a (policed) browser event to the call; False when no replica supervises it
+        within a second."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await session.known.wait()
+        if session.supervisor is None:
+            return False
+        if session.supervisor == self.owner:
+            self._send_up(session.tenant, session.call_id, event)
+            return True
+        await self.store.publish(
+            {
+                "type": "relay.up",
+                "tenant": session.tenant,
+                "call_id": session.call_id,
+                "event": event,
+            },
+            to=session.supervisor,
+        )
+        return True
+
     async def aclose(self) -> None:
         """Graceful stop: hand every call over (or, with nothing to adopt them, hang them
         up), then stop the background tasks."""
@@ -353,6 +421,8 @@ class CallController:
     async def _read(self, held: _Held, connection: SidebandConnection) -> None:
         record = held.record
         while (text := await connection.recv()) is not None:
+            if held.relay is not None:
+                await self._relay_down(held, text)
             action = held.state.on_text(text)
             if action is None:
                 continue
@@ -360,6 +430,10 @@ class CallController:
                 await connection.send(action.event)
                 self._metrics.call_reverted(record.tenant)
                 self._audit("call.session_reverted", record, fields=list(action.changed))
+            elif action.kind == "cancel" and action.event is not None:
+                await connection.send(action.event)
+                self._metrics.call_reverted(record.tenant)
+                self._audit("call.response_cancelled", record, fields=list(action.changed))
             else:
                 await self._end(held, "session_update", fields=list(action.changed))
 
@@ -405,6 +479,8 @@ class CallController:
         record = held.record
         if not held.hung_up:
             self._audit("call.ended", record, reason="ended_upstream")
+        if held.relay is not None:
+            await self._relay_down(held, None)
         try:
             await self._flush([held])
             await self.store.release(record.tenant, record.user_id, record.call_id)
@@ -571,6 +647,11 @@ class CallController:
                 held.recorded = True
                 self._metrics.call_adopted(tenant_id)
                 self._audit("call.adopted", record)
+                # A relay of this call, wherever it is, attaches again to its new owner.
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.publish(
+                        {"type": "call.owner", "tenant": tenant_id, "call_id": record.call_id}
+                    )
 
     async def _check_revocations(self) -> None:
         assert self._is_revoked is not None
@@ -590,11 +671,14 @@ class CallController:
             if self._is_revoked is not None:
                 self._spawn(self._check_revocations())
 
-        await self.store.listen(self._on_event, reconnected)
+        await self.store.listen(self._on_event, reconnected, self.owner)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind, tenant = event.get("type"), event.get("tenant")
         if not isinstance(tenant, str):
+            return
+        if isinstance(kind, str) and kind.startswith(("relay.", "call.owner")):
+            self._on_relay_event(kind, tenant, event)
             return
         if kind == "user.revoked" and isinstance(event.get("user_id"), str):
             self._spawn(self._end_user(tenant, event["user_id"], "user_revoked"))
@@ -603,6 +687,78 @@ class CallController:
             if held is not None:
                 reason = event.get("reason")
                 self._spawn(self._end(held, reason if isinstance(reason, str) else "admin"))
+
+    # --- relays ----------------------------------------------------------------------
+
+    def _on_relay_event(self, kind: str, tenant: str, event: dict[str, Any]) -> None:
+        call_id = event.get("call_id")
+        if not isinstance(call_id, str):
+            return
+        held = self._held.get((tenant, call_id))
+        session = self._relays.get((tenant, call_id))
+        relay = event.get("relay")
+        if kind == "relay.attach" and held is not None and isinstance(relay, str):
+            held.relay = relay
+            # Tell the relay who supervises the call.
+            self._spawn(self._tell_relay(relay, tenant, call_id))
+        elif kind == "relay.detach" and held is not None and held.relay == relay:
+            held.relay = None
+        elif kind == "relay.owner" and session is not None:
+            owner = event.get("owner")
+            session.supervisor = owner if isinstance(owner, str) else None
+            session.known.set()
+        elif kind == "relay.down" and session is not None:
+            text = event.get("event")
+            session.deliver(text if isinstance(text, str) else None)
+        elif kind == "relay.up" and held is not None and isinstance(event.get("event"), dict):
+            self._send_up(tenant, call_id, event["event"])
+        elif kind == "call.owner" and session is not None:
+            session.known.clear()
+            self._spawn(
+                self.store.publish(
+                    {
+                        "type": "relay.attach",
+                        "tenant": tenant,
+                        "call_id": call_id,
+                        "relay": self.owner,
+                    }
+                )
+            )
+
+    async def _tell_relay(self, relay: str, tenant: str, call_id: str) -> None:
+        owner = {"type": "relay.owner", "tenant": tenant, "call_id": call_id, "owner": self.owner}
+        if relay == self.owner:
+            self._on_relay_event("relay.owner", tenant, owner)
+            return
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.publish(owner, to=relay)
+
+    async def _relay_down(self, held: _Held, text: str | None) -> None:
+        relay, record = held.relay, held.record
+        if relay == self.owner:
+            session = self._relays.get(held.key)
+            if session is not None:
+                session.deliver(text)
+            return
+        try:
+            await self.store.publish(
+                {
+                    "type": "relay.down",
+                    "tenant": record.tenant,
+                    "call_id": record.call_id,
+                    "event": text,
+                },
+                to=relay,
+            )
+        except StoreUnavailable:
+            self._warn.warning(
+                "relay", "call %s: relay events lost, store unavailable", record.call_id
+            )
+
+    def _send_up(self, tenant: str, call_id: str, event: dict[str, Any]) -> None:
+        held = self._held.get((tenant, call_id))
+        if held is not None and held.connection is not None:
+            self._spawn(held.connection.send(event))
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

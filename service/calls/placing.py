@@ -22,13 +22,16 @@ from service.calls.model import (
     seconds_to_midnight,
     utc_day,
 )
+from service.calls.sdp import audio_only
 from service.errors import (
     BrokerError,
     InvalidValue,
+    PolicyViolation,
     RateLimited,
     RateLimiterUnavailable,
     ServiceUnavailable,
     StoreUnavailable,
+    UpstreamError,
 )
 from service.mint.broker import Broker, rate_limit_headers
 from service.policy.apply import apply_policy
@@ -64,6 +67,14 @@ async def place_call(
     try:
         effective, adjustments = apply_policy(tenant.policy, admission.role, requested)
         rules = tenant.policy.rules_for(admission.role)
+        if rules.client_channel == "relay" and not audio_only(offer):
+            # The browser's only channel to OpenAI must be media: its events go through
+            # the broker's relay (GET /v1/realtime?call_id=...), where the policy holds.
+            raise PolicyViolation(
+                "This role's calls carry audio only: remove the data channel (and any "
+                "other media) from the offer, and send events through the relay.",
+                param="sdp",
+            )
         _, body, dropped = encode_upstream_request(effective, "ga")
         if not controller.has_room():
             raise ServiceUnavailable(
@@ -105,6 +116,13 @@ async def place_call(
         await _release(controller, tenant.id, user, provisional)
         await broker.refund(admit_request, admission)
         raise
+    if rules.client_channel == "relay" and not audio_only(answer):
+        # Upstream accepted more than audio: the policy would not hold on that call.
+        with contextlib.suppress(BrokerError):
+            await broker.upstreams[tenant.id].hangup_call(call_id)
+        await _release(controller, tenant.id, user, provisional)
+        await broker.refund(admit_request, admission)
+        raise UpstreamError("The upstream answered with more than audio; the call was ended.")
     # The real id takes the lease's place: added before the provisional one goes, so
     # the count is briefly one too high (safe), never too low.
     try:

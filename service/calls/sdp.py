@@ -38,6 +38,24 @@ def check_offer(raw: bytes) -> str:
     return text
 
 
+def active_media(sdp: str) -> list[str]:
+    """The kinds of the media sections that are in use (`m=audio ...`; a section with
+    port 0 is rejected or disabled, and carries nothing)."""
+    kinds = []
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            kind, _, rest = line[2:].partition(" ")
+            if rest.split(" ", 1)[0] != "0":
+                kinds.append(kind)
+    return kinds
+
+
+def audio_only(sdp: str) -> bool:
+    """Whether every active media section is audio: no data channel, no video."""
+    kinds = active_media(sdp)
+    return bool(kinds) and all(kind == "audio" for kind in kinds)
+
+
 def answer_for(offer: str) -> str:
     """A syntactically valid SDP answer mirroring each media section of `offer` (for the
     fake upstream: the browser's peer connection is never completed in dev mode)."""

@@ -13,7 +13,7 @@ from service.calls.model import CallPolicy, drift, revert_event
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    kind: Literal["revert", "hangup"]
+    kind: Literal["revert", "hangup", "cancel"]
     changed: tuple[str, ...]
     event: dict[str, Any] | None = None
 
@@ -40,6 +40,8 @@ class CallState:
         if kind == "response.done":
             self.pending_tokens += _total_tokens(event)
             return None
+        if kind == "response.created":
+            return self._response(event.get("response"))
         if kind not in ("session.updated", "session.created"):
             return None
         session = event.get("session")
@@ -51,6 +53,29 @@ class CallState:
         if self.policy.on_session_update == "hangup":
             return Action("hangup", tuple(changed))
         return Action("revert", tuple(changed), revert_event(self.policy.pinned, changed))
+
+    def _response(self, response: object) -> Action | None:
+        """A response started with per-response overrides (its own instructions, tools or
+        voice) that the policy forbids: cancelled, since it is not a session change a
+        revert would catch."""
+        if not isinstance(response, dict) or not isinstance(response.get("id"), str):
+            return None
+        seen: dict[str, Any] = {}
+        for key in ("instructions", "tools"):
+            if key in response:
+                seen[key] = response[key]
+        voice = response.get("voice")
+        audio = response.get("audio")
+        if isinstance(audio, dict) and isinstance(audio.get("output"), dict):
+            voice = audio["output"].get("voice", voice)
+        if voice is not None:
+            seen["audio"] = {"output": {"voice": voice}}
+        pinned = {p: v for p, v in self.policy.pinned.items() if p[0] in seen}
+        changed = drift(pinned, seen)
+        if not changed:
+            return None
+        cancel = {"type": "response.cancel", "response_id": response["id"]}
+        return Action("cancel", tuple(changed), cancel)
 
 
 def _total_tokens(event: Mapping[str, Any]) -> int:

@@ -105,14 +105,23 @@ class CallStore(Protocol):
 
     # --- events ----------------------------------------------------------------------
 
-    async def publish(self, event: dict[str, Any]) -> None:
-        """Deliver `event` (JSON) to every replica's `listen`, this one's included."""
+    async def publish(self, event: dict[str, Any], *, to: str | None = None) -> None:
+        """Deliver `event` (JSON) to every replica's `listen`, this one's included; or,
+        with `to`, only to the replica whose inbox that is."""
         ...
 
-    async def listen(self, handler: EventHandler, reconnected: Reconnected) -> None:
-        """Deliver published events to `handler` until cancelled, reconnecting on failure
-        (and calling `reconnected` after each connection is made)."""
+    async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
+        """Deliver published events, and those sent to `inbox`, to `handler` until
+        cancelled, reconnecting on failure (and calling `reconnected` after each
+        connection is made)."""
         ...
+
+    async def claim_relay(self, tenant: str, call_id: str, relay: str, ttl: float) -> bool:
+        """Take (or renew) the call's one relay slot for `relay`; False when another
+        relay holds it."""
+        ...
+
+    async def release_relay(self, tenant: str, call_id: str, relay: str) -> None: ...
 
     @property
     def shared(self) -> bool:

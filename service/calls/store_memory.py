@@ -22,7 +22,9 @@ class MemoryCallStore:
         self._usage: dict[tuple[str, str, str], Usage] = {}
         # tenant -> call_id -> [record, owner, heartbeat expiry]
         self._records: dict[str, dict[str, list[Any]]] = {}
-        self._listeners: list[asyncio.Queue[dict[str, Any]]] = []
+        self._listeners: list[tuple[str, asyncio.Queue[dict[str, Any]]]] = []
+        # (tenant, call_id) -> (relay, expires_at)
+        self._relays: dict[tuple[str, str], tuple[str, float]] = {}
 
     @property
     def shared(self) -> bool:
@@ -112,20 +114,33 @@ class MemoryCallStore:
         page = [SupervisedCall(*records[c]) for c in ids[:limit]]
         return page, len(ids) > limit
 
-    async def publish(self, event: dict[str, Any]) -> None:
-        for listener in self._listeners:
-            # Through JSON, as over Redis: listeners must not share the publisher's objects.
-            listener.put_nowait(json.loads(json.dumps(event)))
+    async def publish(self, event: dict[str, Any], *, to: str | None = None) -> None:
+        for inbox, listener in self._listeners:
+            if to is None or to == inbox:
+                # Through JSON, as over Redis: listeners must not share the publisher's objects.
+                listener.put_nowait(json.loads(json.dumps(event)))
 
-    async def listen(self, handler: EventHandler, reconnected: Reconnected) -> None:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._listeners.append(queue)
+    async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
+        entry: tuple[str, asyncio.Queue[dict[str, Any]]] = (inbox, asyncio.Queue())
+        self._listeners.append(entry)
         try:
             await reconnected()
             while True:
-                handler(await queue.get())
+                handler(await entry[1].get())
         finally:
-            self._listeners.remove(queue)
+            self._listeners.remove(entry)
+
+    async def claim_relay(self, tenant: str, call_id: str, relay: str, ttl: float) -> bool:
+        holder = self._relays.get((tenant, call_id))
+        if holder is not None and holder[0] != relay and holder[1] > self._clock():
+            return False
+        self._relays[(tenant, call_id)] = (relay, self._clock() + ttl)
+        return True
+
+    async def release_relay(self, tenant: str, call_id: str, relay: str) -> None:
+        holder = self._relays.get((tenant, call_id))
+        if holder is not None and holder[0] == relay:
+            del self._relays[(tenant, call_id)]
 
     async def close(self) -> None:
         return None

@@ -8,7 +8,9 @@ Keys (hash-tagged like the rate-limit keys, see stores.redis_keys):
     tb:{<tenant>}:sup:own               their owners: hash call id -> replica id ("": none)
     tb:{<tenant>}:sup:beat              heartbeats: sorted set call id -> expiry (µs)
     tb:{<tenant>}:sup:ids               the same ids, score 0, for paging by id
-    tb:events                           pub/sub channel: revocations, admin hangups
+    tb:{<tenant>}:relay:<call id>       the call's relay (which replica), with a TTL
+    tb:events                           pub/sub channel: revocations, admin hangups, relays
+    tb:inbox:<replica>                  pub/sub channel: messages to one replica (relays)
 
 The concurrency decision is one script on the user's set (stores/lua/calls_acquire.lua):
 lapsed leases are pruned and the bound checked atomically, so replicas racing for the
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 USAGE_TTL_SECONDS = 2 * 86400
 CHANNEL = "tb:events"
+INBOX = "tb:inbox:"
 # Pub/sub reconnects: first after RECONNECT_MIN seconds, doubling to RECONNECT_MAX.
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 
@@ -57,6 +60,10 @@ def lease_key(tenant: str, user_id: str) -> str:
 
 def usage_key(tenant: str, user_id: str, day: str) -> str:
     return f"{redis_keys.user_tag(tenant, user_id)}:usage:{day}"
+
+
+def relay_key(tenant: str, call_id: str) -> str:
+    return f"{redis_keys.tenant_tag(tenant)}:relay:{call_id}"
 
 
 def supervision_keys(tenant: str) -> list[str]:
@@ -91,6 +98,8 @@ class RedisCallStore:
                 "sup_release",
                 "sup_forget",
                 "sup_list",
+                "relay_claim",
+                "relay_release",
             )
         }
         self._listen_failures = Throttled(logger, interval=30.0)
@@ -238,18 +247,27 @@ class RedisCallStore:
 
     # --- events ----------------------------------------------------------------------
 
-    async def publish(self, event: dict[str, Any]) -> None:
+    async def publish(self, event: dict[str, Any], *, to: str | None = None) -> None:
         message = json.dumps(event, separators=(",", ":"))
-        await self._call("publish", lambda: self._client.publish(CHANNEL, message))
+        channel = CHANNEL if to is None else INBOX + to
+        await self._call("publish", lambda: self._client.publish(channel, message))
 
-    async def listen(self, handler: EventHandler, reconnected: Reconnected) -> None:
+    async def claim_relay(self, tenant: str, call_id: str, relay: str, ttl: float) -> bool:
+        key = relay_key(tenant, call_id)
+        reply = await self._script("relay_claim", [key], [relay, int(ttl * 1000)])
+        return int(reply) == 1
+
+    async def release_relay(self, tenant: str, call_id: str, relay: str) -> None:
+        await self._script("relay_release", [relay_key(tenant, call_id)], [relay])
+
+    async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
         delay, attempt = RECONNECT_MIN, 0
         while True:
             subscriber = Subscriber(
                 self._target or self._client, timeout_ms=int(self._timeout * 1000)
             )
             try:
-                await subscriber.subscribe(CHANNEL, attempt)
+                await subscriber.subscribe([CHANNEL, INBOX + inbox], attempt)
                 delay = RECONNECT_MIN
                 await reconnected()
                 async for message in subscriber.messages():

@@ -37,6 +37,8 @@ Event = dict[str, Any]
 FAKE_USAGE = {"total_tokens": 100, "input_tokens": 40, "output_tokens": 60}
 # Bounded so that a sideband that stopped reading cannot grow the fake without limit.
 QUEUE_SIZE = 1024
+# The per-response overrides a `response.created` shows, as OpenAI's response object does.
+RESPONSE_ECHOED = ("instructions", "tools", "audio", "output_modalities", "max_output_tokens")
 
 
 @dataclass
@@ -106,8 +108,19 @@ class FakeCalls:
             _merge(call.session, event["session"])
             self._emit(call, _event("session.updated", session=call.session))
         elif kind == "response.create":
-            response = {"object": "realtime.response", "status": "completed", "usage": FAKE_USAGE}
-            self._emit(call, _event("response.done", response=response))
+            given = event.get("response")
+            overrides: dict[str, Any] = given if isinstance(given, dict) else {}
+            response = {
+                "object": "realtime.response",
+                "id": "resp_" + secrets.token_hex(8),
+                "status": "in_progress",
+                **{k: v for k, v in overrides.items() if k in RESPONSE_ECHOED},
+            }
+            self._emit(call, _event("response.created", response=response))
+            done = {**response, "status": "completed", "usage": FAKE_USAGE}
+            self._emit(call, _event("response.done", response=done))
+        elif kind == "response.cancel":
+            self._emit(call, _event("response.cancelled", response_id=event.get("response_id")))
 
     def _emit(self, call: FakeCall, event: Event) -> None:
         for line in call.lines:

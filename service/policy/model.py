@@ -16,6 +16,17 @@ from service.limits import Limit
 InstructionsMode = Literal["server", "prefix", "client"]
 OnViolation = Literal["clamp", "reject"]
 OnSessionUpdate = Literal["reapply", "hangup"]
+ClientChannel = Literal["data_channel", "relay"]
+# What a browser may send through the relay by default: enough for a voice app, and none
+# of it can change the session (README "Call control", the relay).
+DEFAULT_CLIENT_EVENTS = (
+    "response.create",
+    "response.cancel",
+    "conversation.item.create",
+    "conversation.item.delete",
+    "input_audio_buffer.clear",
+    "output_audio_buffer.clear",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,12 @@ class RoleRules:
     daily_minute_budget: int | None = None
     # What the broker does when a client changes a policy-controlled field mid-call.
     on_session_update: OnSessionUpdate = "reapply"
+    # The browser's channel for events: WebRTC's data channel straight to OpenAI, or the
+    # broker's relay (an audio-only offer; events through the broker, policed).
+    client_channel: ClientChannel = "data_channel"
+    # Event types the relay forwards from the browser, and to it (None: every one).
+    client_events: tuple[str, ...] = DEFAULT_CLIENT_EVENTS
+    server_events: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from typing import cast
 
 from service.limits import parse_limit
-from service.policy.model import Policy, RoleRules, TtlRule
+from service.policy.model import DEFAULT_CLIENT_EVENTS, Policy, RoleRules, TtlRule
 from service.policy.values import (
     MAX_OUTPUT_TOKENS_BOUNDS,
     SPEED_BOUNDS,
     TEMPERATURE_BOUNDS,
     Problems,
     allow_list,
+    client_channel,
     instructions_rule,
     is_int,
     on_session_update,
@@ -54,6 +55,9 @@ _ROLE_KEYS = frozenset(
         "daily_token_budget",
         "daily_minute_budget",
         "on_session_update",
+        "client_channel",
+        "client_events",
+        "server_events",
     }
 )
 
@@ -181,4 +185,10 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
         daily_token_budget=positive_int(raw, "daily_token_budget", path, problems),
         daily_minute_budget=positive_int(raw, "daily_minute_budget", path, problems),
         on_session_update=on_session_update(raw.get("on_session_update"), path, problems),
+        client_channel=client_channel(raw.get("client_channel"), path, problems),
+        client_events=allow_list(
+            raw.get("client_events"), f"{path}.client_events", None, problems, allow_empty=True
+        )
+        or (() if raw.get("client_events") == [] else DEFAULT_CLIENT_EVENTS),
+        server_events=allow_list(raw.get("server_events"), f"{path}.server_events", None, problems),
     )

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from service.limits import Limit, parse_limit
 from service.policy.model import (
+    ClientChannel,
     InstructionsRule,
     OnSessionUpdate,
     Range,
@@ -79,6 +80,15 @@ def on_session_update(raw: object, path: str, problems: Problems) -> OnSessionUp
     if raw != "reapply":
         problems.add(f"{path}.on_session_update", 'must be "reapply" or "hangup"')
     return "reapply"
+
+
+def client_channel(raw: object, path: str, problems: Problems) -> ClientChannel:
+    if raw is None or raw == "data_channel":
+        return "data_channel"
+    if raw == "relay":
+        return "relay"
+    problems.add(f"{path}.client_channel", 'must be "data_channel" or "relay"')
+    return "data_channel"
 
 
 def allow_list(

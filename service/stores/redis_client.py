@@ -242,12 +242,12 @@ class Subscriber:
         self._helpers = helpers
         return client
 
-    async def subscribe(self, channel: str, attempt: int = 0) -> None:
+    async def subscribe(self, channels: list[str], attempt: int = 0) -> None:
         try:
             self._client = self._connect(attempt)
             self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             async with asyncio.timeout(self._timeout_ms / 1000 * 4):
-                await self._pubsub.subscribe(channel)
+                await self._pubsub.subscribe(*channels)
         except _FAILURES as exc:
             raise _unavailable("subscribe", exc) from exc
 

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from service.auth.tokens import Authenticator
@@ -45,6 +45,7 @@ from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
 from service.web.middleware import RequestContextMiddleware, route_template
 from service.web.openapi import openapi_routes
+from service.web.relay import relay_routes
 from service.web.vector_stores import vector_store_routes
 
 # What `create_app` returns, named so that its callers need not import starlette.
@@ -223,7 +224,7 @@ def create_app(
             await jwks_http.aclose()
             await state_store.close()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/readyz", handlers.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -241,6 +242,7 @@ def create_app(
     ]
     routes += admin_routes(clock=clock)
     routes += call_routes(clock=clock)
+    routes += relay_routes()
     routes += vector_store_routes()
     routes += openapi_routes()
     if settings.dev:

@@ -209,7 +209,7 @@ async def test_published_events_reach_every_listener(live: tuple[CallStore, Call
             ready[name].set()
 
         store = a if name == "a" else b
-        return asyncio.create_task(store.listen(seen[name].append, reconnected))
+        return asyncio.create_task(store.listen(seen[name].append, reconnected, name))
 
     tasks = [listener("a"), listener("b")]
     try:
@@ -224,6 +224,47 @@ async def test_published_events_reach_every_listener(live: tuple[CallStore, Call
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert seen["a"] == seen["b"] == [{"type": "user.revoked", "tenant": "t", "user_id": "alice"}]
+
+
+async def test_a_message_to_one_inbox_reaches_that_listener_only(
+    live: tuple[CallStore, CallStore],
+) -> None:
+    a, b = live
+    seen: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    ready = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    def listener(name: str, store: CallStore) -> asyncio.Task[None]:
+        async def reconnected() -> None:
+            ready[name].set()
+
+        return asyncio.create_task(store.listen(seen[name].append, reconnected, name))
+
+    tasks = [listener("a", a), listener("b", b)]
+    try:
+        async with asyncio.timeout(5):
+            await ready["a"].wait()
+            await ready["b"].wait()
+            await a.publish({"type": "relay.down", "n": 1}, to="b")
+            await a.publish({"type": "relay.down", "n": 2})
+            while len(seen["b"]) < 2 or not seen["a"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert [e["n"] for e in seen["b"]] == [1, 2]
+    assert [e["n"] for e in seen["a"]] == [2]
+
+
+async def test_one_relay_per_call(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    assert await a.claim_relay("t", "c1", "r1", 30.0)
+    assert await a.claim_relay("t", "c1", "r1", 30.0)  # renewing
+    assert not await b.claim_relay("t", "c1", "r2", 30.0)
+    await b.release_relay("t", "c1", "r2")  # not r2's: nothing happens
+    assert not await b.claim_relay("t", "c1", "r2", 30.0)
+    await a.release_relay("t", "c1", "r1")
+    assert await b.claim_relay("t", "c1", "r2", 30.0)
 
 
 # --- Redis only ----------------------------------------------------------------------

@@ -318,3 +318,50 @@ def test_at_debug_level_no_key_jwt_or_secret_is_logged(deployment: Deployment) -
     assert '"level":"debug"' in log  # debug lines were written
     for secret in (UPSTREAM_KEY, jwt, minted.json()["value"], ADMIN_KEY):
         assert secret not in log
+
+
+def test_a_relay_on_another_replica_carries_the_calls_events(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+    from websockets.typing import Subprotocol
+
+    server = start_server(tmp_path / "redis")
+    relay_policy = {
+        "default_role": "reader",
+        "roles": {
+            "reader": {
+                **POLICY["roles"]["reader"],  # type: ignore[index]
+                "client_channel": "relay",
+                "voices": ["alloy", "verse"],
+                "client_events": ["response.create", "session.update"],
+            }
+        },
+    }
+    try:
+        with contextlib.ExitStack() as stack:
+            d = Deployment(server.url, tmp_path, stack)
+            d.env["BROKER_POLICY"] = json.dumps(relay_policy)
+            d.start("a")
+            d.start("b")
+            call = d.placed("a", "rita")
+            wait_for(joined(d, [call]), 10, "joined by A")
+            jwt = sign_dev_token(SECRET, sub="rita", role="reader", now=time.time())
+            url = d.url("b").replace("http://", "ws://") + f"/v1/realtime?call_id={call}"
+            protocols = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{jwt}")]
+            with connect(url, subprotocols=protocols) as ws:
+                assert ws.subprotocol == "realtime"
+                update = {"type": "session.update",
+                          "session": {"audio": {"output": {"voice": "ash"}}}}  # fmt: skip
+                events: list[dict[str, Any]] = []
+                deadline = time.monotonic() + 5
+                # The relay attaches asynchronously: send until the supervisor answers.
+                while not any(e.get("type") == "session.updated" for e in events):
+                    assert time.monotonic() < deadline, events
+                    ws.send(json.dumps(update))
+                    with contextlib.suppress(TimeoutError):
+                        events.append(json.loads(ws.recv(timeout=0.5)))
+            updated = next(e for e in events if e["type"] == "session.updated")
+            # Policed on B, sent upstream by A: the voice arrives clamped.
+            assert updated["session"]["audio"]["output"]["voice"] == "alloy"
+            assert d.call(call)["session"]["audio"]["output"]["voice"] == "alloy"  # type: ignore[index]
+    finally:
+        server.stop()

@@ -1,0 +1,227 @@
+"""The relay (README "Call control"): `GET /v1/realtime?call_id=...`, a WebSocket through
+which a browser sends and receives its call's events when its offer carried audio only.
+
+Auth is the app JWT, in `Authorization: Bearer ...` or, from a browser (which cannot set
+headers on a WebSocket), in the subprotocol `openai-insecure-api-key.<JWT>` next to
+`realtime`, as OpenAI's own browser WebSocket does; never in the URL. Only the call's own
+user may attach, one relay per call. Refusals happen at the handshake (an HTTP answer,
+no WebSocket). Events in both directions go through `calls.relay.RelayPolicy`; whichever
+replica the browser reaches, the call's supervisor sends and receives them
+(`CallController.attach_relay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from service.calls.controller import CallController, RelaySession
+from service.calls.relay import RelayPolicy, error_event
+from service.errors import (
+    BrokerError,
+    Conflict,
+    InvalidToken,
+    InvalidValue,
+    PermissionDenied,
+    ServiceUnavailable,
+    StoreUnavailable,
+    UserRevoked,
+)
+from service.mint.broker import Broker
+from service.redact import user_hash
+from service.web.errors import render_broker_error
+
+logger = logging.getLogger(__name__)
+
+RELAY_PATH = "/v1/realtime"
+SUBPROTOCOL_KEY = "openai-insecure-api-key."
+MAX_FRAME_BYTES = 64 * 1024
+# Per relay: a burst of BURST events, refilled at RATE a second; a browser that keeps
+# flooding after MAX_REFUSED refusals is disconnected.
+RATE, BURST, MAX_REFUSED = 20.0, 50.0, 20
+CLAIM_SECONDS = 30.0
+
+
+def _credential(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for protocol in websocket.scope.get("subprotocols") or ():
+        if isinstance(protocol, str) and protocol.startswith(SUBPROTOCOL_KEY):
+            return protocol[len(SUBPROTOCOL_KEY) :] or None
+    return None
+
+
+async def _deny(websocket: WebSocket, error: BrokerError) -> None:
+    try:
+        await websocket.send_denial_response(render_broker_error(error))
+    except RuntimeError:
+        # A server without the denial-response extension: a plain refusal (HTTP 403).
+        await websocket.close(code=1008)
+
+
+class _Bucket:
+    __slots__ = ("at", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens, self.at = BURST, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.at) * RATE)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+async def relay(websocket: WebSocket) -> None:
+    broker: Broker = websocket.app.state.broker
+    controller: CallController = websocket.app.state.calls
+    call_id = websocket.query_params.get("call_id") or ""
+    credential = _credential(websocket)
+    try:
+        if not credential:
+            raise InvalidToken("no credential on the relay")
+        if not call_id or len(call_id) > 256:
+            raise InvalidValue("Name the call: /v1/realtime?call_id=...", param="call_id")
+        identity = await broker.authenticate([f"Bearer {credential}"])
+        tenant = broker.tenant(identity.tenant)
+        record = await controller.store.record(tenant.id, call_id)
+        if record is None or record.user_id != identity.user_id:
+            # Another user's call and no call at all look the same from outside.
+            raise PermissionDenied("No call of yours with that id.", code="call_forbidden")
+        user = await broker.store.get_user(tenant.id, identity.user_id)
+        if user is not None and user.revoked:
+            raise UserRevoked()
+        relay_id = f"{controller.owner}:{secrets.token_hex(4)}"
+        if not await controller.store.claim_relay(tenant.id, call_id, relay_id, CLAIM_SECONDS):
+            raise Conflict("This call already has a relay.", code="relay_in_use")
+    except StoreUnavailable:
+        unavailable = ServiceUnavailable("Try again shortly.", code="store_unavailable")
+        await _deny(websocket, unavailable)
+        return
+    except BrokerError as exc:
+        await _deny(websocket, exc)
+        return
+    offered = websocket.scope.get("subprotocols") or ()
+    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    session = await controller.attach_relay(tenant.id, call_id)
+    policy = RelayPolicy(tenant.policy, record.policy.role)
+    logger.info(
+        "relay attached",
+        extra={
+            "tenant": tenant.id,
+            "user_hash": user_hash(tenant.id, identity.user_id),
+            "call_id": call_id,
+        },
+    )
+    down = asyncio.create_task(_down(websocket, session, policy, controller, relay_id))
+    try:
+        await _up(websocket, session, policy, controller)
+    finally:
+        down.cancel()
+        # Shielded: a relay cancelled with its server still frees its slot and tells the
+        # supervisor, or the call could not get a relay again until the slot lapsed.
+        await asyncio.shield(_detach(controller, session, relay_id))
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()
+
+
+async def _detach(controller: CallController, session: RelaySession, relay_id: str) -> None:
+    await controller.detach_relay(session)
+    with contextlib.suppress(StoreUnavailable):
+        await controller.store.release_relay(session.tenant, session.call_id, relay_id)
+
+
+async def _down(
+    websocket: WebSocket,
+    session: RelaySession,
+    policy: RelayPolicy,
+    controller: CallController,
+    relay_id: str,
+) -> None:
+    """The call's server events to the browser, filtered by `server_events`."""
+    while True:
+        try:
+            async with asyncio.timeout(CLAIM_SECONDS / 3):
+                text = await session.down.get()
+        except TimeoutError:
+            with contextlib.suppress(StoreUnavailable):
+                await controller.store.claim_relay(
+                    session.tenant, session.call_id, relay_id, CLAIM_SECONDS
+                )
+            continue
+        if text is None:
+            # The call is over: so is its relay.
+            await websocket.close(code=1000, reason="call ended")
+            return
+        try:
+            kind = json.loads(text).get("type")
+        except (ValueError, AttributeError):
+            continue
+        if policy.server_event_allowed(kind):
+            await websocket.send_text(text)
+
+
+async def _up(
+    websocket: WebSocket, session: RelaySession, policy: RelayPolicy, controller: CallController
+) -> None:
+    """The browser's events to the call, each policed first."""
+    bucket, refused = _Bucket(), 0
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await _send(websocket, error_event("Send events as JSON text.", code="invalid_event"))
+            continue
+        if len(text) > MAX_FRAME_BYTES:
+            await websocket.close(code=1009, reason="event too large")
+            return
+        if not bucket.take():
+            refused += 1
+            if refused > MAX_REFUSED:
+                await websocket.close(code=1008, reason="too many events")
+                return
+            await _send(
+                websocket, error_event("Too many events; slow down.", code="rate_limit_exceeded")
+            )
+            continue
+        try:
+            event: Any = json.loads(text)
+        except ValueError:
+            event = None
+        policed = policy.police(event)
+        if policed.error is not None:
+            await _send(websocket, policed.error)
+            continue
+        assert policed.event is not None
+        if not await controller.relay_up(session, policed.event):
+            await _send(
+                websocket,
+                error_event("The call is not supervised right now.", code="call_unavailable"),
+            )
+
+
+async def _send(websocket: WebSocket, event: dict[str, Any]) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.send_text(json.dumps(event))
+
+
+def relay_routes() -> list[WebSocketRoute]:
+    return [WebSocketRoute(RELAY_PATH, relay)]
