@@ -16,6 +16,7 @@ from service.config.settings import Settings, describe_settings, load_settings
 from service.errors import ConfigError
 
 DEV_PORT = 8080
+DEV_CORS_ORIGINS = "http://localhost:*,http://127.0.0.1:*"
 
 
 def dev_secret_path() -> Path:
@@ -49,6 +50,8 @@ def dev_environ(environ: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("BROKER_PORT", str(DEV_PORT))
     env.setdefault("BROKER_UPSTREAM", "fake")
     env.setdefault("BROKER_LOG_FORMAT", "console")
+    # Local frontends (Vite, Next, ...) run on a port of their own.
+    env.setdefault("BROKER_CORS_ORIGINS", DEV_CORS_ORIGINS)
     if not any(k in env for k in ("BROKER_JWT_SECRET", "BROKER_JWT_SECRET_FILE")):
         env["BROKER_JWT_SECRET"] = dev_secret()
     return env
@@ -64,7 +67,7 @@ def _load(environ: Mapping[str, str]) -> Settings:
         raise SystemExit(2) from None
 
 
-def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
+def _run(settings: Settings, *, banner: str | None = None) -> int:
     import uvicorn
 
     from service.logs import configure_logging
@@ -80,9 +83,7 @@ def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
     # A process-wide setting, so it belongs to the process that serves, not to the app
     # factory (tests build many apps in one process).
     tune_gc()
-    if clock_banner:
-        print(clock_banner, flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -96,6 +97,34 @@ def _run(settings: Settings, *, clock_banner: str | None = None) -> None:
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
     )
+    # The socket is bound before anything is printed, so that the banner's URLs are this
+    # process's (on a busy port they would reach whatever holds it).
+    try:
+        sock = config.bind_socket()
+    except SystemExit:
+        print(
+            f"token-broker: cannot listen on {settings.host}:{settings.port} (in use?); "
+            "choose another port with --port or BROKER_PORT.",
+            file=sys.stderr,
+        )
+        return 2
+    if banner:
+        print(banner, flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def describe_backends(settings: Settings) -> str:
+    """What this process really runs on, for the dev banner."""
+    state = "in-memory state" if settings.redis_url is None else "Redis state"
+    upstreams = []
+    for tenant in settings.tenants:
+        if tenant.upstream == "fake":
+            upstreams.append("the built-in fake upstream (no key needed)")
+        else:
+            name = "Azure OpenAI" if tenant.upstream == "azure" else "OpenAI"
+            upstreams.append(f"{name} at {tenant.upstream_url}")
+    return ", ".join([state, *dict.fromkeys(upstreams)])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -112,8 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    _run(settings)
-    return 0
+    return _run(settings)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -131,7 +159,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     banner = "\n".join(
         [
-            f"token-broker dev: {base} (in-memory state, fake upstream, demo page at {base}/)",
+            f"token-broker dev: {base} ({describe_backends(settings)}; demo page at {base}/)",
+            "Pages that may call it from a browser (CORS): "
+            + (", ".join(tenant.cors_origins) or "none (set BROKER_CORS_ORIGINS)"),
             "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
             f"  {token}",
             "Mint a Realtime client secret:",
@@ -140,8 +170,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             '    -d \'{"session": {"type": "realtime"}}\'',
         ]
     )
-    _run(settings, clock_banner=banner)
-    return 0
+    return _run(settings, banner=banner)
 
 
 def cmd_fake_upstream(args: argparse.Namespace) -> int:
@@ -155,18 +184,57 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signing_key(args: argparse.Namespace) -> tuple[str, str | None, str | None] | str:
+    """(secret, issuer, audience) to sign with, or why there is none. With no JWT setting
+    in the environment: dev mode's secret. Otherwise the configured tenant's own HMAC
+    secret (and its issuer and audience), from the same settings `serve` reads."""
+    if not any(k.startswith("BROKER_") and "JWT_" in k for k in os.environ) and (
+        args.tenant is None
+    ):
+        return dev_secret(), args.issuer, args.audience
+    try:
+        # Only the JWT settings matter here: a shell without the upstream key still signs.
+        env = dict(os.environ)
+        if not any(k.startswith("BROKER_") and "UPSTREAM_API_KEY" in k for k in env):
+            env.setdefault("BROKER_UPSTREAM", "fake")
+        settings = load_settings(env)  # fmt: skip
+    except ConfigError as exc:
+        return "the configuration is incomplete or wrong:\n" + "\n".join(
+            f"  - {problem}" for problem in exc.problems
+        )
+    ids = [t.id for t in settings.tenants]
+    chosen = args.tenant or (ids[0] if len(ids) == 1 else None)
+    if chosen not in ids:
+        return f"name the tenant with --tenant (one of: {', '.join(ids)})"
+    tenant = settings.tenant(chosen)
+    if tenant.jwt_secret is None:
+        return (
+            f"tenant {chosen} verifies tokens with a public key or a JWKS, not a secret: "
+            "sign them with your identity provider"
+        )
+    return (
+        tenant.jwt_secret.reveal(),
+        args.issuer or tenant.jwt_issuer,
+        args.audience or tenant.jwt_audience,
+    )
+
+
 def cmd_jwt(args: argparse.Namespace) -> int:
     from service.auth.tokens import sign_dev_token
 
-    secret = os.environ.get("BROKER_JWT_SECRET") or dev_secret()
+    key = _signing_key(args)
+    if isinstance(key, str):
+        print(f"token-broker jwt: {key}", file=sys.stderr)
+        return 2
+    secret, issuer, audience = key
     token = sign_dev_token(
         secret,
         sub=args.sub,
         role=args.role,
         ttl_seconds=args.ttl,
         now=time.time(),
-        issuer=args.issuer,
-        audience=args.audience,
+        issuer=issuer,
+        audience=audience,
         name=args.name,
         email=args.email,
     )
@@ -183,6 +251,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
+    if args.dev:
+        settings = dataclasses.replace(settings, dev=True)
     print(json.dumps(describe_settings(settings), indent=2, sort_keys=False))
     return 0
 
@@ -191,26 +261,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="token-broker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run locally: in-memory state, fake upstream, no key")
-    dev.add_argument("--port", type=int, default=None)
+    dev = sub.add_parser(
+        "dev",
+        help="run locally: in-memory state, fake upstream, no key",
+        description="Local development on 127.0.0.1: in-memory state, the built-in fake "
+        "upstream, a generated HS256 secret, CORS open to http://localhost:* and "
+        "http://127.0.0.1:*, a demo page at /. Any BROKER_* variable still applies.",
+    )
+    dev.add_argument("--port", type=int, default=None, help="port (default: BROKER_PORT, 8080)")
     dev.set_defaults(func=cmd_dev)
 
-    serve = sub.add_parser("serve", help="run in production from environment configuration")
+    serve = sub.add_parser(
+        "serve",
+        help="run in production from environment configuration",
+        description="Production: every setting from BROKER_* environment variables (see the "
+        "README's Configuration); refuses to start, listing every problem, when the "
+        "configuration is incomplete or wrong. No options.",
+    )
     serve.set_defaults(func=cmd_serve)
 
     fake = sub.add_parser("fake-upstream", help="run the fake OpenAI upstream on its own")
-    fake.add_argument("--port", type=int, required=True)
-    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, required=True, help="port to listen on")
+    fake.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     fake.set_defaults(func=cmd_fake_upstream)
 
-    jwt = sub.add_parser("jwt", help="print a token signed with the dev secret (dev only)")
-    jwt.add_argument("--sub", required=True)
-    jwt.add_argument("--role", default=None)
-    jwt.add_argument("--name", default=None)
-    jwt.add_argument("--email", default=None)
-    jwt.add_argument("--issuer", default=None)
-    jwt.add_argument("--audience", default=None)
-    jwt.add_argument("--ttl", type=int, default=3600)
+    jwt = sub.add_parser(
+        "jwt",
+        help="print a user token the broker accepts",
+        description="Sign a token with dev mode's secret, or, when BROKER_JWT_* settings are "
+        "set, with the configured tenant's HMAC secret, issuer and audience (tenants that "
+        "verify with a public key or JWKS are refused: their IdP signs).",
+    )
+    jwt.add_argument("--sub", required=True, help="the user id (claim `sub`)")
+    jwt.add_argument("--role", default=None, help="claim `role`: owner or reader")
+    jwt.add_argument("--name", default=None, help="claim `name` (directory record)")
+    jwt.add_argument("--email", default=None, help="claim `email` (directory record)")
+    jwt.add_argument("--tenant", default=None, help="which configured tenant's secret")
+    jwt.add_argument("--issuer", default=None, help="claim `iss` (default: the tenant's)")
+    jwt.add_argument("--audience", default=None, help="claim `aud` (default: the tenant's)")
+    jwt.add_argument("--ttl", type=int, default=3600, help="seconds of validity (3600)")
     jwt.set_defaults(func=cmd_jwt)
 
     config = sub.add_parser("config", help="configuration tools")

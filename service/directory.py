@@ -238,7 +238,15 @@ class Directory:
             raise UserRevoked()
         role = effective_role(record, identity.role, self._tenants[identity.tenant].policy)
         if role != OWNER:
-            raise RoleForbidden("This endpoint needs the owner role.")
+            policy = self._tenants[identity.tenant].policy
+            why = f"this user's effective role is '{role}'"
+            claimed = identity.role
+            if claimed == OWNER and OWNER not in policy.roles and not (record and record.role):
+                why += (
+                    " (the token says 'owner', but the policy has no 'owner' role, so its "
+                    "default_role applies: add an 'owner' role to the policy)"
+                )
+            raise RoleForbidden(f"This endpoint needs the owner role; {why}.")
         return Actor(tenant=identity.tenant, user_id=identity.user_id)
 
     async def list_users(self, actor: Actor, query: ListQuery) -> dict[str, Any]:

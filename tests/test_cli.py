@@ -278,3 +278,109 @@ def test_dev_prints_a_curl_line_that_mints(tmp_path: Path) -> None:
         )
         assert minted.status_code == 200, minted.text
         assert minted.json()["client_secret"]["value"].startswith("ek_")
+
+
+# --- the first hour of a frontend developer ---------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_config_check_dev_says_dev_and_its_policy_can_be_pasted_back(tmp_path: Path) -> None:
+    policy = {"default_role": "reader", "roles": {"reader": {"voices": ["alloy"],
+              "tools": {"allow": ["lookup"]}, "vector_store_limits": ["5/minute"]}}}  # fmt: skip
+    env = {"XDG_STATE_HOME": str(tmp_path), "BROKER_POLICY": json.dumps(policy)}
+    first = run_cli("config", "check", "--dev", env=env)
+    assert first.returncode == 0, first.stderr
+    described = json.loads(first.stdout)
+    assert described["dev"] is True
+    printed = described["tenants"]["default"]["policy"]
+
+    again = run_cli("config", "check", "--dev", env={**env, "BROKER_POLICY": json.dumps(printed)})
+
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["tenants"]["default"]["policy"] == printed
+
+
+def test_the_dev_banner_says_what_it_runs_on(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "XDG_STATE_HOME": str(tmp_path),
+        "BROKER_UPSTREAM": "openai",
+        "BROKER_UPSTREAM_URL": "http://127.0.0.1:9/v1",
+        "BROKER_UPSTREAM_API_KEY": "sk-banner-test-key-0123456789",
+    }
+    with running(
+        ["dev", "--port", str(port)], env=env, ready_url=f"http://127.0.0.1:{port}/healthz"
+    ) as proc:
+        assert proc.stdout is not None
+        first = ""
+        while not first.startswith("token-broker dev:"):
+            first = proc.stdout.readline()
+    assert "OpenAI at http://127.0.0.1:9/v1" in first
+    assert "in-memory state" in first
+    assert "fake" not in first
+
+
+def test_dev_on_a_busy_port_says_so_and_prints_no_curl_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("dev", "--port", str(port), env={"XDG_STATE_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr
+    assert "curl" not in result.stdout
+
+
+def test_jwt_signs_with_the_configured_secret_file_and_tenant(tmp_path: Path) -> None:
+    secret_file = tmp_path / "jwt-secret"
+    secret_file.write_text("file-secret-0123456789-abcdefghijklmnop\n")
+    env = {
+        "XDG_STATE_HOME": str(tmp_path),
+        "BROKER_TENANTS": "acme,globex",
+        "BROKER_ACME_JWT_SECRET_FILE": str(secret_file),
+        "BROKER_ACME_JWT_ISSUER": "https://acme.example",
+        "BROKER_ACME_JWT_AUDIENCE": "broker",
+        "BROKER_GLOBEX_JWT_JWKS_URL": "https://idp.globex.example/jwks.json",
+        "BROKER_GLOBEX_JWT_ISSUER": "https://globex.example",
+        "BROKER_GLOBEX_JWT_AUDIENCE": "broker",
+        "BROKER_GLOBEX_JWT_ALGORITHMS": "RS256",
+    }
+    import jwt as pyjwt
+
+    signed = run_cli("jwt", "--sub", "amy", "--tenant", "acme", env=env)
+    assert signed.returncode == 0, signed.stderr
+    claims = pyjwt.decode(
+        signed.stdout.strip(),
+        "file-secret-0123456789-abcdefghijklmnop",
+        algorithms=["HS256"],
+        audience="broker",
+    )
+    assert (claims["sub"], claims["iss"]) == ("amy", "https://acme.example")
+    unnamed = run_cli("jwt", "--sub", "amy", env=env)
+    assert unnamed.returncode == 2
+    assert "--tenant" in unnamed.stderr
+    jwks = run_cli("jwt", "--sub", "gus", "--tenant", "globex", env=env)
+    assert jwks.returncode == 2
+    assert "identity provider" in jwks.stderr
+
+
+HELP = [("jwt", ["--sub", "--tenant", "--ttl"]), ("serve", ["BROKER_"]), ("dev", ["--port"])]
+
+
+@pytest.mark.parametrize(("command", "words"), HELP)
+def test_help_describes_the_options(command: str, words: list[str]) -> None:
+    shown = run_cli(command, "--help")
+    assert shown.returncode == 0
+    for word in words:
+        assert word in shown.stdout

@@ -178,6 +178,19 @@ def cors_origins(env: EnvReader) -> tuple[str, ...]:
         if item == "*":
             origins.append(item)
             continue
+        if item.endswith(":*"):
+            # Any port of one host (local dev servers pick their own): scheme://host:*
+            host_part = item[:-2]
+            parts = urlsplit(host_part)
+            if (
+                parts.scheme in ("http", "https")
+                and parts.hostname
+                and not (parts.path or parts.port or "@" in parts.netloc or "*" in parts.netloc)
+            ):
+                origins.append(f"{parts.scheme}://{parts.netloc.lower()}:*")
+            else:
+                env.problem("CORS_ORIGINS", f"{item[:80]!r} is not scheme://host:*")
+            continue
         try:
             parts = urlsplit(item)
             parts.port  # noqa: B018 - raises ValueError on a bad port

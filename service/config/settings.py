@@ -32,6 +32,7 @@ from service.config.environment import (
 from service.errors import ConfigError
 from service.limits import Limit
 from service.policy.model import Policy
+from service.policy.parse import render_policy
 from service.redact import Secret
 
 UpstreamKind = Literal["openai", "azure", "fake"]
@@ -220,7 +221,13 @@ def describe_settings(settings: Settings) -> dict[str, object]:
     """The effective configuration as JSON-able data, secrets masked (`config check`)."""
     described = cast(dict[str, object], _jsonable(settings))
     described["redis_url"] = masked_redis_url(settings.redis_url)
-    described["tenants"] = {t.id: _jsonable(t) for t in settings.tenants}
+    tenants: dict[str, object] = {}
+    for tenant in settings.tenants:
+        entry = cast(dict[str, object], _jsonable(tenant))
+        # In BROKER_POLICY's own shape, so that it can be pasted back.
+        entry["policy"] = render_policy(tenant.policy)
+        tenants[tenant.id] = entry
+    described["tenants"] = tenants
     return described
 
 

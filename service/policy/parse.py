@@ -8,10 +8,10 @@ The parsers of single values, and the bounds they enforce, are in `service.polic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 from service.limits import parse_limit
-from service.policy.model import DEFAULT_CLIENT_EVENTS, Policy, RoleRules, TtlRule
+from service.policy.model import DEFAULT_CLIENT_EVENTS, Policy, Range, RoleRules, TtlRule
 from service.policy.values import (
     MAX_OUTPUT_TOKENS_BOUNDS,
     SPEED_BOUNDS,
@@ -192,3 +192,61 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
         or (() if raw.get("client_events") == [] else DEFAULT_CLIENT_EVENTS),
         server_events=allow_list(raw.get("server_events"), f"{path}.server_events", None, problems),
     )
+
+
+def render_policy(policy: Policy) -> dict[str, Any]:
+    """The policy as the JSON `parse_policy` reads: `parse_policy(render_policy(p)) == p`,
+    so the effective policy `config check` prints can be fed back as BROKER_POLICY."""
+    return {
+        "default_role": policy.default_role,
+        "on_violation": policy.on_violation,
+        "tenant_limits": [limit.text for limit in policy.tenant_limits],
+        "roles": {name: _render_role(rules) for name, rules in policy.roles.items()},
+    }
+
+
+def _render_range(rule: Range | None) -> dict[str, float] | None:
+    if rule is None:
+        return None
+    return {k: v for k, v in (("min", rule.min), ("max", rule.max), ("default", rule.default))
+            if v is not None}  # fmt: skip
+
+
+def _render_role(rules: RoleRules) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _ALLOW_LIST_KEYS:
+        if (values := getattr(rules, key)) is not None:
+            out[key] = list(values)
+    if rules.tools_allow is not None:
+        out["tools"] = {"allow": list(rules.tools_allow)}
+    for key in ("temperature", "speed"):
+        if (rendered := _render_range(getattr(rules, key))) is not None:
+            out[key] = rendered
+    if rules.max_output_tokens is not None:
+        out["max_output_tokens"] = rules.max_output_tokens
+    if (vad := rules.turn_detection) is not None:
+        turn: dict[str, Any] = {} if vad.types is None else {"types": list(vad.types)}
+        for key in ("silence_duration_ms", "prefix_padding_ms", "threshold"):
+            if (rendered := _render_range(getattr(vad, key))) is not None:
+                turn[key] = rendered
+        out["turn_detection"] = turn
+    instructions: dict[str, Any] = {"mode": rules.instructions.mode}
+    if rules.instructions.text:
+        instructions["text"] = rules.instructions.text
+    if rules.instructions.max_chars is not None:
+        instructions["max_chars"] = rules.instructions.max_chars
+    out["instructions"] = instructions
+    out["ttl_seconds"] = {"default": rules.ttl_seconds.default, "max": rules.ttl_seconds.max}
+    out["limits"] = [limit.text for limit in rules.limits]
+    if rules.vector_store_limits is not None:
+        out["vector_store_limits"] = [limit.text for limit in rules.vector_store_limits]
+    for key in ("max_concurrent_calls", "max_call_seconds", "daily_token_budget",
+                "daily_minute_budget"):  # fmt: skip
+        if (value := getattr(rules, key)) is not None:
+            out[key] = value
+    out["on_session_update"] = rules.on_session_update
+    out["client_channel"] = rules.client_channel
+    out["client_events"] = list(rules.client_events)
+    if rules.server_events is not None:
+        out["server_events"] = list(rules.server_events)
+    return out

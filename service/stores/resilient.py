@@ -23,6 +23,7 @@ from typing import Literal, TypeVar
 
 from service.clock import Clock
 from service.errors import StoreUnavailable
+from service.logs import Throttled
 from service.redact import user_hash
 from service.stores.base import Admission, AdmitRequest, Store, UserRecord
 from service.stores.memory import MemoryStore
@@ -104,18 +105,25 @@ class FailureAwareStore:
         )
         self._local = MemoryStore(clock=clock, degraded=True)
         self._on_degraded = on_degraded
+        self._warn = Throttled(logger, interval=10.0)
 
     @property
     def breaker_open(self) -> bool:
         return self._breaker.is_open
+
+    def _failed(self, exc: StoreUnavailable) -> None:
+        # Named, so that an operator looking at 503s finds Redis in the log at once; one
+        # line per 10 s however many requests fail.
+        self._warn.warning("redis", "redis unavailable: %s (see BROKER_REDIS_URL)", exc)
+        self._breaker.failed()
 
     async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
         if not self._breaker.allows():
             raise StoreUnavailable("redis circuit breaker open")
         try:
             result = await call()
-        except StoreUnavailable:
-            self._breaker.failed()
+        except StoreUnavailable as exc:
+            self._failed(exc)
             raise
         except BaseException:
             self._breaker.abandoned()
@@ -128,8 +136,8 @@ class FailureAwareStore:
             return await self._fallback(request, "circuit_open")
         try:
             admission = await self._primary.admit(request)
-        except StoreUnavailable:
-            self._breaker.failed()
+        except StoreUnavailable as exc:
+            self._failed(exc)
             return await self._fallback(request, "unavailable")
         except BaseException:
             self._breaker.abandoned()

@@ -7,16 +7,22 @@ tenant, which is only known once the handler has authenticated the request.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import Throttled
 from service.web.middleware import request_id_from
 
+logger = logging.getLogger(__name__)
+
+# Location: the call id of POST /v1/realtime/calls (the Agents SDK reads it).
 EXPOSED_HEADERS = (
-    "Retry-After, X-Request-ID, X-Policy-Adjusted, "
+    "Location, Retry-After, X-Request-ID, X-Policy-Adjusted, Server-Timing, "
     "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 )
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
@@ -42,22 +48,30 @@ class CORSMiddleware:
 
     A preflight (`OPTIONS` with `Access-Control-Request-Method`) from an allowed origin
     is answered here with 204 and never reaches the app; it still gets an X-Request-ID.
+    One from an origin that is not allowed gets a 403 saying so (and a log line naming
+    BROKER_CORS_ORIGINS), rather than the router's 405. `scheme://host:*` in a list
+    allows any port of that host (dev mode allows http://localhost:* and
+    http://127.0.0.1:* by default).
     """
 
     def __init__(self, app: ASGIApp, *, origins: Mapping[str, Iterable[str]]) -> None:
         self.app = app
         self._by_tenant = {tenant: frozenset(values) for tenant, values in origins.items()}
         self._any_tenant = frozenset().union(*self._by_tenant.values())
+        self._refusals = Throttled(logger, interval=60.0)
 
     def allowed(self, origin: str, tenant: str | None) -> bool:
         if tenant is None or tenant not in self._by_tenant:
             allowed = self._any_tenant
         else:
             allowed = self._by_tenant[tenant]
-        return ANY in allowed or origin in allowed
+        if ANY in allowed or origin in allowed:
+            return True
+        host, sep, port = origin.rpartition(":")
+        return bool(sep) and port.isdigit() and f"{host}:*" in allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._any_tenant:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -65,12 +79,14 @@ class CORSMiddleware:
         if origin is None:
             await self.app(scope, receive, send)
             return
-        if (
-            scope["method"] == "OPTIONS"
-            and "access-control-request-method" in headers
-            and self.allowed(origin, None)
-        ):
-            await self._preflight(scope, origin, headers, send)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            if self.allowed(origin, None):
+                await self._preflight(scope, origin, headers, send)
+            else:
+                await self._refuse(scope, origin, send)
+            return
+        if not self._any_tenant:
+            await self.app(scope, receive, send)
             return
 
         async def send_with_cors(message: Message) -> None:
@@ -84,6 +100,34 @@ class CORSMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+    async def _refuse(self, scope: Scope, origin: str, send: Send) -> None:
+        shown = origin[:100].encode("ascii", "replace").decode()
+        self._refusals.warning(
+            shown,
+            "CORS: a preflight from %s was refused; add the origin to BROKER_CORS_ORIGINS "
+            "(or the tenant's BROKER_<TENANT>_CORS_ORIGINS)",
+            shown,
+        )
+        body = json.dumps(
+            {
+                "error": {
+                    "message": "This origin is not allowed to call the broker: its operator "
+                    "lists allowed origins in BROKER_CORS_ORIGINS.",
+                    "type": "permission_error",
+                    "param": None,
+                    "code": "origin_not_allowed",
+                }
+            }
+        ).encode()
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id_from(scope).encode()),
+            (b"vary", b"Origin"),
+        ]
+        await send({"type": "http.response.start", "status": 403, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _preflight(self, scope: Scope, origin: str, headers: Headers, send: Send) -> None:
         requested = headers.get("access-control-request-headers", "").strip()

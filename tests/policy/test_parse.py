@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -146,3 +147,35 @@ def test_vector_store_limits_are_parsed_per_role() -> None:
     assert [limit.text for limit in rules.vector_store_limits or ()] == ["30/minute"]
     with pytest.raises(PolicyError, match=r"roles\.reader\.vector_store_limits"):
         parse_policy({"roles": {"reader": {"vector_store_limits": ["lots"]}}})
+
+
+@pytest.mark.parametrize("data", [DESIGN_POLICY, None], ids=["design", "default"])
+def test_a_rendered_policy_parses_back_to_itself(data: object) -> None:
+    from service.policy.parse import render_policy
+
+    policy = default_policy() if data is None else parse_policy(data)
+    rendered = render_policy(policy)
+
+    assert parse_policy(json.loads(json.dumps(rendered))) == policy
+
+
+def test_every_role_key_renders() -> None:
+    from service.policy.parse import _ROLE_KEYS, render_policy
+
+    full = {
+        **DESIGN_POLICY["roles"]["reader"],
+        "audio_formats": ["audio/pcm"],
+        "vector_store_limits": ["3/minute"],
+        "max_concurrent_calls": 2,
+        "max_call_seconds": 600,
+        "daily_token_budget": 1000,
+        "daily_minute_budget": 30,
+        "on_session_update": "hangup",
+        "client_channel": "relay",
+        "client_events": ["response.create"],
+        "server_events": ["response.done"],
+    }
+    policy = parse_policy({"default_role": "reader", "roles": {"reader": full}})
+    rendered = render_policy(policy)["roles"]["reader"]
+    assert set(rendered) == set(_ROLE_KEYS)
+    assert parse_policy({"default_role": "reader", "roles": {"reader": rendered}}) == policy

@@ -167,3 +167,21 @@ async def test_redis_stopped_then_restarted(own_server: RedisServer, clock: Manu
     assert recovered.allowed
     assert not recovered.degraded
     assert ready
+
+
+async def test_the_first_failure_names_redis_in_the_log_once(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    primary = Flaky(clock)
+    primary.down = True
+    store = wrap(primary, clock, [])
+
+    with caplog.at_level("WARNING", logger="service.stores.resilient"):
+        for _ in range(2):  # under the breaker's threshold: each is a 503 of its own
+            with pytest.raises(StoreUnavailable):
+                await store.admit(request_for("acme"))
+
+    lines = [r.getMessage() for r in caplog.records if "redis unavailable" in r.getMessage()]
+    assert lines == [
+        "redis unavailable: redis admit failed (ConnectionError) (see BROKER_REDIS_URL)"
+    ]

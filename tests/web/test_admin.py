@@ -424,3 +424,17 @@ async def test_a_revocation_through_one_replica_holds_on_the_other(
             await harness.app.state.broker.store.close()
             # The revocation was published to every replica through the call store.
             await harness.app.state.calls.store.close()
+
+
+async def test_an_owner_token_without_an_owner_role_in_the_policy_is_told_why() -> None:
+    clock = ManualClock()
+    readers_only = {"default_role": "reader", "roles": {"reader": {"limits": ["9/minute"]}}}
+    h = Harness(build(settings({"BROKER_POLICY": json.dumps(readers_only)}), clock), clock)
+    try:
+        refused = await h.call("GET", "", bearer=h.token("olga", role="owner"))
+    finally:
+        await h.http.aclose()
+    assert error(refused)[:2] == (403, "role_forbidden")
+    message = refused.json()["error"]["message"]
+    assert "effective role is 'reader'" in message
+    assert "no 'owner' role" in message

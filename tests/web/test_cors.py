@@ -24,6 +24,8 @@ GLOBEX_ORIGIN = "https://app.globex.example"
 EVIL_ORIGIN = "https://evil.example"
 MINT = "/v1/realtime/client_secrets"
 EXPOSED = {
+    "location",
+    "server-timing",
     "retry-after",
     "x-request-id",
     "x-policy-adjusted",
@@ -179,3 +181,66 @@ async def test_a_star_allows_any_origin_without_credentials() -> None:
     ) as client:
         response = await client.get("/", headers={"Origin": EVIL_ORIGIN})
     assert_cors(response, EVIL_ORIGIN)
+
+
+# --- dev mode's local frontends, and refusals that say why ---------------------------
+
+
+def dev_app() -> Starlette:
+    from service.cli import dev_environ
+
+    env = dev_environ({"BROKER_JWT_SECRET": ACME_SECRET})
+    return create_dev_app(load_settings(env))
+
+
+async def test_a_local_page_mints_against_dev_mode_with_no_setting() -> None:
+    origin = "http://localhost:5173"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=dev_app()), base_url="http://127.0.0.1:8080"
+    ) as client:
+        preflight = await client.options(
+            MINT,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        token = sign_dev_token(ACME_SECRET, sub="dev", role="reader", now=time.time())
+        minted = await client.post(
+            MINT, json={}, headers={"Origin": origin, "Authorization": f"Bearer {token}"}
+        )
+        other_port = await client.options(
+            MINT,
+            headers={"Origin": "http://127.0.0.1:3000", "Access-Control-Request-Method": "POST"},
+        )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert minted.status_code == 200
+    assert minted.headers["access-control-allow-origin"] == origin
+    assert other_port.status_code == 204
+
+
+async def test_a_preflight_from_an_origin_not_allowed_is_403_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=dev_app()), base_url="http://broker"
+    ) as client:
+        refused = await client.options(
+            MINT, headers={"Origin": EVIL_ORIGIN, "Access-Control-Request-Method": "POST"}
+        )
+        # Production with no origin configured answers the same way, not 405.
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "origin_not_allowed"
+    assert "BROKER_CORS_ORIGINS" in refused.json()["error"]["message"]
+    assert "access-control-allow-origin" not in refused.headers
+    assert any("BROKER_CORS_ORIGINS" in r.getMessage() for r in caplog.records)
+
+
+def test_a_wildcard_port_is_one_hosts_any_port_only() -> None:
+    cors = CORSMiddleware(Starlette(), origins={"t": ["http://localhost:*"]})
+    assert cors.allowed("http://localhost:5173", None)
+    assert not cors.allowed("http://localhost.evil.example:5173", None)
+    assert not cors.allowed("http://evil.example:5173", None)
+    assert not cors.allowed("https://localhost:5173", None)
