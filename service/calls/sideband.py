@@ -8,6 +8,7 @@ controller the same thing: JSON text in, JSON events out, None when the call end
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -22,6 +23,11 @@ from service.redact import Secret
 
 # Sideband events are small JSON; anything larger than this is not an event we read.
 MAX_EVENT_BYTES = 4 * 1024 * 1024
+# websockets >= 15 looks proxies up in the environment at every connect; the upstream URL
+# is the server's own configuration, never proxied behind its back.
+_NO_PROXY: dict[str, Any] = (
+    {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
+)
 
 
 class SidebandConnection(Protocol):
@@ -91,9 +97,12 @@ class WebSocketConnector:
                 additional_headers=headers,
                 open_timeout=self._open_timeout,
                 max_size=MAX_EVENT_BYTES,
-                # The fake and OpenAI both ping; a dead upstream shows within ~40 s.
-                ping_interval=20,
-                ping_timeout=20,
+                # Thousands of sidebands sit idle for an hour (bench/calls.py): no
+                # per-connection compression contexts, and no per-connection keepalive
+                # task (upstream pings us, and websockets answers without one).
+                compression=None,
+                ping_interval=None,
+                **_NO_PROXY,
             )
         except InvalidStatus as exc:
             if exc.response.status_code in (404, 410):

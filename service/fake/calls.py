@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class FakeCall:
     id: str
     session: dict[str, Any]
     lines: list[asyncio.Queue[Event | None]] = field(default_factory=list)
+    # When a client's session.update last arrived (monotonic), until the sideband answers.
+    overridden_at: float | None = None
 
 
 class FakeCalls:
@@ -55,6 +58,9 @@ class FakeCalls:
         self.calls: dict[str, FakeCall] = {}
         self.hung_up: list[str] = []
         self.sideband_events: list[Event] = []
+        # Milliseconds from a client's session.update to the sideband's next one (the
+        # broker's revert), for the benchmark of held calls (bench/calls.py).
+        self.revert_ms: list[float] = []
 
     def create(self, session: dict[str, Any]) -> str:
         call_id = "rtc_" + secrets.token_hex(12)
@@ -101,9 +107,14 @@ class FakeCalls:
         call = self.calls.get(call_id)
         if call is None:
             return
+        kind = event.get("type")
         if sideband:
             self.sideband_events.append(event)
-        kind = event.get("type")
+            if kind == "session.update" and call.overridden_at is not None:
+                self.revert_ms.append((time.monotonic() - call.overridden_at) * 1000)
+                call.overridden_at = None
+        elif kind == "session.update":
+            call.overridden_at = time.monotonic()
         if kind == "session.update" and isinstance(event.get("session"), dict):
             _merge(call.session, event["session"])
             self._emit(call, _event("session.updated", session=call.session))
@@ -211,6 +222,16 @@ def fake_call_routes(
     async def hangups(request: Request) -> Response:
         return JSONResponse({"data": list(calls.hung_up)})
 
+    async def stats(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "calls": len(calls.calls),
+                "sidebands": sum(len(call.lines) for call in calls.calls.values()),
+                "hung_up": len(calls.hung_up),
+                "revert_ms": calls.revert_ms,
+            }
+        )
+
     async def sideband(websocket: WebSocket) -> None:
         call_id = websocket.query_params.get("call_id", "")
         if not authorized(websocket.headers.get("authorization", "")):
@@ -244,6 +265,7 @@ def fake_call_routes(
             "/v1/_fake/realtime/calls/{call_id}/drop_sidebands", endpoint(drop), methods=["POST"]
         ),
         Route("/v1/_fake/realtime/hangups", endpoint(hangups), methods=["GET"]),
+        Route("/v1/_fake/realtime/stats", endpoint(stats), methods=["GET"]),
         WebSocketRoute("/v1/realtime", sideband),
     ]
 
