@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import fixtures as fx
 from service.auth.tokens import sign_dev_token
+from service.timing import parse_server_timing
 
 SECRET = "bench-calls-secret-0123456789-abcdefghij"
 UPSTREAM_KEY = "sk-bench-calls-" + "k" * 24
@@ -173,6 +174,7 @@ class Run:
             reverts = (await stats())["revert_ms"]
 
             mint_latency: list[float] = []
+            mint_inside: list[float] = []  # the broker's own time (Server-Timing), ms
             mint_statuses: dict[int, int] = {}
             todo = list(range(MINTS))
 
@@ -187,8 +189,11 @@ class Run:
                     )
                     mint_latency.append(time.perf_counter() - t0)
                     mint_statuses[r.status_code] = mint_statuses.get(r.status_code, 0) + 1
+                    timing = parse_server_timing(r.headers.get("server-timing", ""))
+                    mint_inside.append(sum(timing.values()))
 
             await asyncio.gather(*(minter() for _ in range(MINT_CONCURRENCY)))
+            gc_pauses = gc_histogram((await http.get(self.base + "/metrics")).text)
 
         return {
             "calls": self.calls,
@@ -209,8 +214,27 @@ class Run:
             "revert_max_ms": max(reverts) if reverts else float("nan"),
             "mint_p50_ms": pct(mint_latency, 0.50) * 1000,
             "mint_p99_ms": pct(mint_latency, 0.99) * 1000,
+            "mint_inside_p99_ms": pct(mint_inside, 0.99),
             "mint_statuses": mint_statuses,
+            "gc_full_collections": gc_pauses[0],
+            "gc_full_pause_max_ms": gc_pauses[1],
         }
+
+
+def gc_histogram(text: str) -> tuple[int, float]:
+    """Full (generation 2) collections so far, and the upper bound of the longest pause's
+    bucket (ms), from broker_gc_pause_seconds."""
+    count, longest, previous = 0, 0.0, 0
+    for line in text.splitlines():
+        if line.startswith('broker_gc_pause_seconds_count{generation="2"}'):
+            count = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith('broker_gc_pause_seconds_bucket{generation="2"'):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            seen = int(float(line.rsplit(" ", 1)[1]))
+            if seen > previous and bound != "+Inf":
+                longest = float(bound) * 1000
+            previous = seen
+    return count, longest
 
 
 def fx_rss(pid: int) -> float:
@@ -229,7 +253,9 @@ def describe(r: dict[str, Any]) -> str:
         f"({r['kib_per_call']:.1f} KiB/call); idle CPU {r['idle_cpu'] * 100:.1f}%; reverts "
         f"{r['reverts_seen']}/{r['reverts_sampled']} p50 {r['revert_p50_ms']:.1f} / p99 "
         f"{r['revert_p99_ms']:.1f} / max {r['revert_max_ms']:.1f} ms; mints p50 "
-        f"{r['mint_p50_ms']:.1f} / p99 {r['mint_p99_ms']:.1f} ms ({r['mint_statuses']})"
+        f"{r['mint_p50_ms']:.1f} / p99 {r['mint_p99_ms']:.1f} ms (in the broker p99 "
+        f"{r['mint_inside_p99_ms']:.1f} ms; {r['mint_statuses']}); full GCs "
+        f"{r['gc_full_collections']}, longest ≤ {r['gc_full_pause_max_ms']:.0f} ms"
     )
 
 

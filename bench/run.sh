@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark, from a fresh clone: installs wrk (Debian) if missing and the project into
 # .venv (unless PYTHON names an interpreter that has it), then runs bench/run.py.
-#   bench/run.sh --quick     # ~2 minutes
-#   bench/run.sh             # full (~20 minutes, with the 5-minute memory run)
+#   bench/run.sh --quick     # ~3 minutes: mints (bench/run.py) and 200 held calls (bench/calls.py)
+#   bench/run.sh             # full (~25 minutes: the 5-minute memory run, 1k/5k/10k held calls)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
@@ -18,4 +18,7 @@ if [ -z "${PYTHON:-}" ]; then
   fi
   PYTHON=.venv/bin/python
 fi
-exec "$PYTHON" bench/run.py "$@"
+"$PYTHON" bench/run.py "$@"
+quick=()
+for arg in "$@"; do [ "$arg" = --quick ] && quick=(--quick); done
+exec "$PYTHON" bench/calls.py "${quick[@]}"

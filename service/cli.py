@@ -83,6 +83,7 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
     # A process-wide setting, so it belongs to the process that serves, not to the app
     # factory (tests build many apps in one process).
     tune_gc()
+    app.state.metrics.watch_gc()
     config = uvicorn.Config(
         app,
         host=settings.host,

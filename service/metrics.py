@@ -14,6 +14,7 @@ never share counts). This module owns `prometheus_client`.
     broker_call_sideband_losses_total{tenant}              sidebands that closed under a call
     broker_call_hangup_failures_total{tenant}              hangups upstream refused (retried)
     broker_call_lease_renewal_failures_total               heartbeat batches the store missed
+    broker_gc_pause_seconds{generation}                    histogram, the collector's pauses
 
 Labels are bounded on purpose: a tenant not configured is counted as "unknown" (a 401
 has no tenant yet), routes are templates ("other" when none matched), and no label ever
@@ -22,6 +23,8 @@ holds a user id or anything a caller chose freely.
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Generic, TypeVar
 
@@ -244,6 +247,27 @@ class Metrics:
         status_class = f"{status // 100}xx"
         method = method if method in _METHODS else "other"
         self._requests(route or OTHER_ROUTE, method, status_class).observe(seconds)
+
+    def watch_gc(self) -> None:
+        """Time the cycle collector's pauses (`gc.callbacks`): with thousands of held
+        calls a full collection walks them all, and a pause delays every event."""
+        pauses = Histogram(
+            "broker_gc_pause_seconds",
+            "Cycle collector pauses, by generation.",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        children = [pauses.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                children[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
 
     def watch_calls(self, count: Callable[[], int]) -> None:
         """`broker_calls_active` reads `count()` at scrape time (an HPA can scale on it)."""
