@@ -70,8 +70,9 @@ def pct(values: list[float], q: float) -> float:
 class Run:
     """One deployment (Redis, fake upstream, one `serve`) and the measurements of one N."""
 
-    def __init__(self, workdir: Path, calls: int) -> None:
+    def __init__(self, workdir: Path, calls: int, profile: str | None = None) -> None:
         self.calls = calls
+        self.profile = profile
         self.procs = fx.Processes(workdir)
         self.redis_port, self.fake_port, self.port = fx.free_port(), fx.free_port(), fx.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -94,9 +95,12 @@ class Run:
             "fake", [*cli, "fake-upstream", "--port", str(self.fake_port)], core=fx.OTHER_CORE
         )
         fx.wait_tcp(self.fake_port, fake)
+        # --profile: the broker under cProfile (written when it stops), to see where a
+        # placement's CPU goes.
+        profiled = [] if self.profile is None else ["-m", "cProfile", "-o", self.profile]
         self.broker = self.procs.start(
             "broker",
-            [*cli, "serve"],
+            [fx.python(), *profiled, "-m", "service.cli", "serve"],
             core=fx.BROKER_CORE,
             env={
                 "BROKER_HOST": "127.0.0.1",
@@ -268,6 +272,7 @@ def main() -> int:
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "calls-latest.json")
     )
+    parser.add_argument("--profile", default=None, help="write the broker's cProfile here")
     args = parser.parse_args()
     counts = [
         int(n) for n in (args.calls or ("200" if args.quick else "1000,5000,10000")).split(",")
@@ -282,7 +287,7 @@ def main() -> int:
     results = []
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
-            run = Run(Path(tmp), count)
+            run = Run(Path(tmp), count, args.profile)
             try:
                 run.start()
                 result = asyncio.run(run.measure())

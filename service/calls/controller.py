@@ -30,7 +30,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,7 +63,17 @@ CLAIM_BATCH = 500
 # tell it at once: a revocation published while a replica's subscription was down.
 REVOCATION_BACKSTOP_SECONDS = 30.0
 HANGUP_ATTEMPTS = 3
+# Batches are cut into chunks, the event loop served between them: a batch of 10,000
+# calls in one go held every sideband's events back for ~100 ms (bench/calls.py).
+CHUNK = 500
+# Call seconds of roles without a minute budget are metered this often (and at the end).
+METER_ALL_SECONDS = 60.0
 RELAY_QUEUE = 1024
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
 
 
 def revocation_check(store: Store) -> IsRevoked:
@@ -208,7 +218,10 @@ class CallController:
         self._background: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._beat_at = 0.0
+        self._meter_all_at = 0.0
         self._backstop_at = 0.0
+        # Calls with tokens not yet metered: the only ones a tick must look at.
+        self._pending: set[_Held] = set()
         self._warn = Throttled(logger, interval=30.0)
         self._relays: dict[tuple[str, str], RelaySession] = {}
 
@@ -424,6 +437,8 @@ class CallController:
             if held.relay is not None:
                 await self._relay_down(held, text)
             action = held.state.on_text(text)
+            if held.state.pending_tokens:
+                self._pending.add(held)
             if action is None:
                 continue
             if action.kind == "revert" and action.event is not None:
@@ -538,13 +553,21 @@ class CallController:
         now = self._clock()
         await self._deadlines_due(now)
         await self._retry_hangups(now)
-        pending = [h for h in self._held.values() if h.state.pending_tokens]
+        pending = [h for h in self._pending if h.key in self._held]
+        self._pending.clear()
         beat = now >= self._beat_at
         if beat:
             self._beat_at = now + self.lease_ttl / 3
-            pending = list(self._held.values())
-        if pending:
-            await self._meter(pending)
+            if now >= self._meter_all_at:
+                self._meter_all_at = now + METER_ALL_SECONDS
+                pending = list(self._held.values())
+            else:
+                # Minute budgets are enforced at every heartbeat; other calls' seconds
+                # only need metering now and then.
+                budgeted = [h for h in self._held.values() if h.record.policy.daily_minute_budget]
+                pending = list({*pending, *budgeted})
+        for chunk in _chunks(pending):
+            await self._meter(chunk)
         if beat:
             await self._heartbeat()
         # Every tick: one script per tenant, which finds nothing most of the time.
@@ -604,29 +627,33 @@ class CallController:
         for h in self._held.values():
             if not h.released:
                 by_tenant.setdefault(h.record.tenant, []).append(h)
-        for tenant, held in by_tenant.items():
-            try:
-                for h in held:
-                    if not h.recorded:
-                        await self.store.supervise(h.record, self.owner, self.lease_ttl)
-                        h.recorded = True
-                lost = set(
-                    await self.store.heartbeat(
-                        tenant, self.owner, [h.record.call_id for h in held], self.lease_ttl
-                    )
-                )
-            except StoreUnavailable:
-                self._metrics.lease_renewal_failed()
-                self._warn.warning("heartbeat", "calls: heartbeats not renewed, store unavailable")
-                continue
+        for tenant, all_held in by_tenant.items():
+            for held in _chunks(all_held):
+                await self._beat(tenant, held)
+
+    async def _beat(self, tenant: str, held: list[_Held]) -> None:
+        try:
             for h in held:
-                if h.record.call_id in lost:
-                    # Another replica adopted it (this one was cut off from the store for
-                    # longer than a heartbeat): it supervises the call now.
-                    logger.warning("call %s: adopted elsewhere; let go", h.record.call_id)
-                    h.released = True
-                    self._held.pop(h.key, None)
-                    await self._close(h)
+                if not h.recorded:
+                    await self.store.supervise(h.record, self.owner, self.lease_ttl)
+                    h.recorded = True
+            lost = set(
+                await self.store.heartbeat(
+                    tenant, self.owner, [h.record.call_id for h in held], self.lease_ttl
+                )
+            )
+        except StoreUnavailable:
+            self._metrics.lease_renewal_failed()
+            self._warn.warning("heartbeat", "calls: heartbeats not renewed, store unavailable")
+            return
+        for h in held:
+            if h.record.call_id in lost:
+                # Another replica adopted it (this one was cut off from the store for
+                # longer than a heartbeat): it supervises the call now.
+                logger.warning("call %s: adopted elsewhere; let go", h.record.call_id)
+                h.released = True
+                self._held.pop(h.key, None)
+                await self._close(h)
 
     async def _claim(self) -> None:
         for tenant_id, tenant in self._tenants.items():
