@@ -30,7 +30,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,7 +55,8 @@ from service.upstream.base import Upstream
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("service.audit")
 
-IsRevoked = Callable[[str, str], Awaitable[bool]]
+# Which of a tenant's users are revoked, in one round trip.
+IsRevoked = Callable[[str, Sequence[str]], Awaitable[set[str]]]
 # Orphans claimed per tenant per scheduler pass: a replica that starts takes its share in
 # steps, and the others get theirs.
 CLAIM_BATCH = 500
@@ -77,11 +78,7 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 
 
 def revocation_check(store: Store) -> IsRevoked:
-    async def is_revoked(tenant: str, user_id: str) -> bool:
-        record = await store.get_user(tenant, user_id)
-        return record is not None and record.revoked
-
-    return is_revoked
+    return store.revoked_among
 
 
 def replica_id() -> str:
@@ -682,14 +679,18 @@ class CallController:
 
     async def _check_revocations(self) -> None:
         assert self._is_revoked is not None
-        users = {(h.record.tenant, h.record.user_id) for h in self._held.values()}
-        for tenant, user_id in users:
-            try:
-                if await self._is_revoked(tenant, user_id):
+        by_tenant: dict[str, set[str]] = {}
+        for h in self._held.values():
+            by_tenant.setdefault(h.record.tenant, set()).add(h.record.user_id)
+        for tenant, users in by_tenant.items():
+            for chunk in _chunks(sorted(users)):
+                try:
+                    revoked = await self._is_revoked(tenant, chunk)
+                except StoreUnavailable:
+                    self._warn.warning("revocations", "calls: revocations not checked")
+                    return
+                for user_id in revoked:
                     await self._end_user(tenant, user_id, "user_revoked")
-            except StoreUnavailable:
-                self._warn.warning("revocations", "calls: revocations not checked")
-                return
 
     # --- events ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ process) and `redis.RedisStore` (production). One contract suite
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,6 +85,10 @@ class Store(Protocol):
 
     async def get_user(self, tenant: str, user_id: str) -> UserRecord | None:
         """The record, revoked or not; None when the user was never seen."""
+        ...
+
+    async def revoked_among(self, tenant: str, user_ids: Sequence[str]) -> set[str]:
+        """Which of these users are revoked, in one round trip (call supervision)."""
         ...
 
     async def list_users(

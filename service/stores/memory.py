@@ -7,6 +7,7 @@ loop each call is atomic, which is what makes it exact under concurrency.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from service.clock import Clock, system_clock
@@ -100,6 +101,9 @@ class MemoryStore:
 
     async def get_user(self, tenant: str, user_id: str) -> UserRecord | None:
         return self._users.get((tenant, user_id))
+
+    async def revoked_among(self, tenant: str, user_ids: Sequence[str]) -> set[str]:
+        return {uid for uid in user_ids if (rec := self._users.get((tenant, uid))) and rec.revoked}
 
     async def list_users(
         self, tenant: str, *, after: str | None, limit: int

@@ -351,6 +351,20 @@ class RedisStore:
 
         return await self._call("zrangebylex", fetch)
 
+    async def revoked_among(self, tenant: str, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids:
+            return set()
+
+        async def fetch() -> list[Any]:
+            # Not a transaction: on a Cluster the records live in different slots.
+            pipe = self._client.pipeline(transaction=False)
+            for uid in user_ids:
+                pipe.hget(keys.record_key(tenant, uid), "revoked")
+            return list(await pipe.execute())
+
+        answers = await self._call("pipeline", fetch)
+        return {uid for uid, flag in zip(user_ids, answers, strict=True) if flag == "1"}
+
     async def _records(self, tenant: str, ids: Sequence[str]) -> list[UserRecord | None]:
         async def fetch() -> list[Any]:
             pipe = self._client.pipeline()

@@ -18,7 +18,7 @@ first successful call closes the breaker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal, TypeVar
 
 from service.clock import Clock
@@ -175,6 +175,9 @@ class FailureAwareStore:
 
     async def get_user(self, tenant: str, user_id: str) -> UserRecord | None:
         return await self._guard(lambda: self._primary.get_user(tenant, user_id))
+
+    async def revoked_among(self, tenant: str, user_ids: Sequence[str]) -> set[str]:
+        return await self._guard(lambda: self._primary.revoked_among(tenant, user_ids))
 
     async def list_users(
         self, tenant: str, *, after: str | None, limit: int

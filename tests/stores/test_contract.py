@@ -170,6 +170,20 @@ async def test_revoked_user_is_refused_and_consumes_nothing(store: Store) -> Non
     assert [o.remaining for o in again.outcomes] == [1, 8]
 
 
+async def test_revoked_among_answers_for_many_users_at_once(store: Store) -> None:
+    for user in ("alice", "bob", "carol"):
+        await store.admit(request_for(user=user, limits=("3/minute",)))
+    await store.revoke("acme", "alice")
+    await store.revoke("acme", "carol")
+    await store.set_role("acme", "carol", "reader")  # restored
+
+    revoked = await store.revoked_among("acme", ["alice", "bob", "carol", "nobody"])
+
+    assert revoked == {"alice"}
+    assert await store.revoked_among("globex", ["alice"]) == set()
+    assert await store.revoked_among("acme", []) == set()
+
+
 async def test_unknown_user_directory_calls(store: Store) -> None:
     assert await store.get_user("acme", "nobody") is None
     assert await store.revoke("acme", "nobody") is None
