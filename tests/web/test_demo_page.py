@@ -42,6 +42,9 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--remote-debugging-port=0",
+    # A microphone for getUserMedia, without a permission prompt.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 )
 
 
@@ -187,6 +190,32 @@ async def test_the_demo_page_mints_shows_expiry_and_a_clear_429(
         html = await page.evaluate("document.documentElement.outerHTML")
         assert "ek_" in html
         assert not any(len(word) > 20 and word.startswith("ek_") for word in html.split())
+
+
+async def test_the_demo_page_places_a_relayed_call_and_shows_its_events(
+    dev_broker: str, tmp_path: Path
+) -> None:
+    async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
+        await page.wait_for(
+            "document.readyState === 'complete' && !!document.getElementById('relay')"
+        )
+        await page.evaluate("document.getElementById('user').value = 'relay-user'")
+        await page.evaluate("document.getElementById('relay').click()")
+        await page.wait_for("!document.getElementById('relay-response').disabled")
+
+        await page.evaluate("document.getElementById('relay-response').click()")
+        events = await page.wait_for(
+            f"{page.text('events')}.includes('response.done') && {page.text('events')}"
+        )
+        # The relay refuses session.update unless the role lists it: an error comes back.
+        await page.evaluate("document.getElementById('relay-override').click()")
+        refused = await page.wait_for(
+            f"{page.text('events')}.includes('event_not_allowed') && {page.text('events')}"
+        )
+        status = await page.evaluate(page.text("status"))
+    assert "response.created" in events
+    assert "error: event_not_allowed" in refused
+    assert status.startswith("relayed call rtc_")
 
 
 def asgi_client(*, dev: bool) -> httpx.AsyncClient:
