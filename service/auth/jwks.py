@@ -33,6 +33,7 @@ from jwt.exceptions import InvalidKeyError
 from service.clock import Clock
 from service.errors import InvalidToken
 
+_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1", "ES256K": "secp256k1"}
 # PyJWT's own alias exists only for type checkers before 2.11: ours, the same union.
 PublicKey = RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey
 
@@ -161,11 +162,15 @@ class JwksCache:
         if algorithm is None:
             return False
         try:
-            # A type check (RSA for RS/PS, the right curve for ES, OKP for EdDSA).
+            # A type check (RSA for RS/PS, EC for ES, OKP for EdDSA).
             algorithm.prepare_key(jwk.key)
         except (InvalidKeyError, TypeError, ValueError):
             return False
-        return True
+        # The curve too, whatever the PyJWT version checks (2.10.0 takes any curve for ES*).
+        curve = _CURVES.get(alg)
+        return curve is None or (
+            isinstance(jwk.key, EllipticCurvePublicKey) and jwk.key.curve.name == curve
+        )
 
     async def _maybe_refresh(self, now: float) -> None:
         task = self._inflight
