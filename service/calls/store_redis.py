@@ -250,7 +250,10 @@ class RedisCallStore:
     async def publish(self, event: dict[str, Any], *, to: str | None = None) -> None:
         message = json.dumps(event, separators=(",", ":"))
         channel = CHANNEL if to is None else INBOX + to
-        await self._call("publish", lambda: self._client.publish(channel, message))
+        # execute_command: redis-py 5.x's async RedisCluster has no `publish` method.
+        await self._call(
+            "publish", lambda: self._client.execute_command("PUBLISH", channel, message)
+        )
 
     async def claim_relay(self, tenant: str, call_id: str, relay: str, ttl: float) -> bool:
         key = relay_key(tenant, call_id)

@@ -165,7 +165,7 @@ async def _evalsha_on_pool(
     never use (retries, per-socket timeouts, response callbacks, observability hooks):
     measured at ~63 → ~33 µs of CPU per admission, ~6% of a ~500 µs mint
     (bench/README.md), so it stays. It uses Connection's public methods only
-    (`pack_command`, `send_packed_command`, `read_response`), on redis-py ≥ 5.3.1. The
+    (`pack_command`, `send_packed_command`, `read_response`), on redis-py ≥ 6.0. The
     reply is the same object: EVALSHA has no response callback, and the connection's own
     parser decodes it.
 

@@ -73,7 +73,12 @@ def request_id_from(scope: Scope) -> str:
 def route_template(scope: Scope) -> str | None:
     """The matched route's template (`/v1/organization/users/{user_id:path}`), never the
     raw path, so that a metric label stays bounded; None when no route matched."""
-    path = getattr(scope.get("route"), "path", None)
+    route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        # Starlette before 1.1 does not put the route in the scope: find it by endpoint.
+        routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
+    path = getattr(route, "path", None)
     return path if isinstance(path, str) else None
 
 
