@@ -516,3 +516,31 @@ def test_the_hpa_scales_on_held_calls_too() -> None:
     from service.metrics import Metrics
 
     assert "broker_calls_active" in Metrics(["default"]).render().decode()
+
+
+def test_the_image_refuses_a_python_older_than_the_locks_markers_allow() -> None:
+    """redis-py requires async-timeout below Python 3.11.3; the lock, made on a newer 3.11,
+    does not carry it, so an older base would fail `pip check` (or at import)."""
+    from importlib import metadata
+
+    from packaging.markers import Marker
+
+    header = (DEPLOY / "requirements.lock").read_text().splitlines()[0]
+    made_on = re.search(r"\((3\.\d+\.\d+)\)", header)
+    assert made_on
+    guard = next(a for op, a in dockerfile() if op == "RUN" and "version_info >=" in a)
+    minimum = re.search(r"version_info >= \((\d+), (\d+), (\d+)\)", guard)
+    assert minimum
+    floor = ".".join(minimum.groups())
+    # Every marker on a full Python version among the locked packages' requirements holds
+    # the same way on the floor as on the interpreter the lock was made on.
+    for line in (DEPLOY / "requirements.lock").read_text().splitlines()[1:]:
+        name = line.split("==")[0]
+        for requirement in metadata.requires(name) or []:
+            if "python_full_version" not in requirement:
+                continue
+            marker = Marker(requirement.split(";", 1)[1])
+            env = {"python_version": "3.11", "extra": ""}
+            assert marker.evaluate({**env, "python_full_version": floor}) == marker.evaluate(
+                {**env, "python_full_version": made_on.group(1)}
+            ), requirement
