@@ -71,7 +71,8 @@ class CORSMiddleware:
         return bool(sep) and port.isdigit() and f"{host}:*" in allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # With no origin configured only a preflight needs looking at (to refuse it).
+        if scope["type"] != "http" or (not self._any_tenant and scope["method"] != "OPTIONS"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
