@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from service.calls.controller import CallOptions
+from service.calls.supervised import CallOptions
 from service.clock import Clock, system_clock
 from service.config.settings import Settings
 from service.fake.inprocess import InProcessFakes

@@ -27,12 +27,8 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import os
-import secrets
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from typing import Any
 
 from service.calls.model import (
     SupervisedCall,
@@ -41,22 +37,27 @@ from service.calls.model import (
     over_budget,
     utc_day,
 )
+from service.calls.relaying import RelayedCall, Relays, RelaySession
 from service.calls.sideband import SidebandConnection, SidebandConnector
-from service.calls.state import CallState
 from service.calls.store import CallStore, UsageDelta
+from service.calls.supervised import (
+    CallMetrics,
+    CallOptions,
+    Held,
+    IsRevoked,
+    NoMetrics,
+    replica_id,
+)
 from service.clock import Clock, system_clock
 from service.config.settings import TenantSettings
 from service.errors import BrokerError, NotFound, ServiceUnavailable, StoreUnavailable
 from service.logs import Throttled
 from service.redact import user_hash
-from service.stores.base import Store
 from service.upstream.base import Upstream
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("service.audit")
 
-# Which of a tenant's users are revoked, in one round trip.
-IsRevoked = Callable[[str, Sequence[str]], Awaitable[set[str]]]
 # Orphans claimed per tenant per scheduler pass: a replica that starts takes its share in
 # steps, and the others get theirs.
 CLAIM_BATCH = 500
@@ -69,115 +70,11 @@ HANGUP_ATTEMPTS = 3
 CHUNK = 500
 # Call seconds of roles without a minute budget are metered this often (and at the end).
 METER_ALL_SECONDS = 60.0
-RELAY_QUEUE = 1024
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-def revocation_check(store: Store) -> IsRevoked:
-    return store.revoked_among
-
-
-def replica_id() -> str:
-    """This process's name as an owner of supervision records."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-class CallMetrics(Protocol):
-    def call_adopted(self, tenant: str) -> None: ...
-    def call_reverted(self, tenant: str) -> None: ...
-    def sideband_lost(self, tenant: str) -> None: ...
-    def hangup_failed(self, tenant: str) -> None: ...
-    def lease_renewal_failed(self) -> None: ...
-
-
-class _NoMetrics:
-    def call_adopted(self, tenant: str) -> None: ...
-    def call_reverted(self, tenant: str) -> None: ...
-    def sideband_lost(self, tenant: str) -> None: ...
-    def hangup_failed(self, tenant: str) -> None: ...
-    def lease_renewal_failed(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CallOptions:
-    """The seams of call control for `create_app`: a store and a sideband connector
-    replacing the configured ones, and the timing (tests shorten `tick`).
-
-    `lease_ttl`: how long an owner's heartbeat lasts; a dead replica's calls are adopted
-    within it. `rejoin_seconds`: how long a dropped sideband is tried again before the
-    call is hung up."""
-
-    store: CallStore | None = None
-    connector: SidebandConnector | None = None
-    lease_ttl: float = 15.0
-    tick: float = 1.0
-    max_calls: int = 10_000
-    rejoin_seconds: float = 15.0
-
-
-class _Held:
-    """One supervised call on this replica. Small on purpose: thousands are held."""
-
-    __slots__ = (
-        "connection",
-        "flushed_at",
-        "hanging",
-        "hangup_at",
-        "hangup_attempts",
-        "hung_up",
-        "reason",
-        "record",
-        "recorded",
-        "relay",
-        "released",
-        "state",
-        "task",
-        "tenant",
-    )
-
-    def __init__(self, tenant: TenantSettings, record: Supervision, now: float) -> None:
-        self.tenant = tenant
-        self.record = record
-        self.state = CallState(record.policy)
-        self.flushed_at = now
-        self.task: asyncio.Task[None] | None = None
-        self.connection: SidebandConnection | None = None
-        # Why the broker is ending it (None: it is not).
-        self.reason: str | None = None
-        self.hung_up = False
-        self.hangup_attempts = 0
-        self.hangup_at = 0.0
-        # Ownership given up (hand-over, or adopted elsewhere): end without settling.
-        self.released = False
-        self.recorded = False
-        self.hanging = False
-        # The replica whose relay carries this call's events to its browser, if any.
-        self.relay: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.record.tenant, self.record.call_id)
-
-
-class RelaySession:
-    """A browser's relay attached on this replica: the events for it, and where the
-    call's supervisor is (to send the browser's events to)."""
-
-    def __init__(self, tenant: str, call_id: str) -> None:
-        self.tenant, self.call_id = tenant, call_id
-        # Server events as JSON text; None when the call is over.
-        self.down: asyncio.Queue[str | None] = asyncio.Queue(RELAY_QUEUE)
-        self.supervisor: str | None = None
-        self.known = asyncio.Event()
-
-    def deliver(self, text: str | None) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            # A browser that stopped reading loses events rather than growing the broker.
-            self.down.put_nowait(text)
 
 
 class CallController:
@@ -209,8 +106,8 @@ class CallController:
         self._tick = options.tick
         self._max_calls = options.max_calls
         self._rejoin_seconds = options.rejoin_seconds
-        self._metrics: CallMetrics = metrics or _NoMetrics()
-        self._held: dict[tuple[str, str], _Held] = {}
+        self._metrics: CallMetrics = metrics or NoMetrics()
+        self._held: dict[tuple[str, str], Held] = {}
         self._deadlines: list[tuple[float, str, str]] = []
         self._background: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -218,9 +115,11 @@ class CallController:
         self._meter_all_at = 0.0
         self._backstop_at = 0.0
         # Calls with tokens not yet metered: the only ones a tick must look at.
-        self._pending: set[_Held] = set()
+        self._pending: set[Held] = set()
         self._warn = Throttled(logger, interval=30.0)
-        self._relays: dict[tuple[str, str], RelaySession] = {}
+        self.relays = Relays(
+            store=store, owner=self.owner, held=self._relayed_call, spawn=self._spawn
+        )
 
     # --- public ----------------------------------------------------------------------
 
@@ -258,11 +157,6 @@ class CallController:
             # The call is supervised here all the same; the scheduler writes the record
             # when the store is back.
             self._warn.warning("record", "call records: store unavailable; retrying")
-
-    async def wait_ended(self, tenant: str, call_id: str) -> None:
-        held = self._held.get((tenant, call_id))
-        if held is not None and held.task is not None:
-            await asyncio.shield(held.task)
 
     async def listing(
         self, tenant: str, *, limit: int, after: str | None
@@ -308,50 +202,15 @@ class CallController:
         return ended
 
     async def attach_relay(self, tenant: str, call_id: str) -> RelaySession:
-        """Register a browser's relay here and tell the call's supervisor to send its
-        events this way (whichever replica it is)."""
+        """Register a browser's relay here (service.calls.relaying)."""
         self.start()
-        session = RelaySession(tenant, call_id)
-        self._relays[(tenant, call_id)] = session
-        await self.store.publish(
-            {"type": "relay.attach", "tenant": tenant, "call_id": call_id, "relay": self.owner}
-        )
-        return session
+        return await self.relays.attach(tenant, call_id)
 
     async def detach_relay(self, session: RelaySession) -> None:
-        if self._relays.get((session.tenant, session.call_id)) is session:
-            del self._relays[(session.tenant, session.call_id)]
-        with contextlib.suppress(StoreUnavailable):
-            await self.store.publish(
-                {
-                    "type": "relay.detach",
-                    "tenant": session.tenant,
-                    "call_id": session.call_id,
-                    "relay": self.owner,
-                }
-            )
+        await self.relays.detach(session)
 
     async def relay_up(self, session: RelaySession, event: dict[str, Any]) -> bool:
-        """Send a (policed) browser event to the call; False when no replica supervises it
-        within a second."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await session.known.wait()
-        if session.supervisor is None:
-            return False
-        if session.supervisor == self.owner:
-            self._send_up(session.tenant, session.call_id, event)
-            return True
-        await self.store.publish(
-            {
-                "type": "relay.up",
-                "tenant": session.tenant,
-                "call_id": session.call_id,
-                "event": event,
-            },
-            to=session.supervisor,
-        )
-        return True
+        return await self.relays.up(session, event)
 
     async def aclose(self) -> None:
         """Graceful stop: hand every call over (or, with nothing to adopt them, hang them
@@ -372,14 +231,14 @@ class CallController:
 
     # --- one call --------------------------------------------------------------------
 
-    def _adopt(self, tenant: TenantSettings, record: Supervision) -> _Held:
-        held = _Held(tenant, record, self._clock())
+    def _adopt(self, tenant: TenantSettings, record: Supervision) -> Held:
+        held = Held(tenant, record, self._clock())
         self._held[held.key] = held
         heapq.heappush(self._deadlines, (record.deadline, record.tenant, record.call_id))
         held.task = asyncio.create_task(self._run(held), name=f"call {record.call_id}")
         return held
 
-    async def _run(self, held: _Held) -> None:
+    async def _run(self, held: Held) -> None:
         try:
             while not held.released:
                 connection = await self._join(held)
@@ -404,7 +263,7 @@ class CallController:
             if not held.released:
                 await self._settle(held)
 
-    async def _join(self, held: _Held) -> SidebandConnection | None:
+    async def _join(self, held: Held) -> SidebandConnection | None:
         """The sideband, or None when the call is over (or hung up for want of one)."""
         record, loop = held.record, asyncio.get_running_loop()
         give_up_at, delay = loop.time() + self._rejoin_seconds, 0.1
@@ -428,11 +287,11 @@ class CallController:
             delay = min(delay * 2, 2.0)
         return None
 
-    async def _read(self, held: _Held, connection: SidebandConnection) -> None:
+    async def _read(self, held: Held, connection: SidebandConnection) -> None:
         record = held.record
         while (text := await connection.recv()) is not None:
             if held.relay is not None:
-                await self._relay_down(held, text)
+                await self.relays.down(held.relay, held.record, text)
             action = held.state.on_text(text)
             if held.state.pending_tokens:
                 self._pending.add(held)
@@ -449,7 +308,7 @@ class CallController:
             else:
                 await self._end(held, "session_update", fields=list(action.changed))
 
-    async def _end(self, held: _Held, reason: str, **detail: Any) -> None:
+    async def _end(self, held: Held, reason: str, **detail: Any) -> None:
         """Hang the call up for `reason`; retried by the scheduler when upstream fails."""
         if held.released or held.hung_up or held.hanging:
             return
@@ -461,7 +320,7 @@ class CallController:
         finally:
             held.hanging = False
 
-    async def _hang_up(self, held: _Held, **detail: Any) -> None:
+    async def _hang_up(self, held: Held, **detail: Any) -> None:
         record = held.record
         for attempt in range(HANGUP_ATTEMPTS):
             held.hangup_attempts += 1
@@ -486,13 +345,13 @@ class CallController:
         if held.connection is not None:
             await held.connection.close()
 
-    async def _settle(self, held: _Held) -> None:
+    async def _settle(self, held: Held) -> None:
         """The call is over: its last usage, its lease and its record."""
         record = held.record
         if not held.hung_up:
             self._audit("call.ended", record, reason="ended_upstream")
         if held.relay is not None:
-            await self._relay_down(held, None)
+            await self.relays.down(held.relay, held.record, None)
         try:
             await self._flush([held])
             await self.store.release(record.tenant, record.user_id, record.call_id)
@@ -511,7 +370,7 @@ class CallController:
         await asyncio.gather(*(self._end(h, reason) for h in held))
         return len(held)
 
-    async def _hand_over(self, held: list[_Held]) -> None:
+    async def _hand_over(self, held: list[Held]) -> None:
         for h in held:
             h.released = True
         try:
@@ -531,7 +390,7 @@ class CallController:
         if held:
             logger.info("calls: %d handed over", len(held))
 
-    async def _close(self, held: _Held) -> None:
+    async def _close(self, held: Held) -> None:
         if held.connection is not None:
             with contextlib.suppress(Exception):
                 await held.connection.close()
@@ -589,7 +448,7 @@ class CallController:
                 held.hangup_at = 0.0
                 self._spawn(self._end(held, held.reason))
 
-    async def _meter(self, held: list[_Held]) -> None:
+    async def _meter(self, held: list[Held]) -> None:
         try:
             totals = await self._flush(held)
         except StoreUnavailable:
@@ -600,7 +459,7 @@ class CallController:
             if reached is not None and h.reason is None:
                 self._spawn(self._end(h, reached))
 
-    async def _flush(self, held: list[_Held]) -> list[Usage]:
+    async def _flush(self, held: list[Held]) -> list[Usage]:
         """Each call's tokens and seconds since its last flush, in one batch."""
         now, deltas = self._clock(), []
         for h in held:
@@ -620,7 +479,7 @@ class CallController:
         return totals
 
     async def _heartbeat(self) -> None:
-        by_tenant: dict[str, list[_Held]] = {}
+        by_tenant: dict[str, list[Held]] = {}
         for h in self._held.values():
             if not h.released:
                 by_tenant.setdefault(h.record.tenant, []).append(h)
@@ -628,7 +487,7 @@ class CallController:
             for held in _chunks(all_held):
                 await self._beat(tenant, held)
 
-    async def _beat(self, tenant: str, held: list[_Held]) -> None:
+    async def _beat(self, tenant: str, held: list[Held]) -> None:
         try:
             for h in held:
                 if not h.recorded:
@@ -706,7 +565,7 @@ class CallController:
         if not isinstance(tenant, str):
             return
         if isinstance(kind, str) and kind.startswith(("relay.", "call.owner")):
-            self._on_relay_event(kind, tenant, event)
+            self.relays.on_event(kind, tenant, event)
             return
         if kind == "user.revoked" and isinstance(event.get("user_id"), str):
             self._spawn(self._end_user(tenant, event["user_id"], "user_revoked"))
@@ -716,77 +575,8 @@ class CallController:
                 reason = event.get("reason")
                 self._spawn(self._end(held, reason if isinstance(reason, str) else "admin"))
 
-    # --- relays ----------------------------------------------------------------------
-
-    def _on_relay_event(self, kind: str, tenant: str, event: dict[str, Any]) -> None:
-        call_id = event.get("call_id")
-        if not isinstance(call_id, str):
-            return
-        held = self._held.get((tenant, call_id))
-        session = self._relays.get((tenant, call_id))
-        relay = event.get("relay")
-        if kind == "relay.attach" and held is not None and isinstance(relay, str):
-            held.relay = relay
-            # Tell the relay who supervises the call.
-            self._spawn(self._tell_relay(relay, tenant, call_id))
-        elif kind == "relay.detach" and held is not None and held.relay == relay:
-            held.relay = None
-        elif kind == "relay.owner" and session is not None:
-            owner = event.get("owner")
-            session.supervisor = owner if isinstance(owner, str) else None
-            session.known.set()
-        elif kind == "relay.down" and session is not None:
-            text = event.get("event")
-            session.deliver(text if isinstance(text, str) else None)
-        elif kind == "relay.up" and held is not None and isinstance(event.get("event"), dict):
-            self._send_up(tenant, call_id, event["event"])
-        elif kind == "call.owner" and session is not None:
-            session.known.clear()
-            self._spawn(
-                self.store.publish(
-                    {
-                        "type": "relay.attach",
-                        "tenant": tenant,
-                        "call_id": call_id,
-                        "relay": self.owner,
-                    }
-                )
-            )
-
-    async def _tell_relay(self, relay: str, tenant: str, call_id: str) -> None:
-        owner = {"type": "relay.owner", "tenant": tenant, "call_id": call_id, "owner": self.owner}
-        if relay == self.owner:
-            self._on_relay_event("relay.owner", tenant, owner)
-            return
-        with contextlib.suppress(StoreUnavailable):
-            await self.store.publish(owner, to=relay)
-
-    async def _relay_down(self, held: _Held, text: str | None) -> None:
-        relay, record = held.relay, held.record
-        if relay == self.owner:
-            session = self._relays.get(held.key)
-            if session is not None:
-                session.deliver(text)
-            return
-        try:
-            await self.store.publish(
-                {
-                    "type": "relay.down",
-                    "tenant": record.tenant,
-                    "call_id": record.call_id,
-                    "event": text,
-                },
-                to=relay,
-            )
-        except StoreUnavailable:
-            self._warn.warning(
-                "relay", "call %s: relay events lost, store unavailable", record.call_id
-            )
-
-    def _send_up(self, tenant: str, call_id: str, event: dict[str, Any]) -> None:
-        held = self._held.get((tenant, call_id))
-        if held is not None and held.connection is not None:
-            self._spawn(held.connection.send(event))
+    def _relayed_call(self, tenant: str, call_id: str) -> RelayedCall | None:
+        return self._held.get((tenant, call_id))
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

@@ -23,10 +23,11 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from service.auth.tokens import Authenticator
-from service.calls.controller import CallController, CallOptions, revocation_check
+from service.calls.controller import CallController
 from service.calls.sideband import WebSocketConnector
 from service.calls.store import CallStore
 from service.calls.store_memory import MemoryCallStore
+from service.calls.supervised import CallOptions, revocation_check
 from service.clock import Clock, system_clock
 from service.config.settings import Settings, TenantSettings
 from service.errors import BrokerError, ConfigError

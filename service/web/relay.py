@@ -23,8 +23,9 @@ from typing import Any
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from service.calls.controller import CallController, RelaySession
+from service.calls.controller import CallController
 from service.calls.relay import RelayPolicy, error_event
+from service.calls.relaying import RelaySession
 from service.errors import (
     BrokerError,
     Conflict,

@@ -13,8 +13,9 @@ import pytest
 from starlette.applications import Starlette
 
 from service.auth.tokens import sign_dev_token
-from service.calls.controller import CallController, CallOptions
+from service.calls.controller import CallController
 from service.calls.model import utc_day
+from service.calls.supervised import CallOptions
 from service.clock import ManualClock
 from service.config.settings import load_settings
 from service.dev import create_dev_app

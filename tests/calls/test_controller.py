@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from service.calls.controller import CallController, CallOptions
+from service.calls.controller import CallController
 from service.calls.model import CallPolicy, Supervision
 from service.calls.store_memory import MemoryCallStore
+from service.calls.supervised import CallOptions
 from service.config.settings import TenantSettings, load_settings
 from service.errors import NotFound, UpstreamUnavailable
 from service.logs import Throttled

@@ -1,0 +1,109 @@
+"""What call supervision is made of (service.calls.controller uses these): one supervised
+call's state on this replica (`Held`, small: thousands are held), the options and the
+metrics hooks, and the replica's name as an owner of records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.calls.model import Supervision
+from service.calls.sideband import SidebandConnection, SidebandConnector
+from service.calls.state import CallState
+from service.calls.store import CallStore
+from service.config.settings import TenantSettings
+from service.stores.base import Store
+
+# Which of a tenant's users are revoked, in one round trip.
+IsRevoked = Callable[[str, Sequence[str]], Awaitable[set[str]]]
+
+
+def revocation_check(store: Store) -> IsRevoked:
+    return store.revoked_among
+
+
+def replica_id() -> str:
+    """This process's name as an owner of supervision records."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class CallMetrics(Protocol):
+    def call_adopted(self, tenant: str) -> None: ...
+    def call_reverted(self, tenant: str) -> None: ...
+    def sideband_lost(self, tenant: str) -> None: ...
+    def hangup_failed(self, tenant: str) -> None: ...
+    def lease_renewal_failed(self) -> None: ...
+
+
+class NoMetrics:
+    def call_adopted(self, tenant: str) -> None: ...
+    def call_reverted(self, tenant: str) -> None: ...
+    def sideband_lost(self, tenant: str) -> None: ...
+    def hangup_failed(self, tenant: str) -> None: ...
+    def lease_renewal_failed(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """The seams of call control for `create_app`: a store and a sideband connector
+    replacing the configured ones, and the timing (tests shorten `tick`).
+
+    `lease_ttl`: how long an owner's heartbeat lasts; a dead replica's calls are adopted
+    within it. `rejoin_seconds`: how long a dropped sideband is tried again before the
+    call is hung up."""
+
+    store: CallStore | None = None
+    connector: SidebandConnector | None = None
+    lease_ttl: float = 15.0
+    tick: float = 1.0
+    max_calls: int = 10_000
+    rejoin_seconds: float = 15.0
+
+
+class Held:
+    """One supervised call on this replica. Small on purpose: thousands are held."""
+
+    __slots__ = (
+        "connection",
+        "flushed_at",
+        "hanging",
+        "hangup_at",
+        "hangup_attempts",
+        "hung_up",
+        "reason",
+        "record",
+        "recorded",
+        "relay",
+        "released",
+        "state",
+        "task",
+        "tenant",
+    )
+
+    def __init__(self, tenant: TenantSettings, record: Supervision, now: float) -> None:
+        self.tenant = tenant
+        self.record = record
+        self.state = CallState(record.policy)
+        self.flushed_at = now
+        self.task: asyncio.Task[None] | None = None
+        self.connection: SidebandConnection | None = None
+        # Why the broker is ending it (None: it is not).
+        self.reason: str | None = None
+        self.hung_up = False
+        self.hangup_attempts = 0
+        self.hangup_at = 0.0
+        # Ownership given up (hand-over, or adopted elsewhere): end without settling.
+        self.released = False
+        self.recorded = False
+        self.hanging = False
+        # The replica whose relay carries this call's events to its browser, if any.
+        self.relay: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.record.tenant, self.record.call_id)
