@@ -21,6 +21,9 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "httpx_aiohttp": ("service.upstream.*",),
     "prometheus_client": ("service.metrics",),
     "websockets": ("service.calls.sideband", "service.fake.*"),
+    # Dev mode's WebRTC peer only: production never loads it.
+    "aiortc": ("service.fake.webrtc",),
+    "av": ("service.fake.webrtc",),
 }
 
 # Dev mode's wiring (and the CLI's `fake-upstream` command) are the only way in to the fake.

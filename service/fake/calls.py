@@ -31,11 +31,20 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.calls.sdp import answer_for, check_offer, parse_multipart
 from service.errors import InvalidValue
+from service.fake import webrtc
 from service.fake.validate import Refusal, Shape
 
 Handler = Callable[[Request], Awaitable[Response]]
 Event = dict[str, Any]
-FAKE_USAGE = {"total_tokens": 100, "input_tokens": 40, "output_tokens": 60}
+# Shaped like OpenAI's `response.done` usage.
+FAKE_USAGE = {
+    "total_tokens": 100,
+    "input_tokens": 40,
+    "output_tokens": 60,
+    "input_token_details": {"text_tokens": 10, "audio_tokens": 30, "cached_tokens": 0},
+    "output_token_details": {"text_tokens": 15, "audio_tokens": 45},
+}
+TRANSCRIPT = ("Hello", " from", " the fake", " upstream.")
 # Bounded so that a sideband that stopped reading cannot grow the fake without limit.
 QUEUE_SIZE = 1024
 # The per-response overrides a `response.created` shows, as OpenAI's response object does.
@@ -49,6 +58,9 @@ class FakeCall:
     lines: list[asyncio.Queue[Event | None]] = field(default_factory=list)
     # When a client's session.update last arrived (monotonic), until the sideband answers.
     overridden_at: float | None = None
+    # The browser's data channels (service.fake.webrtc): each gets every event emitted.
+    channels: list[Callable[[Event], None]] = field(default_factory=list)
+    closers: list[Callable[[], object]] = field(default_factory=list)
 
 
 class FakeCalls:
@@ -76,7 +88,21 @@ class FakeCalls:
         self.hung_up.append(call_id)
         for line in call.lines:
             _put(line, None)
+        for close in call.closers:
+            close()
         return True
+
+    def attach_channel(self, call_id: str, deliver: Callable[[Event], None]) -> None:
+        """The browser's data channel opened: it sees the session, then every event."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.channels.append(deliver)
+            deliver(_event("session.created", session=call.session))
+
+    def on_hangup(self, call_id: str, close: Callable[[], object]) -> None:
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.closers.append(close)
 
     def open_line(self, call_id: str) -> asyncio.Queue[Event | None] | None:
         """A new sideband listener (primed with `session.created`); None if no such call."""
@@ -120,22 +146,50 @@ class FakeCalls:
             self._emit(call, _event("session.updated", session=call.session))
         elif kind == "response.create":
             given = event.get("response")
-            overrides: dict[str, Any] = given if isinstance(given, dict) else {}
-            response = {
-                "object": "realtime.response",
-                "id": "resp_" + secrets.token_hex(8),
-                "status": "in_progress",
-                **{k: v for k, v in overrides.items() if k in RESPONSE_ECHOED},
-            }
-            self._emit(call, _event("response.created", response=response))
-            done = {**response, "status": "completed", "usage": FAKE_USAGE}
-            self._emit(call, _event("response.done", response=done))
+            self.respond(call, given if isinstance(given, dict) else {})
         elif kind == "response.cancel":
             self._emit(call, _event("response.cancelled", response_id=event.get("response_id")))
+
+    def respond(self, call: FakeCall, overrides: dict[str, Any]) -> None:
+        """A whole response, as OpenAI streams one: created, transcript deltas, the end
+        of its audio, done with usage."""
+        response = {
+            "object": "realtime.response",
+            "id": "resp_" + secrets.token_hex(8),
+            "status": "in_progress",
+            **{k: v for k, v in overrides.items() if k in RESPONSE_ECHOED},
+        }
+        ids = {"response_id": response["id"], "item_id": "item_" + secrets.token_hex(8)}
+        self._emit(call, _event("response.created", response=response))
+        for piece in TRANSCRIPT:
+            self._emit(call, _event("response.output_audio_transcript.delta", **ids, delta=piece))
+        transcript = "".join(TRANSCRIPT)
+        self._emit(
+            call, _event("response.output_audio_transcript.done", **ids, transcript=transcript)
+        )
+        self._emit(call, _event("response.output_audio.done", **ids))
+        done = {**response, "status": "completed", "usage": FAKE_USAGE}
+        self._emit(call, _event("response.done", response=done))
+
+    def speech(self, call_id: str, *, started: bool) -> None:
+        """Voice activity on the browser's microphone (service.fake.webrtc): the end of a
+        turn commits the audio and gets a response, as server VAD does."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        item = {"item_id": "item_" + secrets.token_hex(8)}
+        if started:
+            self._emit(call, _event("input_audio_buffer.speech_started", **item))
+            return
+        self._emit(call, _event("input_audio_buffer.speech_stopped", **item))
+        self._emit(call, _event("input_audio_buffer.committed", **item))
+        self.respond(call, {})
 
     def _emit(self, call: FakeCall, event: Event) -> None:
         for line in call.lines:
             _put(line, json.loads(json.dumps(event)))
+        for deliver in call.channels:
+            deliver(json.loads(json.dumps(event)))
 
 
 def _put(line: asyncio.Queue[Event | None], event: Event | None) -> None:
@@ -186,8 +240,13 @@ def fake_call_routes(
             raise Refusal(400, "Invalid 'session': expected an object.", param="session")
         session_shape({"session": session} if session else {}, "")
         call_id = calls.create(session)
+        if webrtc.available() and "a=fingerprint:" in offer and "a=ice-ufrag:" in offer:
+            # A real peer's offer (a browser, aiortc): a real answer, and media.
+            sdp = await webrtc.answer(calls, call_id, offer)
+        else:
+            sdp = answer_for(offer)
         return Response(
-            answer_for(offer),
+            sdp,
             status_code=201,
             media_type="application/sdp",
             headers={"Location": f"/v1/realtime/calls/{call_id}"},
