@@ -2,7 +2,8 @@
 packages pinned in tests/js (installed from the npm registry when missing): in Node, the
 npm SDK mints and the Agents SDK connects with the secret the broker minted; in headless
 Chromium (a page on another origin), the Agents SDK places a call through the broker's
-call control and reads the call id from `Location` across origins."""
+call control, connects over real WebRTC (dev mode's fake peer) and reads the call id from
+`Location` across origins."""
 
 from __future__ import annotations
 
@@ -81,12 +82,13 @@ window.fetch = async (...args) => {
   return response;
 };
 let failure = null;
+let callId = null;
 try {
 %(snippet)s
+callId = transport.callId;
 } catch (error) {
   failure = String(error && error.message || error);
 }
-const callId = typeof transport === "undefined" ? null : transport.callId;
 window.result = { seen, failure, callId };
 </script>
 """
@@ -139,12 +141,10 @@ def test_the_readme_call_control_snippet_places_a_call_from_another_origin(
     # The broker placed the call and the page, on another origin, could read its id.
     assert placed["status"] == 201
     assert placed["location"].startswith("/v1/realtime/calls/rtc_")
-    # The fake's SDP answer is not a real WebRTC answer (issue 17): the SDK's connect() then
-    # fails at setRemoteDescription, after the call was placed; with a real peer it
-    # resolves and transport.callId is the id above.
-    assert result["callId"] == placed["location"].rsplit("/", 1)[1] or (
-        "setRemoteDescription" in str(result["failure"])
-    )
+    # connect() resolved (the fake answered real WebRTC and acknowledged the SDK's
+    # session.update on the data channel), and the transport knows the call's id.
+    assert result["failure"] is None
+    assert result["callId"] == placed["location"].rsplit("/", 1)[1]
 
 
 async def _run_page(url: str, tmp_path: Path) -> dict[str, object]:
