@@ -37,7 +37,7 @@ from service.fake.validate import Refusal, Shape
 Handler = Callable[[Request], Awaitable[Response]]
 Event = dict[str, Any]
 # Shaped like OpenAI's `response.done` usage.
-FAKE_USAGE = {
+FAKE_USAGE: dict[str, Any] = {
     "total_tokens": 100,
     "input_tokens": 40,
     "output_tokens": 60,
