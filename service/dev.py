@@ -39,4 +39,6 @@ def create_dev_app(
         settings, clock=clock, call_options=options, transports=fakes.transports, **kwargs
     )
     app.state.fake_calls = fakes.calls
+    if settings.dev:
+        app.router.routes.extend(fakes.routes())
     return app

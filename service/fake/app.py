@@ -95,6 +95,10 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
+# Secrets whose session a later call may start with (oldest forgotten first).
+MINTED_KEPT = 1024
+
+
 def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) -> Starlette:
     """Build a fresh fake upstream with its own, empty state.
 
@@ -126,7 +130,14 @@ def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) 
         async def handle(request: Request) -> Response:
             body = await _json_object(request)
             shape(body, "")
-            return JSONResponse(build(body, clock()))
+            minted = build(body, clock())
+            # A call placed with this secret (dev mode's demo page) starts with its session.
+            secret = minted.get("value") or minted.get("client_secret", {}).get("value")
+            if isinstance(secret, str) and isinstance(minted.get("session"), dict):
+                realtime_calls.minted[secret] = minted["session"]
+                if len(realtime_calls.minted) > MINTED_KEPT:
+                    del realtime_calls.minted[next(iter(realtime_calls.minted))]
+            return JSONResponse(minted)
 
         return endpoint(handle)
 

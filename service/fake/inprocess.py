@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
 
 from service.calls.sideband import SidebandConnection, SidebandConnector
 from service.clock import Clock
@@ -29,12 +31,20 @@ class InProcessFakes:
     def __init__(self, tenants: Iterable[TenantSettings], *, clock: Clock) -> None:
         self.transports: dict[str, httpx.AsyncBaseTransport] = {}
         self.calls: dict[str, FakeCalls] = {}
+        self.apps: dict[str, Starlette] = {}
         for tenant in tenants:
             if tenant.upstream != "fake":
                 continue
             app = create_fake_app(clock=clock)
+            self.apps[tenant.id] = app
             self.transports[tenant.id] = httpx.ASGITransport(app=app)
             self.calls[tenant.id] = app.state.realtime_calls
+
+    def routes(self) -> list[BaseRoute]:
+        """The first fake's API under /dev/fake, for a dev page that uses a minted secret
+        directly, as it would against OpenAI (dev mode only)."""
+        first = next(iter(self.apps.values()), None)
+        return [] if first is None else [Mount("/dev/fake", app=first)]
 
     def connector(self, other: SidebandConnector) -> SidebandConnector:
         return InProcessConnector(self.calls, other=other)

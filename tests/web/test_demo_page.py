@@ -180,7 +180,7 @@ async def test_the_demo_page_mints_shows_expiry_and_a_clear_429(
         assert await page.evaluate("document.getElementById('banner').hidden") is True
         note = await page.evaluate(page.text("rtc-note"))
         assert "fake upstream" in note
-        assert await page.evaluate("document.getElementById('connect').disabled") is True
+        assert "/dev/fake" in note
 
         for expected_status in ("200", "200"):
             await page.evaluate("document.getElementById('status').textContent = ''")
@@ -265,6 +265,29 @@ async def test_the_demo_page_talks_to_the_fake_over_real_webrtc(
     assert updates[-1].endswith('instructions "Demo rules."')
     assert "voice alloy" in updates[-1]
     assert packets > 25
+
+
+async def test_the_demo_page_connects_with_a_minted_secret_straight_to_the_fake(
+    dev_broker: str, tmp_path: Path
+) -> None:
+    """The other way in: the browser holds a minted secret and calls the fake's own
+    /v1/realtime/calls (served at /dev/fake in dev mode), as it would call OpenAI's."""
+    async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
+        await page.wait_for(
+            "document.readyState === 'complete' && !!document.getElementById('connect')"
+        )
+        await page.evaluate("document.getElementById('user').value = 'direct-user'")
+        await page.evaluate("document.getElementById('mint').click()")
+        status = await page.wait_for(f"{page.text('status')} !== '—' && {page.text('status')}")
+        banner = await page.evaluate("document.getElementById('banner').textContent")
+        assert status.startswith("200"), (status, banner)
+        await page.wait_for("!document.getElementById('connect').disabled")
+        await page.evaluate("document.getElementById('connect').click()")
+        await page.wait_for("peer !== null && peer.connectionState === 'connected'")
+        events = await page.wait_for(
+            f"{page.text('events')}.includes('session.created') && {page.text('events')}"
+        )
+    assert 'instructions "Demo rules."' in events  # the session the secret was minted with
 
 
 def asgi_client(*, dev: bool) -> httpx.AsyncClient:
