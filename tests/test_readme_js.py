@@ -19,6 +19,7 @@ import pytest
 from service.auth.tokens import sign_dev_token
 from service.cli import dev_secret
 from tests.processes import free_port, running
+from tests.web.test_demo_page import NO_BROWSER
 
 pytestmark = pytest.mark.process
 
@@ -94,13 +95,10 @@ window.result = { seen, failure, callId };
 """
 
 
+@pytest.mark.skipif(NO_BROWSER, reason="BROKER_TESTS_NO_BROWSER=1: browser tests skipped")
 def test_the_readme_call_control_snippet_places_a_call_from_another_origin(
     node: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.web.test_demo_page import NO_BROWSER
-
-    if NO_BROWSER:
-        pytest.skip("BROKER_TESTS_NO_BROWSER=1: the browser test is skipped by request")
     import asyncio
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
