@@ -70,6 +70,13 @@ def chromium_or_explain() -> str:
 NO_BROWSER = os.environ.get("BROKER_TESTS_NO_BROWSER") == "1"
 
 
+async def signed_in_as(page: Page, user: str) -> None:
+    """The demo page loaded, with `user` in its sign-in field (a user of one's own keeps
+    each test's rate limit apart)."""
+    await page.wait_for("document.readyState === 'complete' && !!document.getElementById('user')")
+    await page.evaluate(f"document.getElementById('user').value = {json.dumps(user)}")
+
+
 class Page:
     """Just enough of the DevTools protocol: evaluate JavaScript in one page."""
 
@@ -205,10 +212,7 @@ async def test_the_demo_page_places_a_relayed_call_and_shows_its_events(
     dev_broker: str, tmp_path: Path
 ) -> None:
     async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
-        await page.wait_for(
-            "document.readyState === 'complete' && !!document.getElementById('relay')"
-        )
-        await page.evaluate("document.getElementById('user').value = 'relay-user'")
+        await signed_in_as(page, "relay-user")
         await page.evaluate("document.getElementById('relay').click()")
         await page.wait_for("!document.getElementById('relay-response').disabled")
 
@@ -244,10 +248,7 @@ async def test_the_demo_page_talks_to_the_fake_over_real_webrtc(
     fake microphone: connected, session.created on the data channel, audio back, a
     response.done after response.create, and an override reverted by the broker."""
     async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
-        await page.wait_for(
-            "document.readyState === 'complete' && !!document.getElementById('via-broker')"
-        )
-        await page.evaluate("document.getElementById('user').value = 'rtc-user'")
+        await signed_in_as(page, "rtc-user")
         await page.evaluate("document.getElementById('via-broker').click()")
         await page.wait_for("peer !== null && peer.connectionState === 'connected'")
         events = page.text("events")
@@ -273,10 +274,7 @@ async def test_the_demo_page_connects_with_a_minted_secret_straight_to_the_fake(
     """The other way in: the browser holds a minted secret and calls the fake's own
     /v1/realtime/calls (served at /dev/fake in dev mode), as it would call OpenAI's."""
     async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
-        await page.wait_for(
-            "document.readyState === 'complete' && !!document.getElementById('connect')"
-        )
-        await page.evaluate("document.getElementById('user').value = 'direct-user'")
+        await signed_in_as(page, "direct-user")
         await page.evaluate("document.getElementById('mint').click()")
         status = await page.wait_for(f"{page.text('status')} !== '—' && {page.text('status')}")
         banner = await page.evaluate("document.getElementById('banner').textContent")
