@@ -208,3 +208,17 @@ async def test_decisions_made_without_redis_are_counted_as_degraded(token: Token
     decisions = "broker_rate_limit_decisions_total"
     assert sample(text, decisions, tenant="default", decision="degraded") == 3
     assert sample(text, decisions, tenant="default", decision="allowed") == 0
+
+
+def test_collector_pauses_are_timed_by_generation() -> None:
+    import gc
+
+    metrics = Metrics(["default"])
+    before = list(gc.callbacks)
+    metrics.watch_gc()
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks[:] = before  # process-wide: leave no hook behind
+    text = metrics.render().decode()
+    assert 'broker_gc_pause_seconds_count{generation="2"} 1.0' in text

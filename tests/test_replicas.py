@@ -31,14 +31,14 @@ POLICIES = {
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def replicas_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = start_server(tmp_path_factory.mktemp("replicas"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def replicas(redis_server: RedisServer) -> Iterator[list[str]]:
+def replicas(replicas_redis: RedisServer) -> Iterator[list[str]]:
     fake_port = free_port()
     ports = [free_port(), free_port()]
     env = {
@@ -47,7 +47,7 @@ def replicas(redis_server: RedisServer) -> Iterator[list[str]]:
         "BROKER_JWT_SECRET": SECRET,
         "BROKER_UPSTREAM_API_KEY": "sk-replica-test",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
-        "BROKER_REDIS_URL": redis_server.url,
+        "BROKER_REDIS_URL": replicas_redis.url,
         "BROKER_REDIS_TIMEOUT_MS": "500",
         "BROKER_SOLO_RATE_LIMIT_FAILURE_MODE": "closed",
         "BROKER_CROWD_RATE_LIMIT_FAILURE_MODE": "open",
@@ -117,8 +117,8 @@ async def test_limits_hold_across_replicas_and_refill(replicas: list[str]) -> No
     assert again == Counter({200: 1, 429: 9})
 
 
-async def test_redis_down_then_back(replicas: list[str], redis_server: RedisServer) -> None:
-    redis_server.stop()
+async def test_redis_down_then_back(replicas: list[str], replicas_redis: RedisServer) -> None:
+    replicas_redis.stop()
     try:
         closed, slowest_closed = await burst(
             replicas, [token("solo", f"down-{i}") for i in range(20)]
@@ -127,7 +127,7 @@ async def test_redis_down_then_back(replicas: list[str], redis_server: RedisServ
             replicas, [token("crowd", f"down-{i}") for i in range(20)]
         )
     finally:
-        redis_server.start()
+        replicas_redis.start()
     assert closed == Counter({503: 20})
     assert opened == Counter({200: 20})
     assert slowest_closed < 1.0
@@ -141,5 +141,5 @@ async def test_redis_down_then_back(replicas: list[str], redis_server: RedisServ
             break
         await asyncio.sleep(0.25)
     assert statuses == Counter({200: 1})
-    keys = redis_server.client().keys("*after-recovery*")
-    assert keys or redis_server.client().dbsize() > 0
+    keys = replicas_redis.client().keys("*after-recovery*")
+    assert keys or replicas_redis.client().dbsize() > 0

@@ -302,3 +302,24 @@ def test_in_data_channel_mode_a_forbidden_per_response_override_is_cancelled() -
     assert action.kind == "cancel"
     assert action.event == {"type": "response.cancel", "response_id": "resp_1"}
     assert state.on_text(json.dumps(allowed)) is None
+
+
+def test_an_answer_that_is_not_audio_only_is_hung_up_and_502(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.fake.calls as fake_calls
+    from service.calls.sdp import answer_for as plain
+
+    monkeypatch.setattr(
+        fake_calls, "answer_for", lambda offer: plain(offer) + "m=application 9 UDP/DTLS/SCTP x\r\n"
+    )
+
+    refused = relay.place(AUDIO)
+
+    assert refused.status_code == 502
+    assert refused.json()["error"]["code"] == "upstream_error"
+    [call_id] = relay.fake.hung_up
+    assert call_id not in relay.fake.calls
+    # Nothing held, and the user's lease is free again.
+    monkeypatch.setattr(fake_calls, "answer_for", plain)
+    assert relay.place(AUDIO).status_code == 201

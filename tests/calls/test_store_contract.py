@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from service.calls.store import CallStore, UsageDelta
 from service.calls.store_memory import MemoryCallStore
 from service.calls.store_redis import RedisCallStore, lease_key, supervision_keys
 from service.clock import ManualClock, system_clock
-from tests.redis_servers import RedisClusterServers, RedisServer
+from tests.redis_servers import RedisClusterServers, RedisServer, start_server
 
 TTL = 30.0
 BEAT = 0.3  # a real heartbeat TTL, short enough to wait out
@@ -285,3 +286,34 @@ async def test_redis_keys_are_hash_tagged_and_expire(
         assert {k.split("}")[0] for k in supervision_keys("t")} == {"tb:{t"}
     finally:
         await store.close()
+
+
+@pytest.mark.redis
+async def test_the_event_listener_reconnects_after_redis_restarts(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    store = RedisCallStore.from_url(server.url, timeout_ms=2000)
+    seen: list[dict[str, Any]] = []
+    connections = 0
+
+    async def reconnected() -> None:
+        nonlocal connections
+        connections += 1
+
+    task = asyncio.create_task(store.listen(seen.append, reconnected, "a"))
+    try:
+        async with asyncio.timeout(20):
+            while connections < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            server.stop()
+            server.start()
+            while connections < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await store.publish({"type": "user.revoked", "tenant": "t", "user_id": "x"})
+            while not seen:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+        server.stop()
+    assert seen == [{"type": "user.revoked", "tenant": "t", "user_id": "x"}]

@@ -10,12 +10,25 @@ import json
 import math
 from typing import Any
 
+import httpx
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
 from service.fake import webrtc
-from tests.calls.conftest import HarnessFactory
+from tests.calls.conftest import Harness, HarnessFactory
+
+
+async def place(h: Harness, peer: RTCPeerConnection) -> httpx.Response:
+    """The peer's offer POSTed to the broker's call control, as a browser does."""
+    await peer.setLocalDescription(await peer.createOffer())
+    placed = await h.client.post(
+        "/v1/realtime/calls",
+        content=peer.localDescription.sdp,
+        headers={"Authorization": f"Bearer {h.token()}", "Content-Type": "application/sdp"},
+    )
+    assert placed.status_code == 201, placed.text
+    return placed
 
 
 async def test_a_call_through_the_broker_talks_over_real_webrtc(
@@ -48,13 +61,7 @@ async def test_a_call_through_the_broker_talks_over_real_webrtc(
                 await asyncio.sleep(0.02)
 
     try:
-        await peer.setLocalDescription(await peer.createOffer())
-        placed = await h.client.post(
-            "/v1/realtime/calls",
-            content=peer.localDescription.sdp,
-            headers={"Authorization": f"Bearer {h.token()}", "Content-Type": "application/sdp"},
-        )
-        assert placed.status_code == 201, placed.text
+        placed = await place(h, peer)
         call_id = placed.headers["location"].rsplit("/", 1)[1]
         assert "a=rtcp-mux" in placed.text
         await peer.setRemoteDescription(RTCSessionDescription(placed.text, "answer"))
@@ -95,13 +102,7 @@ async def test_a_call_whose_browser_never_connects_frees_its_lease(
     peer = RTCPeerConnection()
     peer.createDataChannel("oai-events")
     peer.addTrack(AudioStreamTrack())
-    await peer.setLocalDescription(await peer.createOffer())
-    placed = await h.client.post(
-        "/v1/realtime/calls",
-        content=peer.localDescription.sdp,
-        headers={"Authorization": f"Bearer {h.token()}", "Content-Type": "application/sdp"},
-    )
-    assert placed.status_code == 201
+    placed = await place(h, peer)
     call_id = placed.headers["location"].rsplit("/", 1)[1]
     await peer.close()  # the browser is gone before ICE: nothing answers the fake's checks
     await h.until(lambda: call_id in h.controller.held("default"))
@@ -140,12 +141,7 @@ async def test_a_turn_on_the_microphone_gets_voice_activity_events_and_a_respons
     events: list[str] = []
     channel.on("message", lambda message: events.append(json.loads(message)["type"]))
     try:
-        await peer.setLocalDescription(await peer.createOffer())
-        placed = await h.client.post(
-            "/v1/realtime/calls",
-            content=peer.localDescription.sdp,
-            headers={"Authorization": f"Bearer {h.token()}", "Content-Type": "application/sdp"},
-        )
+        placed = await place(h, peer)
         await peer.setRemoteDescription(RTCSessionDescription(placed.text, "answer"))
         async with asyncio.timeout(15):
             while "response.done" not in events:  # noqa: ASYNC110
