@@ -146,15 +146,18 @@ class _TenantSlotDown(RedisStore):
 async def test_cluster_gives_back_user_slot_when_tenant_slot_fails(
     clean_cluster: RedisClusterServers,
 ) -> None:
-    failing = _TenantSlotDown.from_url(clean_cluster.url)
-    healthy = RedisStore.from_url(clean_cluster.url)
+    # A generous deadline: a cold cluster client's first call (slot discovery, script
+    # load) can take longer than the default 250 ms on a loaded machine.
+    failing = _TenantSlotDown.from_url(clean_cluster.url, timeout_ms=2000)
+    healthy = RedisStore.from_url(clean_cluster.url, timeout_ms=2000)
     request = request_for(limits=("2/minute",), tenant_limits=("600/minute",))
-
-    with pytest.raises(StoreUnavailable):
-        await failing.admit(request)
-    admission = await healthy.admit(request)
-    await failing.close()
-    await healthy.close()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await failing.admit(request)
+        admission = await healthy.admit(request)
+    finally:
+        await failing.close()
+        await healthy.close()
 
     assert admission.allowed
     assert admission.outcomes[0].remaining == 1  # the failed admit holds nothing
@@ -163,13 +166,14 @@ async def test_cluster_gives_back_user_slot_when_tenant_slot_fails(
 async def test_cluster_without_tenant_limits_indexes_new_users(
     clean_cluster: RedisClusterServers,
 ) -> None:
-    store = RedisStore.from_url(clean_cluster.url)
-    await store.admit(request_for("zed", tenant_limits=()))
-    await store.admit(request_for("amy", tenant_limits=()))
-
-    page, more = await store.list_users("acme", after=None, limit=10)
-    marked = await store._client.execute_command("HGET", keys.record_key("acme", "amy"), "ix")
-    await store.close()
+    store = RedisStore.from_url(clean_cluster.url, timeout_ms=2000)
+    try:
+        await store.admit(request_for("zed", tenant_limits=()))
+        await store.admit(request_for("amy", tenant_limits=()))
+        page, more = await store.list_users("acme", after=None, limit=10)
+        marked = await store._client.execute_command("HGET", keys.record_key("acme", "amy"), "ix")
+    finally:
+        await store.close()
 
     assert [r.id for r in page] == ["amy", "zed"]
     assert not more
