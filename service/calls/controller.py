@@ -13,9 +13,11 @@ The life of a supervised call:
 - its sideband is joined, and joined again with backoff when it drops; a call whose
   sideband cannot be joined within `rejoin_seconds` is hung up;
 - it ends when upstream says it is over (its sideband closes and cannot be joined: the
-  call is gone), or when the broker hangs it up (deadline, budget, revocation, admin,
-  a forbidden change); a hangup that fails is retried, and the lease and record stay
-  until the call is known to be over;
+  call is gone; a GPT-Live session also says `session.closed`), or when the broker ends
+  it (deadline, budget, revocation, admin, a forbidden change): a Realtime call is hung
+  up over REST, a GPT-Live session is sent `session.close` on its sideband. An ending
+  that fails is retried, and the lease and record stay until the call is known to be
+  over;
 - on a graceful stop the record is released (hand-over), not hung up: another replica
   adopts it at once. With the memory store (one process, nobody to adopt) the calls are
   hung up instead: a call nobody supervises is not bound by the policy.
@@ -50,7 +52,13 @@ from service.calls.supervised import (
 )
 from service.clock import Clock, system_clock
 from service.config.settings import TenantSettings
-from service.errors import BrokerError, NotFound, ServiceUnavailable, StoreUnavailable
+from service.errors import (
+    BrokerError,
+    NotFound,
+    ServiceUnavailable,
+    StoreUnavailable,
+    UpstreamUnavailable,
+)
 from service.logs import Throttled
 from service.redact import user_hash
 from service.upstream.base import Upstream
@@ -70,6 +78,9 @@ HANGUP_ATTEMPTS = 3
 CHUNK = 500
 # Call seconds of roles without a minute budget are metered this often (and at the end).
 METER_ALL_SECONDS = 60.0
+# A GPT-Live session sent `session.close` has this long to say `session.closed` (with its
+# final usage) before the broker closes its side.
+LIVE_CLOSE_GRACE = 10.0
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
@@ -183,10 +194,12 @@ class CallController:
             ) from exc
         if record is None:
             raise NotFound("No active call with that id.", param="call_id")
-        # Upstream first (it ends the call whoever supervises it); then its supervisor is
-        # told, so that it records why and frees the lease without waiting.
-        await self._upstreams[tenant.id].hangup_call(call_id)
-        self._audit("call.hung_up", record, reason=reason)
+        if record.kind == "realtime":
+            # Upstream first (it ends the call whoever supervises it); then its supervisor
+            # is told, so that it records why and frees the lease without waiting.
+            await self._upstreams[tenant.id].hangup_call(call_id)
+            self._audit("call.hung_up", record, reason=reason)
+        # A GPT-Live session is closed on its sideband, which only its supervisor holds.
         with contextlib.suppress(StoreUnavailable):
             await self.store.publish(
                 {"type": "call.hangup", "tenant": tenant.id, "call_id": call_id, "reason": reason}
@@ -231,8 +244,8 @@ class CallController:
 
     # --- one call --------------------------------------------------------------------
 
-    def _adopt(self, tenant: TenantSettings, record: Supervision) -> Held:
-        held = Held(tenant, record, self._clock())
+    def _adopt(self, tenant: TenantSettings, record: Supervision, *, adopted: bool = False) -> Held:
+        held = Held(tenant, record, self._clock(), adopted=adopted)
         self._held[held.key] = held
         heapq.heappush(self._deadlines, (record.deadline, record.tenant, record.call_id))
         held.task = asyncio.create_task(self._run(held), name=f"call {record.call_id}")
@@ -251,7 +264,7 @@ class CallController:
                     held.connection = None
                     with contextlib.suppress(Exception):
                         await connection.close()
-                if held.released or held.hung_up:
+                if held.released or held.hung_up or held.state.over:
                     break
                 # Closed under us: the call ended, or the connection dropped. Joining
                 # again tells which.
@@ -269,7 +282,9 @@ class CallController:
         give_up_at, delay = loop.time() + self._rejoin_seconds, 0.1
         while not held.released:
             try:
-                connection = await self._connector.connect(held.tenant, record.call_id)
+                connection = await self._connector.connect(
+                    held.tenant, record.call_id, record.kind
+                )
             except NotFound:
                 return None  # upstream no longer has the call: it is over
             except BrokerError as exc:
@@ -293,8 +308,10 @@ class CallController:
             if held.relay is not None:
                 await self.relays.down(held.relay, held.record, text)
             action = held.state.on_text(text)
-            if held.state.pending_tokens:
+            if held.state.has_pending():
                 self._pending.add(held)
+            if held.state.over:
+                return
             if action is None:
                 continue
             if action.kind == "revert" and action.event is not None:
@@ -325,7 +342,7 @@ class CallController:
         for attempt in range(HANGUP_ATTEMPTS):
             held.hangup_attempts += 1
             try:
-                await self._upstreams[record.tenant].hangup_call(record.call_id)
+                await self._end_upstream(held)
             except NotFound:
                 pass  # already over
             except BrokerError as exc:
@@ -342,8 +359,27 @@ class CallController:
             break
         held.hung_up = True
         self._audit("call.hung_up", record, reason=held.reason, **detail)
-        if held.connection is not None:
+        if record.kind == "live":
+            # Read on until `session.closed` (the final usage), within a grace period.
+            self._spawn(self._close_after(held, LIVE_CLOSE_GRACE))
+        elif held.connection is not None:
             await held.connection.close()
+
+    async def _end_upstream(self, held: Held) -> None:
+        record = held.record
+        if record.kind == "realtime":
+            await self._upstreams[record.tenant].hangup_call(record.call_id)
+            return
+        # GPT-Live has no REST hangup: the trusted sideband closes the session.
+        if held.state.over:
+            return
+        if held.connection is None:
+            raise UpstreamUnavailable("The session's sideband is not joined.")
+        await held.connection.send({"type": "session.close"})
+
+    async def _close_after(self, held: Held, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self._close(held)
 
     async def _settle(self, held: Held) -> None:
         """The call is over: its last usage, its lease and its record."""
@@ -469,12 +505,12 @@ class CallController:
                     h.record.user_id,
                     utc_day(now),
                     h.state.pending_tokens,
-                    max(0.0, now - h.flushed_at),
+                    h.state.seconds_due(max(0.0, now - h.flushed_at)),
                 )
             )
         totals = await self.store.add_usage(deltas)
         for h, delta in zip(held, deltas, strict=True):
-            h.state.pending_tokens -= delta.tokens
+            h.state.metered(delta.tokens, delta.seconds)
             h.flushed_at = now
         return totals
 
@@ -526,7 +562,7 @@ class CallController:
             for record in claimed:
                 if (record.tenant, record.call_id) in self._held:
                     continue  # ours already (handed over and claimed back)
-                held = self._adopt(tenant, record)
+                held = self._adopt(tenant, record, adopted=True)
                 held.recorded = True
                 self._metrics.call_adopted(tenant_id)
                 self._audit("call.adopted", record)

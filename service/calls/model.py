@@ -12,9 +12,13 @@ import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from service.policy.model import OnSessionUpdate, RoleRules
+
+# What the broker supervises: a Realtime call (`/realtime/calls`, hung up over REST) or a
+# GPT-Live session (`/live/sessions`, closed with `session.close` on its sideband).
+CallKind = Literal["realtime", "live"]
 
 # GA session paths the policy decides; compared on every `session.updated`.
 CONTROLLED: tuple[tuple[str, ...], ...] = (
@@ -194,24 +198,29 @@ class Supervision:
     policy: CallPolicy
     started_at: float
     deadline: float
+    kind: CallKind = "realtime"
 
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "tenant": self.tenant,
-                "user_id": self.user_id,
-                "call_id": self.call_id,
-                "policy": self.policy.to_json(),
-                "started_at": self.started_at,
-                "deadline": self.deadline,
-            },
-            separators=(",", ":"),
-        )
+        data: dict[str, Any] = {
+            "tenant": self.tenant,
+            "user_id": self.user_id,
+            "call_id": self.call_id,
+            "policy": self.policy.to_json(),
+            "started_at": self.started_at,
+            "deadline": self.deadline,
+        }
+        if self.kind != "realtime":
+            # Absent for Realtime calls: records written before GPT-Live read the same.
+            data["kind"] = self.kind
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str | bytes) -> Supervision:
         """Raises ValueError (or KeyError, TypeError) on a record it cannot read."""
         data = json.loads(text)
+        kind = data.get("kind", "realtime")
+        if kind not in ("realtime", "live"):
+            raise ValueError(f"unknown call kind {kind!r}")
         return cls(
             tenant=str(data["tenant"]),
             user_id=str(data["user_id"]),
@@ -219,6 +228,7 @@ class Supervision:
             policy=CallPolicy.from_json(data["policy"]),
             started_at=float(data["started_at"]),
             deadline=float(data["deadline"]),
+            kind=kind,
         )
 
 

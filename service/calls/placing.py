@@ -2,19 +2,23 @@
 check the budgets, take a concurrency lease, forward the offer, start supervising.
 
 The browser gets an SDP answer and a call id, never a secret: the session is sent
-upstream with the server key, and the broker holds the call from then on.
+upstream with the server key, and the broker holds the call from then on. A GPT-Live
+session (service.live.placing) is placed the same way: `admit_call` and
+`PendingCall.commit` are the steps they share.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from service.auth.tokens import Identity
 from service.calls.controller import CallController
 from service.calls.model import (
+    CallKind,
     CallPolicy,
     Supervision,
     call_deadline,
@@ -23,6 +27,7 @@ from service.calls.model import (
     utc_day,
 )
 from service.calls.sdp import audio_only
+from service.config.settings import TenantSettings
 from service.errors import (
     BrokerError,
     InvalidValue,
@@ -35,8 +40,12 @@ from service.errors import (
 )
 from service.mint.broker import Broker, rate_limit_headers
 from service.policy.apply import apply_policy
+from service.policy.model import RoleRules
 from service.redact import user_hash
 from service.session.codec import decode_request, encode_upstream_request
+from service.stores.base import Admission, AdmitRequest
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,34 +57,82 @@ class PlacedCall:
     headers: dict[str, str]
 
 
-async def place_call(
+@dataclass(slots=True)
+class PendingCall:
+    """A call being placed: admitted, within its user's budgets, its concurrency lease held
+    under a provisional id until upstream names the call."""
+
+    broker: Broker
+    controller: CallController
+    tenant: TenantSettings
+    user_id: str
+    role: str
+    rules: RoleRules
+    admit_request: AdmitRequest
+    admission: Admission
+    provisional: str
+    now: float
+    deadline: float
+    lease_ttl: float
+
+    @property
+    def safety_identifier(self) -> str:
+        return user_hash(self.tenant.id, self.user_id)
+
+    async def fail(self) -> None:
+        """Upstream did not take the call: the lease and the admission are given back."""
+        await _release(self.controller, self.tenant.id, self.user_id, self.provisional)
+        await self.broker.refund(self.admit_request, self.admission)
+
+    async def commit(
+        self, call_id: str, kind: CallKind, policy: CallPolicy, adjusted: Sequence[str]
+    ) -> dict[str, str]:
+        """Upstream placed the call: its lease under its real id, its supervision record,
+        its supervisor; the response headers."""
+        store, tenant, user = self.controller.store, self.tenant.id, self.user_id
+        # The real id takes the lease's place: added before the provisional one goes, so
+        # the count is briefly one too high (safe), never too low.
+        try:
+            await store.acquire(tenant, user, call_id, None, self.lease_ttl)
+        except StoreUnavailable:
+            # The provisional lease stays in its place until it lapses: the count is right.
+            pass
+        else:
+            await _release(self.controller, tenant, user, self.provisional)
+        record = Supervision(
+            tenant=tenant,
+            user_id=user,
+            call_id=call_id,
+            policy=policy,
+            started_at=self.now,
+            deadline=self.deadline,
+            kind=kind,
+        )
+        await self.controller.supervise(self.tenant, record)
+        headers = {"Cache-Control": "no-store", **rate_limit_headers(self.admission)}
+        if adjusted:
+            headers["X-Policy-Adjusted"] = ",".join(dict.fromkeys(adjusted))
+        return headers
+
+
+async def admit_call(
     broker: Broker,
     controller: CallController,
-    authorization: Sequence[str],
-    offer: str,
-    session: dict[str, Any] | None,
-) -> PlacedCall:
-    identity = await broker.authenticate(authorization)
+    identity: Identity,
+    decide: Callable[[str, RoleRules], T],
+) -> tuple[PendingCall, T]:
+    """Admit a call of `identity`'s user: rate limits, then `decide(role, rules)` (the
+    policy applied to what was asked; it raises to refuse), room on this replica, the
+    user's budgets and the concurrency lease. Nothing is sent upstream; on any refusal
+    the admission is refunded."""
     tenant = broker.tenant(identity.tenant)
-    requested = decode_request("client_secrets", {} if session is None else {"session": session})
-    if requested.kind != "realtime":
-        raise InvalidValue("Calls need a realtime session.", param="session.type")
     admit_request = broker.admit_request(identity)
     admission = await broker.admit(admit_request)
     store, user = controller.store, identity.user_id
     provisional = "pending_" + secrets.token_hex(8)
     try:
-        effective, adjustments = apply_policy(tenant.policy, admission.role, requested)
         rules = tenant.policy.rules_for(admission.role)
-        if rules.client_channel == "relay" and not audio_only(offer):
-            # The browser's only channel to OpenAI must be media: its events go through
-            # the broker's relay (GET /v1/realtime?call_id=...), where the policy holds.
-            raise PolicyViolation(
-                "This role's calls carry audio only: remove the data channel (and any "
-                "other media) from the offer, and send events through the relay.",
-                param="sdp",
-            )
-        _, body, dropped = encode_upstream_request(effective, "ga")
+        decided = decide(admission.role, rules)
         if not controller.has_room():
             raise ServiceUnavailable(
                 "This broker holds as many calls as it can.", code="calls_unavailable"
@@ -108,44 +165,67 @@ async def place_call(
     except BrokerError:
         await broker.refund(admit_request, admission)
         raise
+    pending = PendingCall(
+        broker=broker,
+        controller=controller,
+        tenant=tenant,
+        user_id=user,
+        role=admission.role,
+        rules=rules,
+        admit_request=admit_request,
+        admission=admission,
+        provisional=provisional,
+        now=now,
+        deadline=deadline,
+        lease_ttl=lease_ttl,
+    )
+    return pending, decided
+
+
+async def place_call(
+    broker: Broker,
+    controller: CallController,
+    authorization: Sequence[str],
+    offer: str,
+    session: dict[str, Any] | None,
+) -> PlacedCall:
+    identity = await broker.authenticate(authorization)
+    requested = decode_request("client_secrets", {} if session is None else {"session": session})
+    if requested.kind != "realtime":
+        raise InvalidValue("Calls need a realtime session.", param="session.type")
+    tenant = broker.tenant(identity.tenant)
+
+    def decide(role: str, rules: RoleRules) -> tuple[dict[str, Any], list[str]]:
+        effective, adjustments = apply_policy(tenant.policy, role, requested)
+        if rules.client_channel == "relay" and not audio_only(offer):
+            # The browser's only channel to OpenAI must be media: its events go through
+            # the broker's relay (GET /v1/realtime?call_id=...), where the policy holds.
+            raise PolicyViolation(
+                "This role's calls carry audio only: remove the data channel (and any "
+                "other media) from the offer, and send events through the relay.",
+                param="sdp",
+            )
+        _, body, dropped = encode_upstream_request(effective, "ga")
+        return body["session"], [*adjustments, *dropped]
+
+    pending, (upstream_session, adjusted) = await admit_call(broker, controller, identity, decide)
+    upstream = broker.upstreams[tenant.id]
     try:
-        answer, call_id = await broker.upstreams[tenant.id].create_call(
-            offer, body["session"], safety_identifier=user_hash(tenant.id, user)
+        answer, call_id = await upstream.create_call(
+            offer, upstream_session, safety_identifier=pending.safety_identifier
         )
     except BrokerError:
-        await _release(controller, tenant.id, user, provisional)
-        await broker.refund(admit_request, admission)
+        await pending.fail()
         raise
-    if rules.client_channel == "relay" and not audio_only(answer):
+    if pending.rules.client_channel == "relay" and not audio_only(answer):
         # Upstream accepted more than audio: the policy would not hold on that call.
         with contextlib.suppress(BrokerError):
-            await broker.upstreams[tenant.id].hangup_call(call_id)
-        await _release(controller, tenant.id, user, provisional)
-        await broker.refund(admit_request, admission)
+            await upstream.hangup_call(call_id)
+        await pending.fail()
         raise UpstreamError("The upstream answered with more than audio; the call was ended.")
-    # The real id takes the lease's place: added before the provisional one goes, so
-    # the count is briefly one too high (safe), never too low.
-    try:
-        await store.acquire(tenant.id, user, call_id, None, lease_ttl)
-    except StoreUnavailable:
-        # The provisional lease stays in its place until it lapses: the count is right.
-        pass
-    else:
-        await _release(controller, tenant.id, user, provisional)
-    record = Supervision(
-        tenant=tenant.id,
-        user_id=user,
-        call_id=call_id,
-        policy=CallPolicy.of(admission.role, rules, body["session"]),
-        started_at=now,
-        deadline=deadline,
-    )
-    await controller.supervise(tenant, record)
-    headers = {"Cache-Control": "no-store", **rate_limit_headers(admission)}
-    changed = tuple(dict.fromkeys([*adjustments, *dropped]))
-    if changed:
-        headers["X-Policy-Adjusted"] = ",".join(changed)
-    return PlacedCall(call_id, answer, tenant.id, user, headers)
+    policy = CallPolicy.of(pending.role, pending.rules, upstream_session)
+    headers = await pending.commit(call_id, "realtime", policy, adjusted)
+    return PlacedCall(call_id, answer, tenant.id, identity.user_id, headers)
 
 
 async def _release(controller: CallController, tenant: str, user_id: str, call_id: str) -> None:

@@ -1,7 +1,9 @@
 """The sideband: the broker's own connection to a call it placed (owns `websockets`).
 
-`WebSocketConnector` opens `wss://…/realtime?call_id=…` with the tenant's server key,
-the URL derived from the tenant's UPSTREAM_URL (http → ws, https → wss). Dev mode's
+`WebSocketConnector` opens `wss://…/realtime?call_id=…` (a Realtime call) or
+`wss://…/live/sessions/{id}/attach` (a GPT-Live session) with the tenant's server key
+(`api-key` for Azure, a bearer token otherwise), the URL derived from the tenant's
+UPSTREAM_URL (http → ws, https → wss). Dev mode's
 in-process fake has no socket to dial; its connector (service.fake.inprocess) gives the
 controller the same thing: JSON text in, JSON events out, None when the call ended.
 """
@@ -17,6 +19,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from service.calls.model import CallKind
 from service.config.settings import TenantSettings
 from service.errors import NotFound, UpstreamUnavailable
 from service.redact import Secret
@@ -41,18 +44,22 @@ class SidebandConnection(Protocol):
 
 
 class SidebandConnector(Protocol):
-    async def connect(self, tenant: TenantSettings, call_id: str) -> SidebandConnection:
+    async def connect(
+        self, tenant: TenantSettings, call_id: str, kind: CallKind = "realtime"
+    ) -> SidebandConnection:
         """Raises NotFound when upstream has no such call (it is over), and
         UpstreamUnavailable when it cannot be joined now."""
         ...
 
 
-def sideband_url(upstream_url: str, call_id: str) -> str:
+def sideband_url(upstream_url: str, call_id: str, kind: CallKind = "realtime") -> str:
     base = upstream_url.rstrip("/")
     if base.startswith("https://"):
         base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://") :]
+    if kind == "live":
+        return f"{base}/live/sessions/{quote(call_id, safe='')}/attach"
     return f"{base}/realtime?call_id={quote(call_id, safe='')}"
 
 
@@ -88,12 +95,18 @@ class WebSocketConnector:
     def __repr__(self) -> str:
         return f"WebSocketConnector(tenants={sorted(self._keys)!r})"
 
-    async def connect(self, tenant: TenantSettings, call_id: str) -> SidebandConnection:
+    async def connect(
+        self, tenant: TenantSettings, call_id: str, kind: CallKind = "realtime"
+    ) -> SidebandConnection:
         key = self._keys.get(tenant.id)
-        headers = {"Authorization": f"Bearer {key.reveal()}"} if key else {}
+        headers: dict[str, str] = {}
+        if key is not None and tenant.upstream == "azure":
+            headers["api-key"] = key.reveal()
+        elif key is not None:
+            headers["Authorization"] = f"Bearer {key.reveal()}"
         try:
             socket = await connect(
-                sideband_url(tenant.upstream_url, call_id),
+                sideband_url(tenant.upstream_url, call_id, kind),
                 additional_headers=headers,
                 open_timeout=self._open_timeout,
                 max_size=MAX_EVENT_BYTES,

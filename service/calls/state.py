@@ -1,12 +1,15 @@
 """The event path of a held call (pure, no I/O): what the broker does with each event it
-reads on the sideband. Measured alone by bench/sideband.py."""
+reads on the sideband. Measured alone by bench/sideband.py.
+
+`CallState` reads a Realtime call's sideband, `LiveState` a GPT-Live session's; the
+controller uses either through `EventState`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from service.calls.model import CallPolicy, drift, revert_event
 
@@ -18,16 +21,50 @@ class Action:
     event: dict[str, Any] | None = None
 
 
+class EventState(Protocol):
+    """What the controller needs of a held call's event path."""
+
+    # Tokens read on the sideband and not yet metered.
+    pending_tokens: int
+    # Upstream said the call is over (no need to join its sideband again).
+    over: bool
+
+    def on_text(self, text: str) -> Action | None: ...
+
+    def has_pending(self) -> bool:
+        """Usage read and not yet metered."""
+        ...
+
+    def seconds_due(self, elapsed: float) -> float:
+        """The call seconds to meter now, `elapsed` seconds after the last metering."""
+        ...
+
+    def metered(self, tokens: int, seconds: float) -> None:
+        """`tokens` and `seconds` were counted against the budgets."""
+        ...
+
+
 class CallState:
     """Compares each `session.updated` (or `session.created`) with the fields the policy
     pinned and answers a change with a reverting `session.update`, or a hangup when the
-    role says `on_session_update: "hangup"`; counts `response.done` usage."""
+    role says `on_session_update: "hangup"`; counts `response.done` usage. A Realtime
+    call's seconds are the time it is held."""
 
-    __slots__ = ("pending_tokens", "policy")
+    __slots__ = ("over", "pending_tokens", "policy")
 
     def __init__(self, policy: CallPolicy) -> None:
         self.policy = policy
         self.pending_tokens = 0
+        self.over = False
+
+    def has_pending(self) -> bool:
+        return self.pending_tokens > 0
+
+    def seconds_due(self, elapsed: float) -> float:
+        return elapsed
+
+    def metered(self, tokens: int, seconds: float) -> None:
+        self.pending_tokens -= tokens
 
     def on_text(self, text: str) -> Action | None:
         try:
@@ -83,3 +120,63 @@ def _total_tokens(event: Mapping[str, Any]) -> int:
     usage = response.get("usage") if isinstance(response, dict) else None
     total = usage.get("total_tokens") if isinstance(usage, dict) else None
     return total if isinstance(total, int) and total > 0 else 0
+
+
+class LiveState:
+    """A GPT-Live session's event path. Nothing to revert: model, voice and instructions
+    are immutable upstream once it started, and the browser's channel cannot send an
+    event that rewrites the session (its allow-list was decided when it was created).
+
+    Usage: `session.usage.updated` and `session.closed` report the session's cumulative
+    audio seconds (totals, not increments: each second is counted once), and the
+    delegated Responses backend's tokens arrive in `response.event`s carrying a
+    `response.completed`. A session adopted from another replica takes its first report
+    as the baseline: that replica metered what came before (up to its last batch).
+    `session.closed` ends it."""
+
+    __slots__ = ("over", "pending_seconds", "pending_tokens", "policy", "reported")
+
+    def __init__(self, policy: CallPolicy, *, adopted: bool = False) -> None:
+        self.policy = policy
+        self.pending_tokens = 0
+        self.pending_seconds = 0.0
+        self.reported: float | None = None if adopted else 0.0
+        self.over = False
+
+    def on_text(self, text: str) -> Action | None:
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(event, dict):
+            return None
+        kind = event.get("type")
+        if kind in ("session.usage.updated", "session.closed"):
+            self._usage(event.get("usage"))
+            if kind == "session.closed":
+                self.over = True
+        elif kind == "response.event":
+            nested = event.get("event")
+            if isinstance(nested, dict) and nested.get("type") == "response.completed":
+                self.pending_tokens += _total_tokens(nested)
+        return None
+
+    def has_pending(self) -> bool:
+        return self.pending_tokens > 0 or self.pending_seconds > 0
+
+    def seconds_due(self, elapsed: float) -> float:
+        return self.pending_seconds
+
+    def metered(self, tokens: int, seconds: float) -> None:
+        self.pending_tokens -= tokens
+        self.pending_seconds = max(0.0, self.pending_seconds - seconds)
+
+    def _usage(self, usage: object) -> None:
+        seconds = usage.get("seconds") if isinstance(usage, dict) else None
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            return
+        if self.reported is None:
+            self.reported = float(seconds)
+        elif seconds > self.reported:
+            self.pending_seconds += seconds - self.reported
+            self.reported = float(seconds)

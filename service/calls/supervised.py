@@ -14,7 +14,7 @@ from typing import Protocol
 
 from service.calls.model import Supervision
 from service.calls.sideband import SidebandConnection, SidebandConnector
-from service.calls.state import CallState
+from service.calls.state import CallState, EventState, LiveState
 from service.calls.store import CallStore
 from service.config.settings import TenantSettings
 from service.stores.base import Store
@@ -85,10 +85,16 @@ class Held:
         "tenant",
     )
 
-    def __init__(self, tenant: TenantSettings, record: Supervision, now: float) -> None:
+    def __init__(
+        self, tenant: TenantSettings, record: Supervision, now: float, *, adopted: bool = False
+    ) -> None:
         self.tenant = tenant
         self.record = record
-        self.state = CallState(record.policy)
+        self.state: EventState = (
+            LiveState(record.policy, adopted=adopted)
+            if record.kind == "live"
+            else CallState(record.policy)
+        )
         self.flushed_at = now
         self.task: asyncio.Task[None] | None = None
         self.connection: SidebandConnection | None = None

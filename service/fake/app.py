@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from service.clock import Clock, system_clock
 from service.fake.calls import FakeCalls, fake_call_routes
+from service.fake.live import FakeLiveSessions, fake_live_routes
 from service.fake.sessions import (
     beta_session,
     beta_transcription_session,
@@ -99,23 +100,30 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
 MINTED_KEPT = 1024
 
 
-def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) -> Starlette:
+def create_fake_app(
+    *, clock: Clock = system_clock, api_key: str | None = None, usage_interval: float = 1.0
+) -> Starlette:
     """Build a fresh fake upstream with its own, empty state.
 
     `clock` dates secrets and vector stores. `api_key`, when given, is the only key the fake
     accepts (others get OpenAI's 401 `invalid_api_key`); by default any non-empty key passes.
     `app.state.calls` counts requests per "METHOD /path", for tests; `app.state.realtime_calls`
-    is the registry of WebRTC calls (service.fake.calls).
+    is the registry of WebRTC calls (service.fake.calls), `app.state.live_sessions` that of
+    GPT-Live sessions (service.fake.live), which report their usage every `usage_interval`
+    seconds.
     """
     shapes = RequestShapes.build()
     stores = VectorStores()
     calls: Counter[str] = Counter()
     order_shape = choice("asc", "desc")
     realtime_calls = FakeCalls()
+    live_sessions = FakeLiveSessions(clock=clock, usage_interval=usage_interval)
 
-    def sideband_authorized(authorization: str) -> bool:
+    def sideband_authorized(authorization: str, azure_key: str = "") -> bool:
+        # A bearer token (OpenAI), or Azure's `api-key` header.
         scheme, _, token = authorization.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
+        token = token or azure_key.strip()
         return bool(token) and (api_key is None or token == api_key)
 
     def endpoint(handler: Handler) -> Handler:
@@ -195,9 +203,16 @@ def create_fake_app(*, clock: Clock = system_clock, api_key: str | None = None) 
                 session_shape=shapes.ga_client_secret,
                 authorized=sideband_authorized,
             ),
+            *fake_live_routes(
+                live_sessions,
+                endpoint=endpoint,
+                create_shape=shapes.live_create,
+                authorized=sideband_authorized,
+            ),
         ],
         exception_handlers={Refusal: refused, HTTPException: http_error},
     )
     app.state.calls = calls
     app.state.realtime_calls = realtime_calls
+    app.state.live_sessions = live_sessions
     return app

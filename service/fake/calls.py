@@ -16,7 +16,6 @@ answered with a `response.done` carrying `FAKE_USAGE`. Hangup ends every sideban
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import time
@@ -27,15 +26,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from service.calls.sdp import answer_for, check_offer, parse_multipart
 from service.errors import InvalidValue
 from service.fake import webrtc
+from service.fake.events import Event, new_line, put, serve_sideband
+from service.fake.events import merge as _merge
+from service.fake.events import new_event as _event
 from service.fake.validate import Refusal, Shape
 
 Handler = Callable[[Request], Awaitable[Response]]
-Event = dict[str, Any]
 # Shaped like OpenAI's `response.done` usage.
 FAKE_USAGE: dict[str, Any] = {
     "total_tokens": 100,
@@ -45,8 +46,6 @@ FAKE_USAGE: dict[str, Any] = {
     "output_token_details": {"text_tokens": 15, "audio_tokens": 45},
 }
 TRANSCRIPT = ("Hello", " from", " the fake", " upstream.")
-# Bounded so that a sideband that stopped reading cannot grow the fake without limit.
-QUEUE_SIZE = 1024
 # The per-response overrides a `response.created` shows, as OpenAI's response object does.
 RESPONSE_ECHOED = ("instructions", "tools", "audio", "output_modalities", "max_output_tokens")
 
@@ -89,7 +88,7 @@ class FakeCalls:
             return False
         self.hung_up.append(call_id)
         for line in call.lines:
-            _put(line, None)
+            put(line, None)
         for close in call.closers:
             close()
         return True
@@ -111,9 +110,9 @@ class FakeCalls:
         call = self.calls.get(call_id)
         if call is None:
             return None
-        line: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_SIZE)
+        line = new_line()
         call.lines.append(line)
-        _put(line, _event("session.created", session=call.session))
+        put(line, _event("session.created", session=call.session))
         return line
 
     def drop_lines(self, call_id: str) -> bool:
@@ -122,7 +121,7 @@ class FakeCalls:
         if call is None:
             return False
         for line in call.lines:
-            _put(line, None)
+            put(line, None)
         return True
 
     def close_line(self, call_id: str, line: asyncio.Queue[Event | None]) -> None:
@@ -189,26 +188,9 @@ class FakeCalls:
 
     def _emit(self, call: FakeCall, event: Event) -> None:
         for line in call.lines:
-            _put(line, json.loads(json.dumps(event)))
+            put(line, json.loads(json.dumps(event)))
         for deliver in call.channels:
             deliver(json.loads(json.dumps(event)))
-
-
-def _put(line: asyncio.Queue[Event | None], event: Event | None) -> None:
-    with contextlib.suppress(asyncio.QueueFull):
-        line.put_nowait(event)
-
-
-def _event(kind: str, **fields: Any) -> Event:
-    return {"type": kind, "event_id": "event_" + secrets.token_hex(8), **fields}
-
-
-def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def fake_call_routes(
@@ -216,10 +198,11 @@ def fake_call_routes(
     *,
     endpoint: Callable[[Handler], Handler],
     session_shape: Shape,
-    authorized: Callable[[str], bool],
+    authorized: Callable[[str, str], bool],
 ) -> list[BaseRoute]:
     """The routes, wrapped by the fake's `endpoint` (auth, call counting). `session_shape`
-    validates a GA session; `authorized(authorization header)` guards the WebSocket."""
+    validates a GA session; `authorized(authorization header, api-key header)` guards the
+    WebSocket."""
 
     async def create(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
@@ -298,7 +281,9 @@ def fake_call_routes(
 
     async def sideband(websocket: WebSocket) -> None:
         call_id = websocket.query_params.get("call_id", "")
-        if not authorized(websocket.headers.get("authorization", "")):
+        if not authorized(
+            websocket.headers.get("authorization", ""), websocket.headers.get("api-key", "")
+        ):
             await websocket.close(code=1008)
             return
         line = calls.open_line(call_id)
@@ -307,16 +292,12 @@ def fake_call_routes(
             await websocket.send_denial_response(Response(status_code=404))
             return
         await websocket.accept()
-        reader = asyncio.create_task(_read_sideband(websocket, calls, call_id))
-        try:
-            # The broker may vanish at any time (a replica killed): not an error here.
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                while (event := await _next(line, reader)) is not None:
-                    await websocket.send_text(json.dumps(event))
-                await websocket.close(code=1000)
-        finally:
-            reader.cancel()
-            calls.close_line(call_id, line)
+        await serve_sideband(
+            websocket,
+            line,
+            lambda event: calls.receive(call_id, event, sideband=True),
+            lambda: calls.close_line(call_id, line),
+        )
 
     return [
         Route("/v1/realtime/calls", endpoint(create), methods=["POST"]),
@@ -332,23 +313,3 @@ def fake_call_routes(
         Route("/v1/_fake/realtime/stats", endpoint(stats), methods=["GET"]),
         WebSocketRoute("/v1/realtime", sideband),
     ]
-
-
-async def _next(line: asyncio.Queue[Event | None], reader: asyncio.Task[None]) -> Event | None:
-    """The next event for the broker, or None when the call ended or the broker left."""
-    getter = asyncio.ensure_future(line.get())
-    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-    if getter in done:
-        return getter.result()
-    getter.cancel()
-    return None
-
-
-async def _read_sideband(websocket: WebSocket, calls: FakeCalls, call_id: str) -> None:
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            text = await websocket.receive_text()
-            with contextlib.suppress(ValueError):
-                event = json.loads(text)
-                if isinstance(event, dict):
-                    calls.receive(call_id, event, sideband=True)

@@ -10,27 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
+from service.calls.model import CallKind
 from service.calls.sideband import SidebandConnection, SidebandConnector
 from service.clock import Clock
 from service.config.settings import TenantSettings
 from service.errors import NotFound, UpstreamUnavailable
 from service.fake.app import create_fake_app
 from service.fake.calls import FakeCalls
+from service.fake.events import Event, Line
+from service.fake.live import FakeLiveSessions
 
 
 class InProcessFakes:
     """One fake upstream per fake tenant: `transports` for the upstream clients, `calls`
-    (the fakes' WebRTC call registries, by tenant) for tests that play the browser."""
+    and `live` (the fakes' Realtime call and GPT-Live session registries, by tenant) for
+    tests that play the browser."""
 
     def __init__(self, tenants: Iterable[TenantSettings], *, clock: Clock) -> None:
         self.transports: dict[str, httpx.AsyncBaseTransport] = {}
         self.calls: dict[str, FakeCalls] = {}
+        self.live: dict[str, FakeLiveSessions] = {}
         self.apps: dict[str, Starlette] = {}
         for tenant in tenants:
             if tenant.upstream != "fake":
@@ -39,6 +44,7 @@ class InProcessFakes:
             self.apps[tenant.id] = app
             self.transports[tenant.id] = httpx.ASGITransport(app=app)
             self.calls[tenant.id] = app.state.realtime_calls
+            self.live[tenant.id] = app.state.live_sessions
 
     def routes(self) -> list[BaseRoute]:
         """The first fake's API under /dev/fake, for a dev page that uses a minted secret
@@ -47,11 +53,19 @@ class InProcessFakes:
         return [] if first is None else [Mount("/dev/fake", app=first)]
 
     def connector(self, other: SidebandConnector) -> SidebandConnector:
-        return InProcessConnector(self.calls, other=other)
+        return InProcessConnector(self.calls, live=self.live, other=other)
+
+
+class _Lines(Protocol):
+    """A fake registry's sideband side (FakeCalls, FakeLiveSessions)."""
+
+    def open_line(self, call_id: str) -> Line | None: ...
+    def close_line(self, call_id: str, line: Line) -> None: ...
+    def receive(self, call_id: str, event: Event, *, sideband: bool = False) -> None: ...
 
 
 class _InProcessConnection:
-    def __init__(self, calls: FakeCalls, call_id: str, line: asyncio.Queue[Any]) -> None:
+    def __init__(self, calls: _Lines, call_id: str, line: asyncio.Queue[Any]) -> None:
         self._calls, self._call_id, self._line = calls, call_id, line
         self._closed = asyncio.Event()
 
@@ -81,20 +95,29 @@ class _InProcessConnection:
 
 class InProcessConnector:
     """Sidebands to in-process fake upstreams: `registries` maps a tenant id to the
-    `app.state.realtime_calls` of the fake that tenant's upstream talks to; `other`
-    serves the remaining tenants."""
+    `app.state.realtime_calls` of the fake that tenant's upstream talks to, `live` to its
+    `app.state.live_sessions`; `other` serves the remaining tenants."""
 
     def __init__(
-        self, registries: Mapping[str, FakeCalls], *, other: SidebandConnector | None = None
+        self,
+        registries: Mapping[str, FakeCalls],
+        *,
+        live: Mapping[str, FakeLiveSessions] | None = None,
+        other: SidebandConnector | None = None,
     ) -> None:
-        self._registries = dict(registries)
+        self._registries: dict[CallKind, dict[str, _Lines]] = {
+            "realtime": dict(registries),
+            "live": dict(live or {}),
+        }
         self._other = other
 
-    async def connect(self, tenant: TenantSettings, call_id: str) -> SidebandConnection:
-        registry = self._registries.get(tenant.id)
+    async def connect(
+        self, tenant: TenantSettings, call_id: str, kind: CallKind = "realtime"
+    ) -> SidebandConnection:
+        registry = self._registries[kind].get(tenant.id)
         if registry is None and self._other is not None:
             # Tenants whose upstream is a real server (or a fake on a real port).
-            return await self._other.connect(tenant, call_id)
+            return await self._other.connect(tenant, call_id, kind)
         if registry is None:
             raise UpstreamUnavailable("The call's sideband could not be opened.")
         line = registry.open_line(call_id)

@@ -8,8 +8,10 @@ fields: `temperature` in a GA session is refused here as OpenAI refuses it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from service.fake.validate import (
+    Refusal,
     Shape,
     any_object,
     any_of,
@@ -294,12 +296,128 @@ def _vector_store_create() -> Shape:
     )
 
 
+def _live_server_event() -> Shape:
+    """A server event selector: a type, or `{type, response_event}` where the nested
+    Responses event is named exactly when the type is `response.event`."""
+    name = string(min_length=1)
+    selector = obj({"type": name, "response_event": name}, required=("type",))
+
+    def check(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            name(value, path)
+            if value == "response.event":
+                raise Refusal(
+                    400,
+                    f"Invalid '{path}': select Responses events with an object "
+                    "{type: 'response.event', response_event: ...}.",
+                    param=path,
+                    code="invalid_value",
+                )
+            return
+        selector(value, path)
+        nested = "response_event" in value
+        if nested != (value["type"] == "response.event"):
+            raise Refusal(
+                400,
+                f"Invalid '{path}.response_event': required for 'response.event' and "
+                "forbidden for other types.",
+                param=f"{path}.response_event",
+                code="invalid_value",
+            )
+
+    return check
+
+
+def _live_create() -> Shape:
+    """POST /v1/live/sessions, after tests/schemas/openai-live-subset.yaml (the session
+    configuration is strict: unknown fields are refused)."""
+    name = string(min_length=1)
+    every = choice("all")
+    data_channel = obj(
+        {
+            "allowed_client_events": any_of(
+                every, array(name), expected="'all' or an array of event types"
+            ),
+            "allowed_server_events": any_of(
+                every, array(_live_server_event()), expected="'all' or an array of selectors"
+            ),
+        }
+    )
+    voice = any_of(name, obj({"id": name}, required=("id",)), expected="a voice")
+    responses = obj(
+        {
+            "model": string(),
+            "instructions": string(),
+            "max_output_tokens": integer(1),
+            "tools": array(
+                obj({"type": string(), "name": string()}, required=("type",), open=True)
+            ),
+            "tool_choice": lambda value, path: None,
+            "parallel_tool_calls": boolean(),
+            "reasoning": any_object(),
+            "text": any_object(),
+            "service_tier": string(),
+        },
+        required=("model",),
+        open=True,
+    )
+    delegation = tagged(
+        {
+            "client": obj({"type": string()}),
+            "responses": obj({"type": string(), "responses": responses}, required=("responses",)),
+        }
+    )
+    part = obj(
+        {"type": choice("input_text", "output_text"), "text": string()}, required=("type", "text")
+    )
+    item = obj(
+        {
+            "type": choice("message"),
+            "role": choice("developer", "user", "assistant"),
+            "content": _one(part),
+        },
+        required=("type", "role", "content"),
+    )
+    session = obj(
+        {
+            "model": name,
+            "instructions": string(),
+            "audio": obj({"output": obj({"voice": voice})}),
+            "client": obj({"data_channel": data_channel}),
+            "delegation": delegation,
+            "input": array(item, max_items=128),
+            "store": boolean(),
+        },
+        required=("model",),
+    )
+    transport = obj({"type": choice("webrtc"), "sdp": name}, required=("type", "sdp"))
+    return obj({"session": session, "transport": transport}, required=("session", "transport"))
+
+
+def _one(item: Shape) -> Shape:
+    """An array of exactly one element."""
+    many = array(item, max_items=1)
+
+    def check(value: Any, path: str) -> None:
+        many(value, path)
+        if not value:
+            raise Refusal(
+                400,
+                f"Invalid '{path}': expected exactly one content part.",
+                param=path,
+                code="invalid_value",
+            )
+
+    return check
+
+
 @dataclass(frozen=True)
 class RequestShapes:
     ga_client_secret: Shape
     beta_session: Shape
     beta_transcription: Shape
     vector_store_create: Shape
+    live_create: Shape
 
     @classmethod
     def build(cls) -> RequestShapes:
@@ -311,4 +429,5 @@ class RequestShapes:
             beta_session=_beta_session(),
             beta_transcription=_beta_transcription_session(),
             vector_store_create=_vector_store_create(),
+            live_create=_live_create(),
         )

@@ -88,10 +88,18 @@ def _out_of_range(path: str, value: object, lo: float | None, hi: float | None) 
     )
 
 
-def string(*, max_length: int | None = None) -> Shape:
+def string(*, max_length: int | None = None, min_length: int = 0) -> Shape:
     def check(value: Any, path: str) -> None:
         if not isinstance(value, str):
             raise _wrong_type(path, "a string", value)
+        if len(value) < min_length:
+            raise Refusal(
+                400,
+                f"Invalid '{path}': string too short. Expected a string with minimum length "
+                f"{min_length}, but got a string with length {len(value)} instead.",
+                param=path,
+                code="string_below_min_length",
+            )
         if max_length is not None and len(value) > max_length:
             raise Refusal(
                 400,

@@ -2,8 +2,9 @@
 DTLS, SRTP, BUNDLE/rtcp-mux), accepts the `oai-events` data channel and talks back.
 
 One session, two doors: the data channel is the browser's door to the fake call that
-`FakeCalls` keeps, the sideband the broker's. A client event on the data channel is
-`FakeCalls.receive(call_id, event)`; every event the call emits goes to both. Audio: while
+`FakeCalls` (a Realtime call) or `FakeLiveSessions` (a GPT-Live session) keeps, the
+sideband the broker's. A client event on the data channel is `receive(call_id, event)`;
+every event the call emits goes to both. Audio: while
 "talking" (after a response is asked for) the peer sends a tone on its track, otherwise
 silence. The call ends (`FakeCalls.hangup`) when the peer connection closes or fails.
 
@@ -19,10 +20,8 @@ import fractions
 import json
 import logging
 import math
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from service.fake.calls import FakeCalls
+from collections.abc import Callable
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +49,22 @@ _PEERS: set[Any] = set()
 _TASKS: set[asyncio.Future[None]] = set()
 
 
+# The events that start the fake's voice on the audio track.
+SPEAKING = ("response.created", "session.output_transcript.delta")
+
+
 def available() -> bool:
     return AVAILABLE
+
+
+class Calls(Protocol):
+    """The fake's registry of calls (Realtime) or sessions (GPT-Live), seen by the peer."""
+
+    def attach_channel(self, call_id: str, deliver: Callable[[dict[str, Any]], None]) -> None: ...
+    def receive(self, call_id: str, event: dict[str, Any], *, sideband: bool = False) -> None: ...
+    def speech(self, call_id: str, *, started: bool) -> None: ...
+    def hangup(self, call_id: str) -> bool: ...
+    def on_hangup(self, call_id: str, close: Callable[[], object]) -> None: ...
 
 
 class _Voice(MediaStreamTrack):
@@ -95,7 +108,7 @@ class _Voice(MediaStreamTrack):
         return frame
 
 
-async def answer(calls: FakeCalls, call_id: str, offer: str) -> str:
+async def answer(calls: Calls, call_id: str, offer: str) -> str:
     """A real SDP answer to `offer` for the fake call `call_id`."""
     peer = RTCPeerConnection()
     _PEERS.add(peer)
@@ -110,7 +123,7 @@ async def answer(calls: FakeCalls, call_id: str, offer: str) -> str:
         def deliver(event: dict[str, Any]) -> None:
             if channel.readyState == "open":
                 channel.send(json.dumps(event))
-            if event.get("type") == "response.created":
+            if event.get("type") in SPEAKING:
                 voice.speak(1.0)
 
         calls.attach_channel(call_id, deliver)

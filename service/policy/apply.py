@@ -98,6 +98,23 @@ def apply_policy(policy: Policy, role: str, request: MintRequest) -> tuple[MintR
     return effective, list(dict.fromkeys(apply.adjusted))
 
 
+def apply_instructions(
+    value: str | None, rule: InstructionsRule, param: str
+) -> tuple[str | None, Literal["kept", "adjusted", "defaulted"]]:
+    """The instructions a session gets under `rule` (the modes are in `apply_policy`'s
+    docstring), and whether the client's were kept, changed, or filled in. `param` names
+    the client's field in the error for text longer than `max_chars`."""
+    limit = rule.max_chars
+    if value is not None and rule.mode != "server" and limit is not None and len(value) > limit:
+        raise InvalidValue(f"'{param}' is longer than the {limit} characters allowed.", param=param)
+    if value is None:
+        return (rule.text, "defaulted") if rule.text else (None, "kept")
+    if rule.mode == "server" or (rule.mode == "prefix" and rule.text):
+        result = rule.text if rule.mode == "server" else f"{rule.text}\n\n{value}"
+        return result, "adjusted" if result != value else "kept"
+    return value, "kept"
+
+
 def with_changes(session: Session, changes: dict[str, Any]) -> Session:
     """`replace(session, **changes)`, without the rebuild when no value changed.
 
@@ -239,23 +256,12 @@ class _Application:
 
     def instructions(self, value: str | None, rule: InstructionsRule) -> str | None:
         path = "session.instructions"
-        limit = rule.max_chars
-        if value is not None and rule.mode != "server" and limit is not None and len(value) > limit:
-            param = client_param(self.endpoint, path)
-            raise InvalidValue(
-                f"'{param}' is longer than the {limit} characters allowed.", param=param
-            )
-        if value is None:
-            if rule.text:
-                self.defaulted.add(path)
-                return rule.text
-            return None
-        if rule.mode == "server" or (rule.mode == "prefix" and rule.text):
-            result = rule.text if rule.mode == "server" else f"{rule.text}\n\n{value}"
-            if result != value:
-                self.adjusted.append(path)
-            return result
-        return value
+        result, outcome = apply_instructions(value, rule, client_param(self.endpoint, path))
+        if outcome == "defaulted":
+            self.defaulted.add(path)
+        elif outcome == "adjusted":
+            self.adjusted.append(path)
+        return result
 
     def tools(
         self,

@@ -35,6 +35,13 @@ class Upstream(Protocol):
         """POST /realtime/calls (WebRTC, GA session); (SDP answer, call id). Not retried."""
         ...
 
+    async def create_live_session(
+        self, body: bytes, *, safety_identifier: str
+    ) -> dict[str, Any]:
+        """POST /live/sessions (GPT-Live over WebRTC: `{session, transport}` as JSON);
+        the created session `{session: {id}, transport: {type, sdp}}`. Not retried."""
+        ...
+
     async def hangup_call(self, call_id: str) -> None:
         """POST /realtime/calls/{call_id}/hangup; NotFound when the call is gone."""
         ...

@@ -181,6 +181,28 @@ class OpenAIUpstream:
             raise UpstreamError("The upstream sent a call answer the broker could not read.")
         return response.text, call_id
 
+    async def create_live_session(
+        self, body: bytes, *, safety_identifier: str
+    ) -> dict[str, Any]:
+        """POST /live/sessions. Never retried, as a placed call: a retry after a lost
+        answer would start a second session."""
+        headers = self._headers(safety_identifier)
+        headers["Content-Type"] = "application/json"
+        response = await self._call(
+            "POST", "/live/sessions", content=body, headers=headers, ok=(200, 201)
+        )
+        created = _json_object(response)
+        session, transport = created.get("session"), created.get("transport")
+        if (
+            not isinstance(session, dict)
+            or not isinstance(session.get("id"), str)
+            or not session["id"]
+            or not isinstance(transport, dict)
+            or not isinstance(transport.get("sdp"), str)
+        ):
+            raise UpstreamError("The upstream sent a session answer the broker could not read.")
+        return created
+
     async def hangup_call(self, call_id: str) -> None:
         """POST /realtime/calls/{call_id}/hangup."""
         path = f"/realtime/calls/{quote(call_id, safe='')}/hangup"

@@ -45,7 +45,7 @@ class Connector:
     def __init__(self, *, refuse: int = 0, gone: bool = False) -> None:
         self.refuse, self.gone, self.lines = refuse, gone, list[Line]()
 
-    async def connect(self, tenant: TenantSettings, call_id: str) -> Line:
+    async def connect(self, tenant: TenantSettings, call_id: str, kind: str = "realtime") -> Line:
         if self.gone:
             raise NotFound("The call is over.")
         if self.refuse:
