@@ -282,9 +282,7 @@ class CallController:
         give_up_at, delay = loop.time() + self._rejoin_seconds, 0.1
         while not held.released:
             try:
-                connection = await self._connector.connect(
-                    held.tenant, record.call_id, record.kind
-                )
+                connection = await self._connector.connect(held.tenant, record.call_id, record.kind)
             except NotFound:
                 return None  # upstream no longer has the call: it is over
             except BrokerError as exc:

@@ -35,9 +35,7 @@ class Upstream(Protocol):
         """POST /realtime/calls (WebRTC, GA session); (SDP answer, call id). Not retried."""
         ...
 
-    async def create_live_session(
-        self, body: bytes, *, safety_identifier: str
-    ) -> dict[str, Any]:
+    async def create_live_session(self, body: bytes, *, safety_identifier: str) -> dict[str, Any]:
         """POST /live/sessions (GPT-Live over WebRTC: `{session, transport}` as JSON);
         the created session `{session: {id}, transport: {type, sdp}}`. Not retried."""
         ...

@@ -181,9 +181,7 @@ class OpenAIUpstream:
             raise UpstreamError("The upstream sent a call answer the broker could not read.")
         return response.text, call_id
 
-    async def create_live_session(
-        self, body: bytes, *, safety_identifier: str
-    ) -> dict[str, Any]:
+    async def create_live_session(self, body: bytes, *, safety_identifier: str) -> dict[str, Any]:
         """POST /live/sessions. Never retried, as a placed call: a retry after a lost
         answer would start a second session."""
         headers = self._headers(safety_identifier)
