@@ -44,6 +44,7 @@ from service.web.calls import call_routes
 from service.web.cors import CORSMiddleware
 from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
+from service.web.live import live_routes
 from service.web.middleware import RequestContextMiddleware, route_template
 from service.web.openapi import openapi_routes
 from service.web.relay import relay_routes
@@ -244,6 +245,7 @@ def create_app(
     routes += admin_routes(clock=clock)
     routes += call_routes(clock=clock)
     routes += relay_routes()
+    routes += live_routes()
     routes += vector_store_routes()
     routes += openapi_routes()
     if settings.dev:

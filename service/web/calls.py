@@ -104,6 +104,8 @@ def call_routes(*, clock: Clock = system_clock) -> list[Route]:
             {
                 "object": "realtime.call",
                 "id": row.record.call_id,
+                # "realtime" (a Realtime call) or "live" (a GPT-Live session).
+                "kind": row.record.kind,
                 "user_id": row.record.user_id,
                 "role": row.record.policy.role,
                 "started_at": int(row.record.started_at),

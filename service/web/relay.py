@@ -102,6 +102,13 @@ async def relay(websocket: WebSocket) -> None:
         if record is None or record.user_id != identity.user_id:
             # Another user's call and no call at all look the same from outside.
             raise PermissionDenied("No call of yours with that id.", code="call_forbidden")
+        if record.kind != "realtime":
+            # A GPT-Live session's browser channel is its data channel, held by the
+            # allow-lists it was created with; its events are not Realtime events.
+            raise InvalidValue(
+                "GPT-Live sessions have no relay: use the session's data channel.",
+                param="call_id",
+            )
         user = await broker.store.get_user(tenant.id, identity.user_id)
         if user is not None and user.revoked:
             raise UserRevoked()

@@ -1,0 +1,38 @@
+"""The GPT-Live endpoint (README "GPT-Live"): parse, call one function, render.
+
+POST /v1/live/sessions    a browser starts a session: OpenAI's Live create shape in
+                          (`{session, transport: {type: "webrtc", sdp}}`, with the app
+                          JWT), OpenAI's answer out (201, `Location`). The session is
+                          supervised like a call: listed and ended through
+                          /v1/realtime/calls.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.live.placing import place_live_session
+from service.redact import user_hash
+from service.web.bodies import parse_json_object, read_body
+from service.web.calls import controller_of
+from service.web.handlers import authorization_values, broker_of
+
+LIVE_PATH = "/v1/live/sessions"
+# An SDP offer (a few KiB) and up to 16,384 tokens of instructions and history.
+MAX_LIVE_BODY_BYTES = 256 * 1024
+
+
+def live_routes() -> list[Route]:
+    async def create(request: Request) -> Response:
+        body = parse_json_object(await read_body(request, MAX_LIVE_BODY_BYTES))
+        placed = await place_live_session(
+            broker_of(request), controller_of(request), authorization_values(request), body
+        )
+        request.scope["state"]["tenant"] = placed.tenant
+        request.scope["state"]["user_hash"] = user_hash(placed.tenant, placed.user_id)
+        headers = {**placed.headers, "Location": f"{LIVE_PATH}/{placed.session_id}"}
+        return JSONResponse(placed.created, status_code=201, headers=headers)
+
+    return [Route(LIVE_PATH, create, methods=["POST"])]
