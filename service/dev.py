@@ -26,9 +26,9 @@ def create_dev_app(
 ) -> BrokerApp:
     """`create_app` with every `UPSTREAM=fake` tenant served by a fake of its own, in
     process; `app.state.fake_calls` holds their WebRTC call registries by tenant and
-    `app.state.fake_live` their GPT-Live sessions (`fake_apps`: the fakes), for tests that play the browser. Other
-    keywords go to `create_app` unchanged; a `transport` given there serves every tenant
-    instead of the fakes."""
+    `app.state.fake_live` their GPT-Live sessions (`fake_apps`: the fakes), for tests that
+    play the browser. Other keywords go to `create_app` unchanged; a `transport` given
+    there serves every tenant instead of the fakes."""
     shared = kwargs.get("transport") is not None
     fakes = InProcessFakes(() if shared else settings.tenants, clock=clock)
     options = call_options or CallOptions()

@@ -162,6 +162,47 @@ def _place_call() -> dict[str, Any]:
     return operation
 
 
+def _start_live_session() -> dict[str, Any]:
+    """POST /v1/live/sessions: OpenAI's Live create shape in, its answer out (201)."""
+    transport: Schema = {
+        "type": "object",
+        "required": ["type", "sdp"],
+        "properties": {"type": {"const": "webrtc"}, "sdp": {"type": "string"}},
+    }
+    operation = _operation(
+        "Start a GPT-Live WebRTC session through the broker; the policy decides it and the "
+        "broker supervises it.",
+        {
+            "type": "object",
+            "required": ["session", "transport"],
+            "properties": {
+                "session": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {"id": {"type": "string"}},
+                },
+                "transport": transport,
+            },
+        },
+        (*_UPSTREAM,),
+    )
+    created = operation["responses"].pop("200")
+    created["description"] = "Session started: `session.id` and the SDP answer."
+    created["headers"] = {"Location": {"schema": {"type": "string"}}}
+    operation["responses"]["201"] = created
+    operation["requestBody"] = {
+        "required": True,
+        "content": _json(
+            {
+                "type": "object",
+                "required": ["transport"],
+                "properties": {"session": _OBJECT, "transport": transport},
+            }
+        ),
+    }
+    return operation
+
+
 def _catalog() -> dict[str, dict[str, Any]]:
     """Every route the broker can mount: path -> method -> operation."""
     health = {
@@ -260,6 +301,7 @@ def _catalog() -> dict[str, dict[str, Any]]:
                 ],
             ),
         },
+        "/v1/live/sessions": {"post": _start_live_session()},
         "/v1/realtime/calls/{call_id}/hangup": {
             "post": _operation(
                 "Hang up an active call (owner or admin key).",

@@ -154,6 +154,23 @@ class Deployment:
     def end_upstream(self, call_id: str) -> None:
         assert self._fake("POST", f"/realtime/calls/{call_id}/hangup").is_success
 
+    # --- GPT-Live sessions -----------------------------------------------------------
+
+    def start_live(self, name: str, user: str) -> httpx.Response:
+        jwt = sign_dev_token(SECRET, sub=user, role="reader", now=time.time())
+        body = {"session": {"model": "gpt-live-1"}, "transport": {"type": "webrtc", "sdp": OFFER}}
+        return httpx.post(
+            f"{self.url(name)}/v1/live/sessions",
+            json=body,
+            headers={"Authorization": f"Bearer {jwt}"},
+            timeout=10,
+        )
+
+    def live(self, session_id: str) -> dict[str, Any]:
+        found = self._fake("GET", f"/_fake/live/sessions/{session_id}")
+        assert found.status_code == 200, found.text
+        return dict(found.json())
+
 
 @pytest.fixture(params=["standalone", "cluster"])
 def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -203,6 +220,29 @@ def test_a_killed_replicas_calls_are_adopted_and_stay_supervised(
         assert '"action":"call.adopted"' in d.log("b")
         # Their leases went with them: each user may call again.
         assert d.place("b", "user0").status_code == 201
+
+
+def test_a_killed_replicas_live_sessions_are_adopted_and_closed_at_their_deadline(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    d.start("a")
+    d.start("b")
+    placed_at = time.monotonic()
+    started = [d.start_live("a", f"user{n}") for n in range(2)]
+    assert [r.status_code for r in started] == [201, 201], started[0].text
+    sessions = [r.json()["session"]["id"] for r in started]
+    attached = lambda: all(d.live(s).get("sidebands") == 1 for s in sessions)  # noqa: E731
+    wait_for(attached, 10, "attached by A")
+
+    d.signal("a", signal.SIGKILL)
+    wait_for(attached, LEASE + 3, "adopted by B")
+    assert '"action":"call.adopted"' in d.log("b")
+    closed = lambda: all(d.live(s)["closed"] == "close_requested" for s in sessions)  # noqa: E731
+    wait_for(closed, MAX_CALL_SECONDS + 4, "closed at the deadline by B")
+    assert time.monotonic() - placed_at >= MAX_CALL_SECONDS - 0.5
+    # Their leases went with them.
+    wait_for(lambda: d.start_live("b", "user0").status_code == 201, 3, "lease freed")
 
 
 def test_sigterm_hands_calls_over_and_hangs_up_none(deployment: Deployment) -> None:

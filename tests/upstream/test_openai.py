@@ -589,3 +589,79 @@ async def test_calls_are_observed_like_mints() -> None:
             await upstream.hangup_call("rtc_2")
     assert seen[0] is None
     assert isinstance(seen[1], UpstreamUnavailable)
+
+
+LIVE_BODY = b'{"session":{"model":"gpt-live-1"},"transport":{"type":"webrtc","sdp":"v=0"}}'
+LIVE_ANSWER = {"session": {"id": "live_1"}, "transport": {"type": "webrtc", "sdp": "v=0 answer"}}
+
+
+@pytest.mark.parametrize(
+    ("flavor", "base", "path", "credential"),
+    [
+        ("openai", BASE, "/v1/live/sessions", ("authorization", f"Bearer {KEY}")),
+        (
+            "azure",
+            "https://acme.openai.azure.com/openai/v1",
+            "/openai/v1/live/sessions",
+            ("api-key", KEY),
+        ),
+    ],
+)
+async def test_a_live_session_is_created_with_the_server_key(
+    flavor: str, base: str, path: str, credential: tuple[str, str]
+) -> None:
+    async with scripted(httpx.Response(201, json=LIVE_ANSWER), flavor=flavor, base_url=base) as (
+        upstream,
+        calls,
+    ):
+        created = await upstream.create_live_session(LIVE_BODY, safety_identifier=SAFETY_ID)
+    assert created == LIVE_ANSWER
+    [sent] = calls
+    assert sent.url.path == path
+    assert sent.headers[credential[0]] == credential[1]
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.content == LIVE_BODY
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(201, json={"session": {}, "transport": {"sdp": "v=0"}}),
+        httpx.Response(201, json={"session": {"id": "live_1"}}),
+        httpx.Response(201, text="not json"),
+    ],
+)
+async def test_an_unreadable_live_answer_is_a_502(answer: httpx.Response) -> None:
+    async with scripted(answer) as (upstream, _):
+        with pytest.raises(UpstreamError):
+            await upstream.create_live_session(LIVE_BODY, safety_identifier=SAFETY_ID)
+
+
+async def test_a_live_session_is_never_retried() -> None:
+    async with scripted(httpx.Response(502)) as (upstream, calls):
+        with pytest.raises(UpstreamError):
+            await upstream.create_live_session(LIVE_BODY, safety_identifier=SAFETY_ID)
+    assert len(calls) == 1
+
+
+async def test_a_live_session_against_the_fake_upstream() -> None:
+    upstream = OpenAIUpstream(
+        base_url="http://fake/v1",
+        api_key=Secret(FAKE_KEY),
+        transport=httpx.ASGITransport(app=create_fake_app(api_key=FAKE_KEY)),
+    )
+    body = json.dumps(
+        {
+            "session": {"model": "gpt-live-1", "temperature": 1},
+            "transport": {"type": "webrtc", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"},
+        },
+        separators=(",", ":"),
+    ).encode()
+    with pytest.raises(InvalidRequest) as refused:
+        await upstream.create_live_session(body, safety_identifier=SAFETY_ID)
+    assert refused.value.param == "session.temperature"
+    created = await upstream.create_live_session(
+        body.replace(b',"temperature":1', b""), safety_identifier=SAFETY_ID
+    )
+    assert created["session"]["id"].startswith("live_")
+    await upstream.aclose()

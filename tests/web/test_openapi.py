@@ -45,6 +45,7 @@ DESIGNED = {
     ("/v1/realtime/calls", "post"),
     ("/v1/realtime/calls", "get"),
     ("/v1/realtime/calls/{call_id}/hangup", "post"),
+    ("/v1/live/sessions", "post"),
     ("/v1/vector_stores", "get"),
     ("/v1/vector_stores", "post"),
     ("/healthz", "get"),
