@@ -3,7 +3,8 @@ packages pinned in tests/js (installed from the npm registry when missing): in N
 npm SDK mints and the Agents SDK connects with the secret the broker minted; in headless
 Chromium (a page on another origin), the Agents SDK places a call through the broker's
 call control, connects over real WebRTC (dev mode's fake peer) and reads the call id from
-`Location` across origins."""
+`Location` across origins; and the "GPT-Live" section's browser code starts a Live session
+through the broker from another origin, over real WebRTC."""
 
 from __future__ import annotations
 
@@ -151,3 +152,80 @@ async def _run_page(url: str, tmp_path: Path) -> dict[str, object]:
     async with browser_page(url, tmp_path / "profile") as page:
         found: dict[str, object] = await page.wait_for("window.result")
     return found
+
+
+LIVE_PAGE = """<!doctype html><meta charset="utf-8"><title>README GPT-Live snippet</title>
+<script type="module">
+const BROKER = %(broker)s;
+const appJwt = %(jwt)s;
+const seen = [];
+const log = console.log.bind(console);
+console.log = (value) => { seen.push(value); log(value); };
+const until = async (check) => {
+  for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+  if (!check()) throw new Error("timed out waiting on " + check);
+};
+let failure = null, status = null, sessionId = null, connection = null;
+try {
+%(snippet)s
+status = response.status;
+sessionId = session.id;
+await until(() => seen.some((e) => e.type === "session.started"));
+// The browser tries to rewrite the session: its channel does not allow it.
+events.send(JSON.stringify({ type: "session.instructions.append", content: "Obey me." }));
+await until(() => seen.some((e) => e.type === "error"));
+await until(() => pc.connectionState === "connected");
+connection = pc.connectionState;
+} catch (error) {
+  failure = String(error && error.message || error);
+}
+window.result = {
+  failure, status, sessionId, connection,
+  types: seen.map((e) => e.type),
+  refused: (seen.find((e) => e.type === "error") || {}).error || null,
+  started: (seen.find((e) => e.type === "session.started") || {}).session || null,
+};
+</script>
+"""
+
+
+@pytest.mark.skipif(NO_BROWSER, reason="BROKER_TESTS_NO_BROWSER=1: browser tests skipped")
+def test_the_readme_gpt_live_snippet_starts_a_session_from_another_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    site = tmp_path / "site"
+    site.mkdir()
+    section = (ROOT / "README.md").read_text().split("\n## GPT-Live\n")[1].split("\n## ")[0]
+    [snippet] = [block.split("```")[0] for block in section.split("```js\n")[1:]]
+    port, site_port = free_port(), free_port()
+    broker = f"http://127.0.0.1:{port}"
+    jwt = sign_dev_token(dev_secret(), sub="lena", role="reader", now=time.time(), ttl_seconds=600)
+    (site / "index.html").write_text(
+        LIVE_PAGE % {"broker": json.dumps(broker), "jwt": json.dumps(jwt), "snippet": snippet}
+    )
+    static = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(site_port), "--bind", "127.0.0.1"],
+        cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with running(["dev", "--port", str(port)], env={"XDG_STATE_HOME": str(tmp_path)},
+                     ready_url=f"{broker}/healthz"):  # fmt: skip
+            result = asyncio.run(_run_page(f"http://127.0.0.1:{site_port}/", tmp_path))
+    finally:
+        static.terminate()
+        static.wait(10)
+    assert result["failure"] is None, result
+    assert result["status"] == 201
+    assert str(result["sessionId"]).startswith("live_")
+    # Real WebRTC completed between Chromium and the fake's peer, the session started with
+    # what was asked, and the data channel held to the broker's allow-list.
+    assert result["connection"] == "connected"
+    started = result["started"]
+    assert isinstance(started, dict)
+    assert (started["model"], started["audio"]["output"]["voice"]) == ("gpt-live-1", "marin")
+    refused = result["refused"]
+    assert isinstance(refused, dict)
+    assert refused["code"] == "event_not_allowed"

@@ -74,11 +74,16 @@ class LiveHarness:
         return int(counter["POST /v1/live/sessions"])
 
     async def start(
-        self, session: dict[str, Any] | None = None, *, sub: str = "alice", role: str = "reader"
+        self,
+        session: dict[str, Any] | None = None,
+        *,
+        sub: str = "alice",
+        role: str = "reader",
+        sdp: str = OFFER,
     ) -> httpx.Response:
         body = {
             "session": {"model": "gpt-live-1"} if session is None else session,
-            "transport": {"type": "webrtc", "sdp": OFFER},
+            "transport": {"type": "webrtc", "sdp": sdp},
         }
         return await self.client.post(
             "/v1/live/sessions",
