@@ -7,6 +7,7 @@ short real TTLs on a system-clock memory store too."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -169,6 +170,15 @@ async def test_claims_are_bounded(live: tuple[CallStore, CallStore]) -> None:
     await asyncio.sleep(0.05)
     assert len(await b.claim_orphans("t", "B", TTL, 2)) == 2
     assert len(await b.claim_orphans("t", "B", TTL, 10)) == 3
+
+
+async def test_a_live_sessions_kind_survives_adoption(live: tuple[CallStore, CallStore]) -> None:
+    a, b = live
+    session = dataclasses.replace(record("live_1"), kind="live")
+    await a.supervise(session, "A", 0.0)
+    await asyncio.sleep(0.05)
+    assert await b.claim_orphans("t", "B", TTL, 10) == [session]
+    assert await b.record("t", "live_1") == session
 
 
 async def test_handed_over_calls_are_claimable_at_once(live: tuple[CallStore, CallStore]) -> None:

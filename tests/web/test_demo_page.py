@@ -268,6 +268,26 @@ async def test_the_demo_page_talks_to_the_fake_over_real_webrtc(
     assert packets > 25
 
 
+async def test_the_demo_page_starts_a_gpt_live_session_the_browser_cannot_rewrite(
+    dev_broker: str, tmp_path: Path
+) -> None:
+    async with browser_page(dev_broker + "/", tmp_path / "profile") as page:
+        await signed_in_as(page, "live-user")
+        await page.evaluate("document.getElementById('live').click()")
+        await page.wait_for("peer !== null && peer.connectionState === 'connected'")
+        events = page.text("events")
+        started = await page.wait_for(f"{events}.includes('session.started') && {events}")
+        await page.wait_for("!document.getElementById('relay-override').disabled")
+        await page.evaluate("document.getElementById('relay-override').click()")
+        refused = await page.wait_for(f"{events}.includes('event_not_allowed') && {events}")
+        await page.evaluate("document.getElementById('relay-response').click()")
+        await page.wait_for(f"{events}.includes('response.event')")
+        status = await page.evaluate(page.text("status"))
+    assert 'instructions "Demo rules."' in started
+    assert "error: event_not_allowed" in refused
+    assert status.startswith("GPT-Live session live_")
+
+
 async def test_the_demo_page_connects_with_a_minted_secret_straight_to_the_fake(
     dev_broker: str, tmp_path: Path
 ) -> None:
