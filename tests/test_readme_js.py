@@ -8,6 +8,7 @@ through the broker from another origin, over real WebRTC."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -100,7 +101,6 @@ window.result = { seen, failure, callId };
 def test_the_readme_call_control_snippet_places_a_call_from_another_origin(
     node: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     site = tmp_path / "site"
@@ -117,23 +117,7 @@ def test_the_readme_call_control_snippet_places_a_call_from_another_origin(
     code = "\n".join(
         line for line in snippet.split("```")[0].splitlines() if not line.startswith("import ")
     )
-    port, site_port = free_port(), free_port()
-    broker = f"http://127.0.0.1:{port}"
-    jwt = sign_dev_token(dev_secret(), sub="cora", role="reader", now=time.time(), ttl_seconds=600)
-    (site / "index.html").write_text(
-        PAGE % {"broker": json.dumps(broker), "jwt": json.dumps(jwt), "snippet": code}
-    )
-    static = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(site_port), "--bind", "127.0.0.1"],
-        cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        with running(["dev", "--port", str(port)], env={"XDG_STATE_HOME": str(tmp_path)},
-                     ready_url=f"{broker}/healthz"):  # fmt: skip
-            result = asyncio.run(_run_page(f"http://127.0.0.1:{site_port}/", tmp_path))
-    finally:
-        static.terminate()
-        static.wait(10)
+    result = _snippet_page(tmp_path, site, PAGE, code, user="cora")
     seen = result["seen"]
     assert isinstance(seen, list)
     [placed] = seen
@@ -144,6 +128,31 @@ def test_the_readme_call_control_snippet_places_a_call_from_another_origin(
     # session.update on the data channel), and the transport knows the call's id.
     assert result["failure"] is None
     assert result["callId"] == placed["location"].rsplit("/", 1)[1]
+
+
+def _snippet_page(
+    tmp_path: Path, site: Path, page: str, snippet: str, *, user: str
+) -> dict[str, object]:
+    """`page` with the snippet, served from `site` on one port (another origin) and opened
+    in headless Chromium against `token-broker dev` on a second; the page's
+    `window.result`."""
+    port, site_port = free_port(), free_port()
+    broker = f"http://127.0.0.1:{port}"
+    jwt = sign_dev_token(dev_secret(), sub=user, role="reader", now=time.time(), ttl_seconds=600)
+    (site / "index.html").write_text(
+        page % {"broker": json.dumps(broker), "jwt": json.dumps(jwt), "snippet": snippet}
+    )
+    static = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(site_port), "--bind", "127.0.0.1"],
+        cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with running(["dev", "--port", str(port)], env={"XDG_STATE_HOME": str(tmp_path)},
+                     ready_url=f"{broker}/healthz"):  # fmt: skip
+            return asyncio.run(_run_page(f"http://127.0.0.1:{site_port}/", tmp_path))
+    finally:
+        static.terminate()
+        static.wait(10)
 
 
 async def _run_page(url: str, tmp_path: Path) -> dict[str, object]:
@@ -193,30 +202,13 @@ window.result = {
 def test_the_readme_gpt_live_snippet_starts_a_session_from_another_origin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     site = tmp_path / "site"
     site.mkdir()
     section = (ROOT / "README.md").read_text().split("\n## GPT-Live\n")[1].split("\n## ")[0]
     [snippet] = [block.split("```")[0] for block in section.split("```js\n")[1:]]
-    port, site_port = free_port(), free_port()
-    broker = f"http://127.0.0.1:{port}"
-    jwt = sign_dev_token(dev_secret(), sub="lena", role="reader", now=time.time(), ttl_seconds=600)
-    (site / "index.html").write_text(
-        LIVE_PAGE % {"broker": json.dumps(broker), "jwt": json.dumps(jwt), "snippet": snippet}
-    )
-    static = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(site_port), "--bind", "127.0.0.1"],
-        cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        with running(["dev", "--port", str(port)], env={"XDG_STATE_HOME": str(tmp_path)},
-                     ready_url=f"{broker}/healthz"):  # fmt: skip
-            result = asyncio.run(_run_page(f"http://127.0.0.1:{site_port}/", tmp_path))
-    finally:
-        static.terminate()
-        static.wait(10)
+    result = _snippet_page(tmp_path, site, LIVE_PAGE, snippet, user="lena")
     assert result["failure"] is None, result
     assert result["status"] == 201
     assert str(result["sessionId"]).startswith("live_")

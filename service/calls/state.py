@@ -67,11 +67,8 @@ class CallState:
         self.pending_tokens -= tokens
 
     def on_text(self, text: str) -> Action | None:
-        try:
-            event = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(event, dict):
+        event = _event(text)
+        if event is None:
             return None
         kind = event.get("type")
         if kind == "response.done":
@@ -115,6 +112,14 @@ class CallState:
         return Action("cancel", tuple(changed), cancel)
 
 
+def _event(text: str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def _total_tokens(event: Mapping[str, Any]) -> int:
     response = event.get("response")
     usage = response.get("usage") if isinstance(response, dict) else None
@@ -144,11 +149,8 @@ class LiveState:
         self.over = False
 
     def on_text(self, text: str) -> Action | None:
-        try:
-            event = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(event, dict):
+        event = _event(text)
+        if event is None:
             return None
         kind = event.get("type")
         if kind in ("session.usage.updated", "session.closed"):

@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket
 from service.calls.sdp import answer_for, check_offer, parse_multipart
 from service.errors import InvalidValue
 from service.fake import webrtc
-from service.fake.events import Event, new_line, put, serve_sideband
+from service.fake.events import Event, attach_sideband, new_line, put
 from service.fake.events import merge as _merge
 from service.fake.events import new_event as _event
 from service.fake.validate import Refusal, Shape
@@ -280,23 +280,8 @@ def fake_call_routes(
         )
 
     async def sideband(websocket: WebSocket) -> None:
-        call_id = websocket.query_params.get("call_id", "")
-        if not authorized(
-            websocket.headers.get("authorization", ""), websocket.headers.get("api-key", "")
-        ):
-            await websocket.close(code=1008)
-            return
-        line = calls.open_line(call_id)
-        if line is None:
-            # What OpenAI answers for a call that is over: the broker then knows it is.
-            await websocket.send_denial_response(Response(status_code=404))
-            return
-        await websocket.accept()
-        await serve_sideband(
-            websocket,
-            line,
-            lambda event: calls.receive(call_id, event, sideband=True),
-            lambda: calls.close_line(call_id, line),
+        await attach_sideband(
+            websocket, calls, websocket.query_params.get("call_id", ""), authorized
         )
 
     return [

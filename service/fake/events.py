@@ -8,8 +8,9 @@ import contextlib
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 Event = dict[str, Any]
@@ -78,3 +79,38 @@ async def serve_sideband(
     finally:
         reader.cancel()
         close_line()
+
+
+class Sidebands(Protocol):
+    """A fake registry's sideband side (FakeCalls, FakeLiveSessions)."""
+
+    def open_line(self, call_id: str) -> Line | None: ...
+    def close_line(self, call_id: str, line: Line) -> None: ...
+    def receive(self, call_id: str, event: Event, *, sideband: bool = False) -> None: ...
+
+
+async def attach_sideband(
+    websocket: WebSocket,
+    registry: Sidebands,
+    call_id: str,
+    authorized: Callable[[str, str], bool],
+) -> None:
+    """A sideband WebSocket to `call_id`: the key checked (a bearer token, or Azure's
+    `api-key`), refused with HTTP 404 when the call is over, as OpenAI refuses it (the
+    broker then knows it is), else served until either side leaves."""
+    if not authorized(
+        websocket.headers.get("authorization", ""), websocket.headers.get("api-key", "")
+    ):
+        await websocket.close(code=1008)
+        return
+    line = registry.open_line(call_id)
+    if line is None:
+        await websocket.send_denial_response(Response(status_code=404))
+        return
+    await websocket.accept()
+    await serve_sideband(
+        websocket,
+        line,
+        lambda event: registry.receive(call_id, event, sideband=True),
+        lambda: registry.close_line(call_id, line),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -23,7 +23,7 @@ from service.config.settings import TenantSettings
 from service.errors import NotFound, UpstreamUnavailable
 from service.fake.app import create_fake_app
 from service.fake.calls import FakeCalls
-from service.fake.events import Event, Line
+from service.fake.events import Sidebands
 from service.fake.live import FakeLiveSessions
 
 
@@ -56,16 +56,8 @@ class InProcessFakes:
         return InProcessConnector(self.calls, live=self.live, other=other)
 
 
-class _Lines(Protocol):
-    """A fake registry's sideband side (FakeCalls, FakeLiveSessions)."""
-
-    def open_line(self, call_id: str) -> Line | None: ...
-    def close_line(self, call_id: str, line: Line) -> None: ...
-    def receive(self, call_id: str, event: Event, *, sideband: bool = False) -> None: ...
-
-
 class _InProcessConnection:
-    def __init__(self, calls: _Lines, call_id: str, line: asyncio.Queue[Any]) -> None:
+    def __init__(self, calls: Sidebands, call_id: str, line: asyncio.Queue[Any]) -> None:
         self._calls, self._call_id, self._line = calls, call_id, line
         self._closed = asyncio.Event()
 
@@ -105,7 +97,7 @@ class InProcessConnector:
         live: Mapping[str, FakeLiveSessions] | None = None,
         other: SidebandConnector | None = None,
     ) -> None:
-        self._registries: dict[CallKind, dict[str, _Lines]] = {
+        self._registries: dict[CallKind, dict[str, Sidebands]] = {
             "realtime": dict(registries),
             "live": dict(live or {}),
         }

@@ -39,7 +39,7 @@ from service.calls.sdp import answer_for
 from service.clock import Clock
 from service.fake import webrtc
 from service.fake.calls import FAKE_USAGE, TRANSCRIPT
-from service.fake.events import Event, Line, merge, new_event, new_line, put, serve_sideband
+from service.fake.events import Event, Line, attach_sideband, merge, new_event, new_line, put
 from service.fake.validate import Refusal, Shape
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -47,6 +47,8 @@ DEFAULT_VOICE = "marin"
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant."
 # The sideband events a long dev session keeps for tests to look at (oldest dropped).
 KEPT_EVENTS = 1000
+# Ended sessions remembered (for `GET /v1/_fake/live/sessions/{id}`), oldest forgotten first.
+KEPT_CLOSED = 10_000
 
 
 @dataclass
@@ -185,6 +187,8 @@ class FakeLiveSessions:
         if live is None:
             return False
         self.closed[session_id] = reason
+        if len(self.closed) > KEPT_CLOSED:
+            del self.closed[next(iter(self.closed))]
         closed = new_event(
             "session.closed",
             reason=reason,
@@ -343,24 +347,7 @@ def fake_live_routes(
         return JSONResponse({"ok": True})
 
     async def sideband(websocket: WebSocket) -> None:
-        session_id = websocket.path_params["session_id"]
-        if not authorized(
-            websocket.headers.get("authorization", ""), websocket.headers.get("api-key", "")
-        ):
-            await websocket.close(code=1008)
-            return
-        line = sessions.open_line(session_id)
-        if line is None:
-            # A session that is over (or never was): the broker then knows it is.
-            await websocket.send_denial_response(Response(status_code=404))
-            return
-        await websocket.accept()
-        await serve_sideband(
-            websocket,
-            line,
-            lambda event: sessions.receive(session_id, event, sideband=True),
-            lambda: sessions.close_line(session_id, line),
-        )
+        await attach_sideband(websocket, sessions, websocket.path_params["session_id"], authorized)
 
     base = "/v1/_fake/live/sessions/{session_id}"
     return [
