@@ -222,27 +222,36 @@ def test_a_killed_replicas_calls_are_adopted_and_stay_supervised(
         assert d.place("b", "user0").status_code == 201
 
 
-def test_a_killed_replicas_live_sessions_are_adopted_and_closed_at_their_deadline(
+def test_live_sessions_survive_their_replicas_and_close_at_their_deadline(
     deployment: Deployment,
 ) -> None:
+    """GPT-Live sessions share the calls' supervision: adopted after a SIGKILL, closed by
+    an admin on another replica, handed over on SIGTERM, closed at the deadline."""
     d = deployment
     d.start("a")
     d.start("b")
     placed_at = time.monotonic()
     started = [d.start_live("a", f"user{n}") for n in range(2)]
     assert [r.status_code for r in started] == [201, 201], started[0].text
-    sessions = [r.json()["session"]["id"] for r in started]
-    attached = lambda: all(d.live(s).get("sidebands") == 1 for s in sessions)  # noqa: E731
-    wait_for(attached, 10, "attached by A")
+    kept, ended = (r.json()["session"]["id"] for r in started)
+    attached = lambda *ids: lambda: all(d.live(s).get("sidebands") == 1 for s in ids)  # noqa: E731
+    wait_for(attached(kept, ended), 10, "attached by A")
 
     d.signal("a", signal.SIGKILL)
-    wait_for(attached, LEASE + 3, "adopted by B")
+    wait_for(attached(kept, ended), LEASE + 3, "adopted by B")
     assert '"action":"call.adopted"' in d.log("b")
-    closed = lambda: all(d.live(s)["closed"] == "close_requested" for s in sessions)  # noqa: E731
-    wait_for(closed, MAX_CALL_SECONDS + 4, "closed at the deadline by B")
+
+    d.start("c")
+    assert d.admin("c", "POST", f"/realtime/calls/{ended}/hangup").status_code == 200
+    wait_for(lambda: d.live(ended)["closed"] == "close_requested", 3, "closed by B for C")
+
+    d.signal("b", signal.SIGTERM)
+    wait_for(attached(kept), 3, "handed over to C")
+    assert d.live(kept)["closed"] is None  # handed over, not closed
+    wait_for(lambda: d.live(kept)["closed"] == "close_requested", MAX_CALL_SECONDS + 4, "deadline")
     assert time.monotonic() - placed_at >= MAX_CALL_SECONDS - 0.5
     # Their leases went with them.
-    wait_for(lambda: d.start_live("b", "user0").status_code == 201, 3, "lease freed")
+    wait_for(lambda: d.start_live("c", "user0").status_code == 201, 3, "lease freed")
 
 
 def test_sigterm_hands_calls_over_and_hangs_up_none(deployment: Deployment) -> None:
