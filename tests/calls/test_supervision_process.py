@@ -234,7 +234,10 @@ def test_live_sessions_survive_their_replicas_and_close_at_their_deadline(
     started = [d.start_live("a", f"user{n}") for n in range(2)]
     assert [r.status_code for r in started] == [201, 201], started[0].text
     kept, ended = (r.json()["session"]["id"] for r in started)
-    attached = lambda *ids: lambda: all(d.live(s).get("sidebands") == 1 for s in ids)  # noqa: E731
+
+    def attached(*ids: str) -> Callable[[], bool]:
+        return lambda: all(d.live(s).get("sidebands") == 1 for s in ids)
+
     wait_for(attached(kept, ended), 10, "attached by A")
 
     d.signal("a", signal.SIGKILL)
