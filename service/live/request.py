@@ -106,7 +106,9 @@ def apply_live_policy(
     }
     out["model"] = apply.model(session.get("model"), rules)
     instructions = _string(session.get("instructions"), "session.instructions")
-    result, outcome = apply_instructions(instructions, rules.instructions, "session.instructions")
+    result, outcome = apply_instructions(
+        instructions, rules.instructions, lambda: "session.instructions"
+    )
     if outcome == "adjusted":
         apply.adjusted.append("session.instructions")
     if result is not None:

@@ -26,7 +26,7 @@ _REASONS = {
     401: "Missing or invalid bearer token (`invalid_token`).",
     403: "Revoked user (`user_revoked`) or role not allowed (`role_forbidden`).",
     404: "No such object (`not_found`).",
-    413: "Body over 64 KiB (`request_too_large`).",
+    413: "Body over its limit: 64 KiB, 256 KiB for a GPT-Live session (`request_too_large`).",
     429: "A rate limit refused the request (`rate_limit_exceeded`, with `Retry-After`).",
     502: "The upstream refused or broke (`upstream_error`).",
     503: "Rate limiter or upstream unavailable.",

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -80,10 +81,13 @@ class Harness:
     def day(self) -> str:
         return utc_day(self.clock())
 
-    async def until_tokens(self, user: str, tokens: int) -> None:
+    async def until_usage(self, user: str, *, tokens: int = 0, seconds: float = 0) -> None:
+        """Wait (at most 2 s) until the user's metered usage today reaches these."""
         async with asyncio.timeout(2):
-            store = self.controller.store
-            while (await store.usage("default", user, self.day())).tokens < tokens:  # noqa: ASYNC110
+            while True:
+                usage = await self.controller.store.usage("default", user, self.day())
+                if usage.tokens >= tokens and usage.seconds >= seconds:
+                    return
                 await asyncio.sleep(0.005)
 
     async def joined(self, call_id: str) -> None:
@@ -94,28 +98,36 @@ class Harness:
 HarnessFactory = Callable[..., Awaitable[Harness]]
 
 
+def dev_harness(policy: dict[str, Any]) -> Harness:
+    """A dev app (in-process fake upstream) with call control on a manual clock, ticking
+    every 5 ms; close it with `close_harness`."""
+    clock = ManualClock(time.time())
+    settings = load_settings(
+        {
+            "BROKER_UPSTREAM": "fake",
+            "BROKER_JWT_SECRET": SECRET,
+            "BROKER_ADMIN_API_KEY": ADMIN_KEY,
+            "BROKER_POLICY": json.dumps(policy),
+        }
+    )
+    app = create_dev_app(settings, clock=clock, call_options=CallOptions(tick=0.005))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
+    return Harness(app, client, clock, app.state.calls, app.state.fake_calls["default"])
+
+
+async def close_harness(h: Harness) -> None:
+    await h.controller.aclose()
+    await h.client.aclose()
+
+
 @pytest.fixture
 async def harness() -> AsyncIterator[HarnessFactory]:
     made: list[Harness] = []
 
     async def make(policy: dict[str, object] | None = None) -> Harness:
-        clock = ManualClock(time.time())
-        settings = load_settings(
-            {
-                "BROKER_UPSTREAM": "fake",
-                "BROKER_JWT_SECRET": SECRET,
-                "BROKER_ADMIN_API_KEY": ADMIN_KEY,
-                "BROKER_POLICY": json.dumps(policy or POLICY),
-            }
-        )
-        app = create_dev_app(settings, clock=clock, call_options=CallOptions(tick=0.005))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
-        controller: CallController = app.state.calls
-        fake = app.state.fake_calls["default"]
-        made.append(Harness(app, client, clock, controller, fake))
+        made.append(dev_harness(policy or POLICY))
         return made[-1]
 
     yield make
     for h in made:
-        await h.controller.aclose()
-        await h.client.aclose()
+        await close_harness(h)

@@ -132,7 +132,7 @@ async def test_an_allowed_change_is_left_alone(harness: HarnessFactory) -> None:
     h.fake.receive(call_id, {"type": "session.update", "session": {"tracing": "auto"}})
     h.fake.receive(call_id, {"type": "response.create"})
     await h.until(lambda: h.fake.calls[call_id].session.get("tracing") == "auto")
-    await h.until_tokens("alice", FAKE_USAGE["total_tokens"])
+    await h.until_usage("alice", tokens=FAKE_USAGE["total_tokens"])
     assert h.fake.sideband_events == []
     assert call_id in h.fake.calls
 
@@ -151,7 +151,7 @@ async def test_usage_is_metered_and_the_token_budget_enforced(harness: HarnessFa
     await h.joined(call_id)
     store, day = h.controller.store, h.day()
     h.fake.receive(call_id, {"type": "response.create"})
-    await h.until_tokens("alice", FAKE_USAGE["total_tokens"])
+    await h.until_usage("alice", tokens=FAKE_USAGE["total_tokens"])
     assert call_id in h.fake.calls  # 100 of 250
     h.fake.receive(call_id, {"type": "response.create"})
     h.fake.receive(call_id, {"type": "response.create"})
