@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The dependency floors in pyproject.toml, tested: a fresh virtualenv with every runtime
-# dependency at the lowest version pyproject.toml allows, then the whole suite.
+# dependency at the lowest version pyproject.toml allows, then mypy and the whole suite.
 #   scripts/test-floors.sh            # ~3 minutes after the install
 #   scripts/test-floors.sh -x tests/calls   # pytest arguments pass through
 set -euo pipefail
@@ -29,6 +29,8 @@ echo "test-floors: constraints"; sed 's/^/  /' "$venv/floors.txt"
 "$venv/bin/pip" check
 echo "test-floors: installed"
 "$venv/bin/pip" freeze | tr '_' '-' | grep -iE "^($(cut -d= -f1 "$venv/floors.txt" | paste -sd'|'))==" | sed 's/^/  /'
+# Types on the floors too: an ignore that one end needs must not be an error at the other.
+"$venv/bin/python" -m mypy
 # Starlette 0.46.0's TestClient (tests only) touches an alias today's anyio deprecates.
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   -W "ignore:The anyio.abc.BlockingPortal alias is deprecated:DeprecationWarning" "$@"

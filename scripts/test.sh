@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# The test command: Chromium where it can be installed, the package with its test extras,
-# lint and types, then the whole suite. README and .ci/run both call exactly this.
+# The test command: Chromium where it can be installed, the locked test environment in its
+# own virtualenv (tests/requirements.lock, exact pins with hashes), lint and types, then the
+# whole suite. README and .ci/run both call exactly this. Arguments pass to pytest.
+# The lock is refreshed on purpose by scripts/test-latest.sh, never by this command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+lock=tests/requirements.lock
+venv=${BROKER_TEST_VENV:-.venv-test}
 scripts/install-chromium.sh
-python -m pip install -q -e '.[test]'
-python -m ruff check .
-python -m ruff format --check .
-python -m mypy
-python -m pytest "$@"
+# A virtualenv of its own: nothing installed beside the project (a pytest plugin, another
+# package's pins) changes what the suite runs on, and the lock changes nothing outside it.
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+py="$venv/bin/python"
+# The lock's environment markers were evaluated on one Python; say so when this one differs.
+"$py" scripts/lock.py --check-python "$lock"
+# --require-hashes: exactly the pinned files or nothing; --no-deps: nothing unpinned slips in.
+"$py" -m pip install -q --require-hashes --no-deps -r "$lock"
+# The project itself, built by the locked setuptools (no isolated build that would fetch one).
+"$py" -m pip install -q --no-deps --no-build-isolation -e .
+"$py" -m pip check
+"$py" -m ruff check .
+"$py" -m ruff format --check .
+"$py" -m mypy
+"$py" -m pytest "$@"

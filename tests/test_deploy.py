@@ -25,6 +25,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tests.locks import assert_exact_pins_with_hashes, read_lock
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -198,17 +200,12 @@ def test_dockerignore_allows_only_what_the_image_copies() -> None:
 
 
 def lock(name: str = "requirements.lock") -> list[Requirement]:
-    lines = (DEPLOY / name).read_text().splitlines()
-    return [Requirement(ln) for ln in lines if ln.strip() and not ln.startswith("#")]
+    return read_lock(DEPLOY / name)
 
 
-def test_lock_pins_every_requirement_exactly() -> None:
-    pins = lock() + lock("build-requirements.lock")
-    assert pins
-    for req in pins:
-        assert [spec.operator for spec in req.specifier] == ["=="], str(req)
-    names = [canonicalize_name(r.name) for r in lock()]
-    assert len(names) == len(set(names))
+def test_lock_pins_every_requirement_exactly_with_hashes() -> None:
+    for name in ("requirements.lock", "build-requirements.lock"):
+        assert_exact_pins_with_hashes(DEPLOY / name)
 
 
 def test_lock_covers_runtime_and_excludes_test_dependencies() -> None:
@@ -223,8 +220,10 @@ def test_lock_covers_runtime_and_excludes_test_dependencies() -> None:
 
 
 def test_lock_has_every_installed_transitive_dependency() -> None:
-    script = DEPLOY / "lock_requirements.py"
-    out = subprocess.run([sys.executable, script], capture_output=True, text=True, check=True)
+    script = ROOT / "scripts" / "lock.py"
+    out = subprocess.run(
+        [sys.executable, script, "--runtime"], capture_output=True, text=True, check=True
+    )
     resolved = {canonicalize_name(Requirement(ln).name) for ln in out.stdout.splitlines()[1:]}
     assert resolved <= {canonicalize_name(r.name) for r in lock()}
 
@@ -537,9 +536,8 @@ def test_the_image_refuses_a_python_older_than_the_locks_markers_allow() -> None
     floor = ".".join(minimum.groups())
     # Every marker on a full Python version among the locked packages' requirements holds
     # the same way on the floor as on the interpreter the lock was made on.
-    for line in (DEPLOY / "requirements.lock").read_text().splitlines()[1:]:
-        name = line.split("==")[0]
-        for requirement in metadata.requires(name) or []:
+    for pin in lock():
+        for requirement in metadata.requires(pin.name) or []:
             if "python_full_version" not in requirement:
                 continue
             marker = Marker(requirement.split(";", 1)[1])

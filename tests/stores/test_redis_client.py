@@ -316,6 +316,14 @@ async def test_timeout_mid_reply_then_the_next_call_gets_its_own_reply() -> None
 
 
 @pytest.mark.redis
+async def test_the_client_speaks_resp2_at_every_redis_py_version(client: Redis) -> None:
+    # redis-py 8 would say HELLO 3 on connect (RESP3 by default); the store reads RESP2.
+    info = await _command(client, "CLIENT", "INFO")
+
+    assert " resp=2 " in f" {info.strip()} "
+
+
+@pytest.mark.redis
 async def test_frozen_server_then_stale_reply_is_not_read_by_the_next_call(
     own_server: RedisServer,
 ) -> None:
