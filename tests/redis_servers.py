@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -49,7 +50,11 @@ def free_port() -> int:
 
 def client(port: int) -> redis.Redis:
     """A plain synchronous client to one server, for setup and inspection."""
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True)
+    # A typed name: redis-py 6's constructor reads as Any under mypy, later ones as Redis.
+    made: redis.Redis = redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True
+    )
+    return made
 
 
 @dataclass
@@ -248,5 +253,5 @@ def _wait_sentinel(port: int, service_name: str, process: subprocess.Popen[bytes
 def command_calls(connection: redis.Redis) -> dict[str, int]:
     """INFO commandstats as {command: calls}, e.g. {"evalsha": 3}. Pass a client that is
     already connected: a new connection's HELLO and CLIENT SETINFO would be counted."""
-    stats = connection.info("commandstats")
+    stats: Any = connection.info("commandstats")  # redis-py 6: `Awaitable | dict`
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}

@@ -37,6 +37,7 @@ from service.stores import redis_keys
 from service.stores.redis_client import (
     Client,
     Subscriber,
+    awaitable,
     create_client,
     guarded,
     load_script,
@@ -178,7 +179,8 @@ class RedisCallStore:
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage:
         fields: Any = await self._call(
-            "calls_usage_get", lambda: self._client.hgetall(usage_key(tenant, user_id, day))
+            "calls_usage_get",
+            lambda: awaitable(self._client.hgetall(usage_key(tenant, user_id, day))),
         )
         try:
             return Usage(int(fields.get("tokens", 0)), float(fields.get("seconds", 0.0)))
@@ -224,7 +226,7 @@ class RedisCallStore:
 
     async def record(self, tenant: str, call_id: str) -> Supervision | None:
         key = supervision_keys(tenant)[0]
-        text: Any = await self._call("sup_get", lambda: self._client.hget(key, call_id))
+        text: Any = await self._call("sup_get", lambda: awaitable(self._client.hget(key, call_id)))
         try:
             return None if text is None else Supervision.decode(text)
         except (ValueError, KeyError, TypeError):

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -67,10 +68,13 @@ def _driver_info() -> dict[str, Any]:
     reconnects (found by bench/debug_serve.py's watchdog). Older versions take the
     version once at import and have no `driver_info`."""
     try:
-        from redis.driver_info import DriverInfo
+        # Imported by name: the module does not exist at the floor, where mypy could not
+        # find it either.
+        driver_info = importlib.import_module("redis.driver_info")
     except ImportError:  # pragma: no cover - redis-py < 7
         return {}
-    return {"driver_info": DriverInfo(name="redis-py", lib_version=metadata.version("redis"))}
+    info = driver_info.DriverInfo(name="redis-py", lib_version=metadata.version("redis"))
+    return {"driver_info": info}
 
 
 def create_client(
@@ -191,7 +195,7 @@ async def _evalsha_on_pool(
     packed = None
     if _hiredis_pack is not None and _encodes_utf8(pool):
         packed = _hiredis_pack(command)
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    conn = await pooled_connection(pool)
     try:
         if packed is None:
             packed = conn.pack_command(*command)
@@ -204,6 +208,20 @@ async def _evalsha_on_pool(
         raise
     finally:
         await pool.release(conn)
+
+
+async def pooled_connection(pool: ConnectionPool) -> Any:
+    """`pool.get_connection()`: typed by redis-py 6, untyped since (a `type: ignore` would be
+    unused at one end), so called through a typed name."""
+    get: Callable[[], Awaitable[Any]] = pool.get_connection
+    return await get()
+
+
+def awaitable(result: Any) -> Awaitable[Any]:
+    """A command's result on an asyncio client. redis-py 6 types commands `Awaitable[T] |
+    T` (one class for both clients), later releases `Awaitable[T]`: this reads the same at
+    both ends."""
+    return cast(Awaitable[Any], result)
 
 
 def _encodes_utf8(pool: ConnectionPool) -> bool:
@@ -228,15 +246,21 @@ class Subscriber:
         self._pubsub: Any = None
 
     def _connect(self, attempt: int) -> Redis:
+        # Typed variables, not bare returns: redis-py 6's classes narrow to Any under
+        # isinstance (they have an untyped base), later ones to themselves.
+        connection: Redis
         target = self._target
         if isinstance(target, Redis):
-            return target
+            connection = target
+            return connection
         if isinstance(target, RedisCluster):
             node = target.get_nodes()[attempt % len(target.get_nodes())]
-            return Redis(host=node.host, port=int(node.port), decode_responses=True)
+            connection = Redis(host=node.host, port=int(node.port), decode_responses=True)
+            return connection
+        assert isinstance(target, RedisTarget)
         if target.kind == "cluster":
             host, port = target.hosts[attempt % len(target.hosts)]
-            return Redis(
+            connection = Redis(
                 host=host,
                 port=port,
                 username=target.username,
@@ -247,10 +271,12 @@ class Subscriber:
                 retry=Retry(NoBackoff(), 0),
                 **_driver_info(),
             )
+            return connection
         client, helpers = create_client(target, timeout_ms=self._timeout_ms, max_connections=2)
         assert isinstance(client, Redis)  # standalone and Sentinel give a plain client
         self._helpers = helpers
-        return client
+        connection = client
+        return connection
 
     async def subscribe(self, channels: list[str], attempt: int = 0) -> None:
         try:

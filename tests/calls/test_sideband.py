@@ -50,7 +50,7 @@ async def server() -> AsyncIterator[tuple[str, list[Request]]]:
         await connection.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, process_request=check) as running:
-        port = running.sockets[0].getsockname()[1]
+        port = next(iter(running.sockets)).getsockname()[1]  # websockets 13: an Iterable
         yield f"http://127.0.0.1:{port}/openai/v1", seen
 
 
