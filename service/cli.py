@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
+import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from service.config.settings import Settings, describe_settings, load_settings
 from service.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEV_PORT = 8080
 DEV_CORS_ORIGINS = "http://localhost:*,http://127.0.0.1:*"
@@ -67,24 +74,13 @@ def _load(environ: Mapping[str, str]) -> Settings:
         raise SystemExit(2) from None
 
 
-def _run(settings: Settings, *, banner: str | None = None) -> int:
+def api_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """How uvicorn serves the API (`serve` and `dev`)."""
     import uvicorn
 
-    from service.logs import configure_logging
-    from service.web.app import create_app, tune_gc
+    from service.web.relay import MAX_FRAME_BYTES
 
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.dev:
-        from service.dev import create_dev_app
-
-        app = create_dev_app(settings)
-    else:
-        app = create_app(settings)
-    # A process-wide setting, so it belongs to the process that serves, not to the app
-    # factory (tests build many apps in one process).
-    tune_gc()
-    app.state.metrics.watch_gc()
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -97,22 +93,100 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
         timeout_graceful_shutdown=int(os.environ.get("UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", "20")),
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        # The relay is the only WebSocket: ASGI's accept cannot set a message limit, so the
+        # server's is the relay's frame cap, and a larger frame is refused from its header,
+        # never buffered (uvicorn's default is 16 MiB).
+        ws_max_size=MAX_FRAME_BYTES,
     )
-    # The socket is bound before anything is printed, so that the banner's URLs are this
-    # process's (on a busy port they would reach whatever holds it).
-    try:
-        sock = config.bind_socket()
-    except SystemExit:
-        print(
-            f"token-broker: cannot listen on {settings.host}:{settings.port} (in use?); "
-            "choose another port with --port or BROKER_PORT.",
-            file=sys.stderr,
+
+
+def _run(settings: Settings, *, banner: str | None = None) -> int:
+    import uvicorn
+
+    from service.logs import configure_logging
+    from service.web.app import create_app, tune_gc
+
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.dev:
+        from service.dev import create_dev_app
+
+        # A page that re-points its own name at 127.0.0.1 must not reach dev mode.
+        app = create_dev_app(settings, local_only=True)
+    else:
+        app = create_app(settings)
+    # A process-wide setting, so it belongs to the process that serves, not to the app
+    # factory (tests build many apps in one process).
+    tune_gc()
+    app.state.metrics.watch_gc()
+    config = api_config(app, settings)
+    metrics_config = None
+    if settings.metrics_port is not None:
+        from service.web.app import create_metrics_app
+
+        # /metrics on a port of its own (create_app leaves it out of the API's routes).
+        metrics_config = uvicorn.Config(
+            create_metrics_app(app.state.metrics),
+            host=settings.metrics_host or settings.host,
+            port=settings.metrics_port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="off",
         )
-        return 2
+    # The sockets are bound before anything is printed, so that the banner's URLs are this
+    # process's (on a busy port they would reach whatever holds it).
+    sockets = []
+    for bound, setting in (
+        (config, "--port or BROKER_PORT"),
+        (metrics_config, "BROKER_METRICS_PORT"),
+    ):
+        if bound is None:
+            continue
+        try:
+            sockets.append(bound.bind_socket())
+        except SystemExit:
+            print(
+                f"token-broker: cannot listen on {bound.host}:{bound.port} (in use?); "
+                f"choose another port with {setting}.",
+                file=sys.stderr,
+            )
+            return 2
     if banner:
         print(banner, flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    if metrics_config is None:
+        uvicorn.Server(config).run(sockets=sockets)
+    else:
+        _serve_with_metrics(config, metrics_config, *sockets)
     return 0
+
+
+def _serve_with_metrics(
+    config: uvicorn.Config,
+    metrics_config: uvicorn.Config,
+    api_socket: socket.socket,
+    metrics_socket: socket.socket,
+) -> None:
+    """The API and /metrics on one event loop: the API's server, uvicorn's own with its
+    signal handling, runs the metrics server beside it and stops it when it stops."""
+    import uvicorn
+
+    class MetricsServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the API's server takes the signals
+
+    metrics = MetricsServer(metrics_config)
+
+    class ApiServer(uvicorn.Server):
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            beside = asyncio.create_task(metrics.serve(sockets=[metrics_socket]))
+            try:
+                await super().serve(sockets=sockets)
+            finally:
+                metrics.should_exit = True
+                await beside
+
+    ApiServer(config).run(sockets=[api_socket])
 
 
 def describe_backends(settings: Settings) -> str:
@@ -267,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run locally: in-memory state, fake upstream, no key",
         description="Local development on 127.0.0.1: in-memory state, the built-in fake "
         "upstream, a generated HS256 secret, CORS open to http://localhost:* and "
-        "http://127.0.0.1:*, a demo page at /. Any BROKER_* variable still applies.",
+        "http://127.0.0.1:*, a demo page at /. It answers only requests for localhost, "
+        "127.0.0.1 and [::1] (more with BROKER_DEV_ALLOWED_HOSTS). Any BROKER_* variable "
+        "still applies.",
     )
     dev.add_argument("--port", type=int, default=None, help="port (default: BROKER_PORT, 8080)")
     dev.set_defaults(func=cmd_dev)

@@ -15,12 +15,12 @@ to one tenant, and every store call below is made with that tenant only.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.auth.tokens import Identity
+from service.auth.user_ids import MAX_USER_ID_CHARS, is_user_id
 from service.clock import Clock, system_clock
 from service.config.settings import TenantSettings
 from service.errors import (
@@ -39,7 +39,6 @@ from service.stores.base import ROLES, Store, UserRecord
 
 audit_logger = logging.getLogger("service.audit")
 
-MAX_USER_ID_CHARS = 256
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 OWNER = "owner"
@@ -76,23 +75,19 @@ class ListQuery:
 
 
 def validate_user_id(value: str, *, param: str = "user_id") -> str:
-    """1..256 characters, no whitespace, control or other invisible characters, no `/`.
+    """The authenticator's rule (service.auth.user_ids), so that every user who can get
+    in can be named here: `/` and other reserved characters arrive percent-encoded.
 
     The message never echoes the value: a mistyped path may well hold a token.
     """
-    if not 0 < len(value) <= MAX_USER_ID_CHARS or not all(_id_char(c) for c in value):
+    if not is_user_id(value):
         raise InvalidValue(
             f"`{param}` must be 1 to {MAX_USER_ID_CHARS} characters without whitespace, "
-            "control characters or '/'.",
+            "control or invisible characters, and not '.' or '..' (percent-encode the id "
+            "as one path segment: '/' as %2F).",
             param=param,
         )
     return value
-
-
-def _id_char(char: str) -> bool:
-    # Categories C* (control, format, surrogate, private, unassigned) and Z* (separators)
-    # are what makes two ids look alike in a log or an admin UI.
-    return char != "/" and not char.isspace() and unicodedata.category(char)[0] not in "CZ"
 
 
 def parse_list_query(items: Sequence[tuple[str, str]]) -> ListQuery:

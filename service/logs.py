@@ -1,7 +1,9 @@
 """Logging setup: structured JSON lines in production, a readable console format in dev.
 
 Fields come from `extra=` on each call. Nothing here ever formats a token, key or
-client secret: callers log hashes (`user_hash`) and ids only.
+client secret: callers log hashes (`user_hash`) and ids only. Libraries, which log what
+they see, are held to `LIBRARY_FLOORS` at every BROKER_LOG_LEVEL, and uvicorn's request
+targets lose their query values (`LibraryGuard`).
 
 Two lines are written per mint (access and audit): the JSON encoder is built once and
 the caller lookup is switched off (bench/README.md). A C-level encoder and a handler that
@@ -15,7 +17,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from service.redact import redact_target
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -61,7 +66,67 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-HELD_LOGGERS = ("httpx", "httpcore", "websockets", "aiohttp", "hpack", "redis")
+# Libraries' loggers and the least level they may write at, whatever BROKER_LOG_LEVEL says.
+# Below these, they log what must never reach a line: websockets prints every handshake
+# header and frame at DEBUG (the sideband's `Authorization: Bearer <server key>`, a user's
+# words in `conversation.item.create`); httpx, httpcore, aiohttp and hpack URLs and
+# headers; redis commands; aiortc and aioice the WebRTC exchanges of dev mode's fake.
+# uvicorn hands its WebSocket protocol the `uvicorn.error` logger, so at DEBUG that one
+# would print the relay's `Sec-WebSocket-Protocol: ..., openai-insecure-api-key.<JWT>`
+# and each browser frame: it keeps INFO (startup, shutdown, refusals); `uvicorn.asgi`
+# traces ASGI messages. The broker logs what matters of all of this itself.
+LIBRARY_FLOORS: Mapping[str, int] = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "aiohttp": logging.WARNING,
+    "hpack": logging.WARNING,
+    "websockets": logging.WARNING,
+    "redis": logging.WARNING,
+    "aiortc": logging.WARNING,
+    "aioice": logging.WARNING,
+    "uvicorn.error": logging.INFO,
+    "uvicorn.asgi": logging.WARNING,
+    # A malformed multipart body is the caller's problem, answered with a 400; 0.0.18 also
+    # warns on every well-formed body ("Skipping data after last boundary").
+    "python_multipart": logging.ERROR,
+}
+HELD_LOGGERS = tuple(LIBRARY_FLOORS)
+
+
+class LibraryGuard(logging.Filter):
+    """On the log handler, so it holds whatever a library does to its own logger's level
+    later (uvicorn's `--log-level`, a `setLevel` in a dependency): drops a library's
+    record below its floor (`LIBRARY_FLOORS`, by logger name and its parents), and
+    redacts the query of any request target in uvicorn's lines (`"WebSocket
+    /v1/realtime?call_id=[redacted]&access_token=[redacted]" 403`): a client may put
+    its JWT there (the relay refuses it), and ids are not for the log either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._floors: dict[str, int] = {}
+
+    def _floor(self, name: str) -> int:
+        floor = self._floors.get(name)
+        if floor is None:
+            floor, candidate = logging.NOTSET, name
+            while candidate:
+                if candidate in LIBRARY_FLOORS:
+                    floor = LIBRARY_FLOORS[candidate]
+                    break
+                candidate = candidate.rpartition(".")[0]
+            if len(self._floors) < 1024:  # logger names are few; bounded all the same
+                self._floors[name] = floor
+        return floor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self._floor(record.name):
+            return False
+        if record.name.startswith("uvicorn") and isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_target(arg) if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
 
 
 class Throttled:
@@ -91,6 +156,7 @@ class Throttled:
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(LibraryGuard())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -104,14 +170,12 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # this switch). Records then carry "(unknown file)", 0 and "(unknown function)".
     logging._srcfile = None
     # uvicorn's own access log would duplicate ours (and log query strings); ours has
-    # the request id, tenant and user hash.
+    # the request id, tenant and user hash, and the path without its query.
     logging.getLogger("uvicorn.access").disabled = True
-    # Libraries that log requests or headers at INFO or DEBUG (websockets prints the
-    # sideband's `Authorization: Bearer <server key>`; httpx, httpcore and aiohttp URLs
-    # and headers) are held at WARNING whatever BROKER_LOG_LEVEL says: no secret reaches
-    # a log line at any level. The broker logs what matters of those calls itself.
-    for name in HELD_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Levels as well as the handler's guard: a record below its floor is then not even
+    # made (and a handler added later, pytest's caplog, sees none either).
+    for name, floor in LIBRARY_FLOORS.items():
+        logging.getLogger(name).setLevel(floor)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -384,3 +384,65 @@ def test_help_describes_the_options(command: str, words: list[str]) -> None:
     assert shown.returncode == 0
     for word in words:
         assert word in shown.stdout
+
+
+# --- dev mode answers local host names only; /metrics on a port of its own ------------------
+
+
+def upgrade_status(port: int, host: str) -> bytes:
+    """The status line uvicorn answers a WebSocket handshake with, for this Host."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(
+            f"GET /v1/realtime?call_id=rtc_1 HTTP/1.1\r\nHost: {host}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        )
+        return conn.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_dev_answers_only_local_host_names(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"XDG_STATE_HOME": str(tmp_path), "BROKER_DEV_ALLOWED_HOSTS": "devbox.test"}
+    base = f"http://127.0.0.1:{port}"
+    with running(["dev", "--port", str(port)], env=env, ready_url=f"{base}/healthz"):
+        codes = {
+            host: httpx.post(f"{base}/dev/token", json={}, headers={"Host": host}).status_code
+            for host in (f"localhost:{port}", f"[::1]:{port}", "devbox.test", "evil.example")
+        }
+        refused = httpx.get(f"{base}/", headers={"Host": f"evil.example:{port}"})
+        websocket = upgrade_status(port, "evil.example")
+    assert codes == {f"localhost:{port}": 200, f"[::1]:{port}": 200, "devbox.test": 200,
+                     "evil.example": 403}  # fmt: skip
+    assert "BROKER_DEV_ALLOWED_HOSTS" in refused.text
+    assert websocket.startswith(b"HTTP/1.1 403")
+
+
+def test_serve_with_a_metrics_port_serves_metrics_only_there() -> None:
+    port, metrics_port = free_port(), free_port()
+    env = {
+        "BROKER_HOST": "127.0.0.1",
+        "BROKER_PORT": str(port),
+        "BROKER_METRICS_PORT": str(metrics_port),
+        "BROKER_JWT_SECRET": SECRET,
+        "BROKER_UPSTREAM_API_KEY": "sk-process-test-key",
+        "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}/v1",
+    }
+    with running(["serve"], env=env, ready_url=f"http://127.0.0.1:{port}/healthz") as proc:
+        api = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert api.status_code == 404
+    assert scraped.status_code == 200
+    assert "broker_calls_active 0.0" in scraped.text
+    assert proc.returncode in (0, -15)  # SIGTERM stopped both listeners, nothing hung
+
+
+def test_the_servers_websocket_limit_is_the_relays_frame_cap() -> None:
+    # ASGI's accept cannot bound a message: uvicorn's server-wide limit must (16 MiB else).
+    from service.cli import api_config
+    from service.config.settings import load_settings
+    from service.web.relay import MAX_FRAME_BYTES
+
+    settings = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 40})
+    config = api_config(object(), settings)
+
+    assert config.ws_max_size == MAX_FRAME_BYTES == 64 * 1024

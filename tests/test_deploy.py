@@ -474,9 +474,48 @@ def test_service_hpa_pdb_and_network_policy_select_the_pods() -> None:
     assert {53, 6379, 443} <= egress_ports
 
 
-def test_scrape_annotation_points_at_the_metrics_route() -> None:
+def get_routes(app: Any) -> set[str]:
+    from starlette.routing import Route
+
+    return {
+        route.path
+        for route in app.routes
+        if isinstance(route, Route) and route.methods and "GET" in route.methods
+    }
+
+
+def test_scrape_annotation_points_at_the_metrics_port_and_route() -> None:
+    """/metrics (tenant ids in its labels) is scraped on a port of its own, which the API
+    port does not share: the annotation's port is BROKER_METRICS_PORT, a declared port."""
+    from service.config.settings import load_settings
+    from service.dev import create_dev_app
+    from service.web.app import create_metrics_app
+
     annotations = only("Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/path"] in ROUTES
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    metrics_port = int(config_env()["BROKER_METRICS_PORT"])
+    assert int(annotations["prometheus.io/port"]) == metrics_port == ports["metrics"]
+    assert metrics_port != int(config_env()["BROKER_PORT"])
+    env = {"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 40}
+    api = create_dev_app(load_settings({**env, "BROKER_METRICS_PORT": str(metrics_port)}))
+    assert annotations["prometheus.io/path"] not in get_routes(api)
+    assert annotations["prometheus.io/path"] in get_routes(create_metrics_app(api.state.metrics))
+
+
+def test_only_the_scraper_reaches_the_metrics_port_and_the_service_does_not_carry_it() -> None:
+    netpol = only("NetworkPolicy")
+    reach = {
+        port["port"]: {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in rule["from"]
+        }
+        for rule in netpol["spec"]["ingress"]
+        for port in rule["ports"]
+    }
+    assert reach == {"http": {"gateway"}, "metrics": {"monitoring"}}
+    service_ports = {p["targetPort"] for p in only("Service")["spec"]["ports"]}
+    assert "metrics" not in service_ports
+    assert 9090 not in service_ports
 
 
 # --- Redis with persistence ---------------------------------------------------------------

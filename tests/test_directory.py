@@ -1,15 +1,25 @@
-"""The user directory without HTTP: validation, rendering, authorization, audit."""
+"""The user directory without HTTP: validation, rendering, authorization, audit; and,
+through HTTP, its promise that every user who can get in can be revoked."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 from collections.abc import Sequence
+from urllib.parse import quote
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from service.auth.tokens import Identity
+from service.auth.tokens import Identity, sign_dev_token
+from service.auth.user_ids import is_user_id
 from service.clock import ManualClock
 from service.config.settings import Settings, load_settings
+from service.dev import create_dev_app
 from service.directory import (
     Actor,
     Authenticate,
@@ -93,14 +103,19 @@ class DownStore(MemoryStore):
 # --- validation ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["u", "user_abc", "auth0|123", "a" * 256, "é-名前"])
+@pytest.mark.parametrize(
+    "value",
+    ["u", "user_abc", "auth0|123", "a" * 256, "é-名前", "a/b", "/", "a%2Fb", "?#", "..."],
+)
 def test_valid_user_ids_pass(value: str) -> None:
     assert validate_user_id(value) == value
 
 
 @pytest.mark.parametrize(
-    "value", ["", "a" * 257, "a b", "a/b", "a\x00b", "tab\there", "a\u200bb", "nl\n", "\u00a0"]
-)
+    "value",
+    ["", "a" * 257, "a b", " a", "a\x00b", "tab\there", "a\u200bb", "nl\n", "a\u00a0b", ".",
+     "..", "a\ud800"],
+)  # fmt: skip
 def test_malformed_user_ids_are_400_naming_the_param(value: str) -> None:
     with pytest.raises(InvalidValue) as caught:
         validate_user_id(value)
@@ -302,3 +317,78 @@ async def test_store_down_is_503_store_unavailable() -> None:
     assert (listing.value.status, listing.value.code) == (503, "store_unavailable")
     with pytest.raises(ServiceUnavailable):
         await directory.authorize(["Bearer jwt"], authenticator(identity("o", "owner")))
+
+
+# --- through HTTP: whoever can get in can be revoked (DESIGN 13.1) ------------------------
+
+USERS = "/v1/organization/users"
+MINT = "/v1/realtime/client_secrets"
+MINT_BODY = {"session": {"type": "realtime"}}
+ADMIN_KEY = "directory-admin-key-0123456789"
+# Any Unicode text but lone surrogates, and the same without C* and Z* (ids that get in);
+# short texts over the characters that matter (path syntax, spaces, invisible ones, a lone
+# surrogate); and the edges.
+SUBS = st.one_of(
+    st.text(min_size=1, max_size=40),
+    st.text(st.characters(exclude_categories=("C", "Z")), min_size=1, max_size=40),
+    st.text(alphabet="a/.%?#é \t\u200b\u00a0\u202e\ud800名\U0001f600", min_size=1, max_size=6),
+    st.sampled_from([".", "..", "...", "a/b", "/", "%2F", "a/../b", "a" * 256, "a" * 257]),
+)
+
+
+def test_every_user_who_can_get_in_can_be_revoked_and_is_then_refused() -> None:
+    # Over httpx's ASGITransport, which decodes the path once as a server does (Starlette's
+    # TestClient decodes it twice: `%252F` would arrive as `/`). One loop for every example.
+    env = {
+        "BROKER_UPSTREAM": "fake",
+        "BROKER_JWT_SECRET": SECRET,
+        "BROKER_ADMIN_API_KEY": ADMIN_KEY,
+        "BROKER_POLICY": json.dumps({"roles": {"reader": {"limits": ["100000/minute"]}}}),
+    }
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    transport = httpx.ASGITransport(app=create_dev_app(load_settings(env)))
+    client = httpx.AsyncClient(transport=transport, base_url="http://broker")
+
+    async def scenario(sub: str) -> None:
+        token = sign_dev_token(SECRET, sub=sub, role="reader", now=time.time())
+        bearer = {"Authorization": f"Bearer {token}"}
+        minted = await client.post(MINT, json=MINT_BODY, headers=bearer)
+        if not is_user_id(sub):
+            # Refused at the door, with the same body as any other bad token.
+            generic = await client.post(MINT, json=MINT_BODY, headers={"Authorization": "Bearer x"})
+            assert minted.status_code == 401
+            assert minted.json() == generic.json()
+            return
+        assert minted.status_code == 200, minted.text
+        user = f"{USERS}/{quote(sub, safe='')}"  # one path segment, `/` as %2F
+
+        deleted = await client.delete(user, headers=admin)
+        refused = await client.post(MINT, json=MINT_BODY, headers=bearer)
+        gone = await client.get(user, headers=admin)
+        restored = await client.post(user, json={"role": "reader"}, headers=admin)
+
+        assert deleted.status_code == 200, deleted.text
+        assert deleted.json()["id"] == sub
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "user_revoked"
+        assert gone.status_code == 404
+        assert restored.status_code == 200  # the next example with this sub starts over
+        assert restored.json()["id"] == sub
+
+    with asyncio.Runner() as runner:
+
+        @settings(
+            max_examples=200,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(sub=SUBS)
+        def check(sub: str) -> None:
+            runner.run(scenario(sub))
+
+        try:
+            check()
+        finally:
+            runner.run(client.aclose())

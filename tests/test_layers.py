@@ -20,6 +20,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "aiohttp": ("service.upstream.*",),
     "httpx_aiohttp": ("service.upstream.*",),
     "prometheus_client": ("service.metrics",),
+    "python_multipart": ("service.web.multipart",),
     "websockets": ("service.calls.sideband", "service.fake.*"),
     # Dev mode's WebRTC peer only: production never loads it.
     "aiortc": ("service.fake.webrtc",),

@@ -25,6 +25,7 @@ from service.metrics import CONTENT_TYPE, Metrics, mint_outcome, upstream_error_
 from service.stores.base import Admission, AdmitRequest
 from service.stores.memory import MemoryStore
 from service.stores.resilient import FailureAwareStore
+from service.web.app import create_metrics_app
 from tests.web.conftest import SECRET, TokenFactory, make_settings
 
 MINT = "/v1/realtime/client_secrets"
@@ -119,6 +120,19 @@ async def test_two_apps_do_not_share_counts(token: TokenFactory) -> None:
         ok = {"tenant": "default", "outcome": "ok"}
         assert sample(await scrape(one), "broker_mints_total", **ok) == 1
         assert sample(await scrape(two), "broker_mints_total", **ok) == 0
+
+
+async def test_with_a_metrics_port_the_api_does_not_serve_metrics(token: TokenFactory) -> None:
+    app = create_dev_app(make_settings({"BROKER_METRICS_PORT": "9090"}))
+    async with client_for(app) as api, client_for(create_metrics_app(app.state.metrics)) as port:
+        assert (await api.post(MINT, json={}, headers=auth(token()))).status_code == 200
+        hidden = await api.get("/metrics")
+        text = await scrape(port)
+        other = await port.get("/healthz")
+    assert hidden.status_code == 404
+    assert "default" not in hidden.text  # no tenant id on the API port
+    assert sample(text, "broker_mints_total", tenant="default", outcome="ok") == 1
+    assert other.status_code == 404  # the metrics port serves /metrics only
 
 
 async def test_mints_decisions_and_upstream_latency_move(

@@ -34,6 +34,7 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
 from service.auth.jwks import JwksCache
+from service.auth.user_ids import is_user_id
 from service.clock import Clock
 from service.errors import ConfigError, InvalidToken
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 MAX_TOKEN_CHARS = 8 * 1024
 MIN_HMAC_SECRET_BYTES = 32
-MAX_USER_ID_CHARS = 256
 _MAX_PROFILE_CHARS = 256  # name, email: longer values are dropped, not refused
 _MIN_RSA_BITS = 2048
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -352,8 +352,14 @@ def _identity(settings: TenantSettings, payload: dict[str, Any], now: float) -> 
     if settings.jwt_audience is not None and settings.jwt_audience not in _audiences(payload):
         raise InvalidToken("wrong audience")
     user_id = payload.get(settings.jwt_user_claim)
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID_CHARS:
-        raise InvalidToken("user claim missing or invalid")
+    if not isinstance(user_id, str):
+        raise InvalidToken("user claim missing or not a string")
+    if not is_user_id(user_id):
+        # A user the directory could not name could never be revoked: refused here.
+        raise InvalidToken(
+            "user claim is not a user id (1 to 256 characters, no whitespace, control or "
+            "invisible characters, not '.' or '..')"
+        )
     role = payload.get(settings.jwt_role_claim)
     return Identity(
         tenant=settings.id,

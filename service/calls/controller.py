@@ -120,6 +120,8 @@ class CallController:
         self._metrics: CallMetrics = metrics or NoMetrics()
         self._held: dict[tuple[str, str], Held] = {}
         self._deadlines: list[tuple[float, str, str]] = []
+        # Entries of calls that ended before their deadline: dropped in batches (below).
+        self._ended_early = 0
         self._background: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._beat_at = 0.0
@@ -146,6 +148,10 @@ class CallController:
     def held(self, tenant: str) -> list[str]:
         """Call ids this replica supervises for `tenant` (tests, diagnostics)."""
         return sorted(call_id for t, call_id in self._held if t == tenant)
+
+    def scheduled(self, tenant: str) -> list[str]:
+        """Call ids whose deadline the scheduler holds for `tenant` (tests, diagnostics)."""
+        return sorted(call_id for _, t, call_id in self._deadlines if t == tenant)
 
     def start(self) -> None:
         """Start the scheduler and the event listener (idempotent): at app startup, so a
@@ -273,6 +279,7 @@ class CallController:
                     logger.info("call %s: sideband closed; joining again", held.record.call_id)
         finally:
             self._held.pop(held.key, None)
+            self._unschedule()
             if not held.released:
                 await self._settle(held)
 
@@ -466,6 +473,16 @@ class CallController:
             self._backstop_at = now + REVOCATION_BACKSTOP_SECONDS
             self._spawn(self._check_revocations())
 
+    def _unschedule(self) -> None:
+        """A call ended: its deadline entry goes too. Removing one entry from a heap is
+        O(n), so they are dropped together once they are half the heap (O(1) amortized,
+        and the heap never holds more than twice the calls held)."""
+        self._ended_early += 1
+        if self._ended_early * 2 >= len(self._deadlines):
+            self._deadlines = [e for e in self._deadlines if (e[1], e[2]) in self._held]
+            heapq.heapify(self._deadlines)
+            self._ended_early = 0
+
     async def _deadlines_due(self, now: float) -> None:
         due = []
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -473,6 +490,8 @@ class CallController:
             held = self._held.get((tenant, call_id))
             if held is not None:
                 due.append(held)
+            else:
+                self._ended_early = max(0, self._ended_early - 1)
         for held in due:
             self._spawn(self._end(held, "max_call_seconds"))
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from service.policy.model import OnSessionUpdate, RoleRules
+from service.policy.model import InstructionsMode, OnSessionUpdate, RoleRules
 
 # What the broker supervises: a Realtime call (`/realtime/calls`, hung up over REST) or a
 # GPT-Live session (`/live/sessions`, closed with `session.close` on its sideband).
@@ -155,6 +155,8 @@ class CallPolicy:
     on_session_update: OnSessionUpdate = "reapply"
     daily_token_budget: int | None = None
     daily_minute_budget: int | None = None
+    # Under "server" the client brings no instructions by any door (state.CallState).
+    instructions_mode: InstructionsMode = "client"
 
     @classmethod
     def of(cls, role: str, rules: RoleRules, session: Mapping[str, Any]) -> CallPolicy:
@@ -164,6 +166,7 @@ class CallPolicy:
             on_session_update=rules.on_session_update,
             daily_token_budget=rules.daily_token_budget,
             daily_minute_budget=rules.daily_minute_budget,
+            instructions_mode=rules.instructions.mode,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -173,6 +176,7 @@ class CallPolicy:
             "on_session_update": self.on_session_update,
             "daily_token_budget": self.daily_token_budget,
             "daily_minute_budget": self.daily_minute_budget,
+            "instructions_mode": self.instructions_mode,
         }
 
     @classmethod
@@ -183,6 +187,8 @@ class CallPolicy:
             on_session_update=data.get("on_session_update", "reapply"),
             daily_token_budget=data.get("daily_token_budget"),
             daily_minute_budget=data.get("daily_minute_budget"),
+            # A record written before the field: the mode is unknown, nothing extra enforced.
+            instructions_mode=data.get("instructions_mode", "client"),
         )
 
 

@@ -1,5 +1,6 @@
-"""Placing a call (POST /v1/realtime/calls): authenticate, admit, apply the policy,
-check the budgets, take a concurrency lease, forward the offer, start supervising.
+"""Placing a call (POST /v1/realtime/calls): admit, apply the policy, check the budgets,
+take a concurrency lease, forward the offer, start supervising. The caller comes in
+authenticated: the web layer does that before it reads the offer.
 
 The browser gets an SDP answer and a call id, never a secret: the session is sent
 upstream with the server key, and the broker holds the call from then on. A GPT-Live
@@ -185,11 +186,10 @@ async def admit_call(
 async def place_call(
     broker: Broker,
     controller: CallController,
-    authorization: Sequence[str],
+    identity: Identity,
     offer: str,
     session: dict[str, Any] | None,
 ) -> PlacedCall:
-    identity = await broker.authenticate(authorization)
     requested = decode_request("client_secrets", {} if session is None else {"session": session})
     if requested.kind != "realtime":
         raise InvalidValue("Calls need a realtime session.", param="session.type")

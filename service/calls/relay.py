@@ -9,6 +9,11 @@ here against the role:
   under `on_violation: "reject"`;
 - `response.create` with per-response overrides (instructions, tools, voice, modalities,
   output tokens) passes the same policy, for the fields the client set;
+- under `instructions.mode: "server"` the policy's instructions are the only ones, whatever
+  the door: a `conversation.item.create` of a `system` or `developer` message is refused;
+  such messages in `response.create`'s `input`, and a `prompt` reference (a stored prompt
+  brings its own instructions) in `response.create` or `session.update`, are dropped, or
+  the event refused under `on_violation: "reject"`;
 - every other allowed event is forwarded unchanged.
 
 Server events are filtered by `server_events` (None: all).
@@ -19,9 +24,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, PolicyViolation
 from service.policy.apply import apply_policy
 from service.policy.model import Policy, RoleRules
 from service.session.codec import decode_request, encode_upstream_request
@@ -29,6 +34,13 @@ from service.session.codec import decode_request, encode_upstream_request
 # Keys of a `response.create`'s response that the policy decides, and where they live
 # in a session.
 _RESPONSE_OVERRIDES = ("instructions", "tools", "audio", "output_modalities", "max_output_tokens")
+# Conversation messages in these roles are instructions by another door.
+INSTRUCTION_ROLES = frozenset({"system", "developer"})
+
+
+def brings_instructions(item: object) -> TypeGuard[dict[str, Any]]:
+    """Whether a conversation item is a `system` or `developer` message."""
+    return isinstance(item, dict) and item.get("role") in INSTRUCTION_ROLES
 
 
 def error_event(
@@ -64,6 +76,9 @@ class RelayPolicy:
         self.policy = policy
         self.role = role
         self.rules: RoleRules = policy.rules_for(role)
+        # `instructions.mode: "server"`: the client brings no instructions of its own.
+        self.exclusive = self.rules.instructions.mode == "server"
+        self.reject = policy.on_violation == "reject"
 
     def server_event_allowed(self, kind: object) -> bool:
         allowed = self.rules.server_events
@@ -88,6 +103,17 @@ class RelayPolicy:
                 return Policed(event={**event, "session": self._session(event.get("session"))})
             if kind == "response.create" and isinstance(event.get("response"), dict):
                 return Policed(event={**event, "response": self._response(event["response"])})
+            if (
+                kind == "conversation.item.create"
+                and self.exclusive
+                and brings_instructions(event.get("item"))
+            ):
+                # Nothing is left to forward once the message is taken out: refused either way.
+                raise PolicyViolation(
+                    "This role's instructions are the server's: "
+                    "system and developer messages are not allowed.",
+                    param="item.role",
+                )
         except InvalidRequest as exc:
             return Policed(
                 error=error_event(exc.message, code=exc.code, param=exc.param, event_id=event_id)
@@ -97,6 +123,8 @@ class RelayPolicy:
     def _session(self, session: object) -> dict[str, Any]:
         if not isinstance(session, dict):
             raise InvalidRequest("`session` must be an object.", param="session")
+        if self.exclusive:
+            session = self._without_prompt(session, "session.prompt")
         requested = decode_request("client_secrets", {"session": {"type": "realtime", **session}})
         effective, _ = apply_policy(self.policy, self.role, requested)
         _, body, _ = encode_upstream_request(effective, "ga")
@@ -104,6 +132,9 @@ class RelayPolicy:
         return result
 
     def _response(self, response: Mapping[str, Any]) -> dict[str, Any]:
+        if self.exclusive:
+            response = self._without_prompt(response, "response.prompt")
+            response = self._without_instruction_input(response)
         given = {k: response[k] for k in _RESPONSE_OVERRIDES if k in response}
         if not given:
             return dict(response)
@@ -115,3 +146,28 @@ class RelayPolicy:
             if key in policed:
                 out[key] = policed[key]
         return out
+
+    def _violation(self, param: str) -> None:
+        """A server-mode door the client tried: refused under `reject`, else clamped."""
+        if self.reject:
+            raise PolicyViolation(
+                f"The value of '{param}' is not allowed: this role's instructions are the "
+                "server's.",
+                param=param,
+            )
+
+    def _without_prompt(self, obj: Mapping[str, Any], param: str) -> Mapping[str, Any]:
+        if obj.get("prompt") is None:
+            return obj
+        self._violation(param)
+        return {k: v for k, v in obj.items() if k != "prompt"}
+
+    def _without_instruction_input(self, response: Mapping[str, Any]) -> Mapping[str, Any]:
+        items = response.get("input")
+        if not isinstance(items, list):
+            return response
+        first = next((i for i, item in enumerate(items) if brings_instructions(item)), None)
+        if first is None:
+            return response
+        self._violation(f"response.input[{first}]")
+        return {**response, "input": [item for item in items if not brings_instructions(item)]}

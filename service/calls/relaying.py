@@ -68,12 +68,22 @@ class Relays:
         self._sessions: dict[tuple[str, str], RelaySession] = {}
         self._warn = Throttled(logger, interval=30.0)
 
+    def attached(self, tenant: str, call_id: str) -> RelaySession | None:
+        """The relay of the call attached on this replica, if any (tests, diagnostics)."""
+        return self._sessions.get((tenant, call_id))
+
     async def attach(self, tenant: str, call_id: str) -> RelaySession:
         session = RelaySession(tenant, call_id)
         self._sessions[(tenant, call_id)] = session
-        await self._store.publish(
-            {"type": "relay.attach", "tenant": tenant, "call_id": call_id, "relay": self._owner}
-        )
+        try:
+            await self._store.publish(
+                {"type": "relay.attach", "tenant": tenant, "call_id": call_id, "relay": self._owner}
+            )
+        except BaseException:
+            # Not attached: nothing may stay registered for a relay that never started.
+            if self._sessions.get((tenant, call_id)) is session:
+                del self._sessions[(tenant, call_id)]
+            raise
         return session
 
     async def detach(self, session: RelaySession) -> None:
@@ -101,15 +111,19 @@ class Relays:
         if session.supervisor == self._owner:
             self._send_up(session.tenant, session.call_id, event)
             return True
-        await self._store.publish(
-            {
-                "type": "relay.up",
-                "tenant": session.tenant,
-                "call_id": session.call_id,
-                "event": event,
-            },
-            to=session.supervisor,
-        )
+        try:
+            await self._store.publish(
+                {
+                    "type": "relay.up",
+                    "tenant": session.tenant,
+                    "call_id": session.call_id,
+                    "event": event,
+                },
+                to=session.supervisor,
+            )
+        except StoreUnavailable:
+            # The browser is told (call_unavailable) and may send again; the relay goes on.
+            return False
         return True
 
     async def down(self, relay: str, record: Supervision, text: str | None) -> None:

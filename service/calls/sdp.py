@@ -1,8 +1,10 @@
 """SDP offers and answers, and the multipart bodies that carry them (pure).
 
 The broker does not negotiate media: it checks that an offer looks like SDP (so that
-garbage is refused with a 400 before any upstream call) and passes it on. The fake
-upstream builds a syntactically valid answer from an offer.
+garbage is refused with a 400 before any upstream call) and passes it on. For a relayed
+call it reads the media sections as a WebRTC stack would (`media_sections`), so that no
+data channel passes as audio. The fake upstream builds a syntactically valid answer from
+an offer.
 
 Multipart is parsed with the standard library's email parser: it handles the MIME
 grammar (boundaries, quoted parameters, part headers) correctly, and the bodies are
@@ -11,7 +13,9 @@ small (bounded by the web layer) so its speed does not matter.
 
 from __future__ import annotations
 
+import re
 import secrets
+from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -19,6 +23,34 @@ from email.policy import HTTP
 from service.errors import InvalidValue
 
 MAX_SDP_BYTES = 32 * 1024
+# RFC 4566: every line is `<type>=<value>`, the type one lower-case letter, nothing before it.
+_LINE = re.compile(r"[a-z]=")
+# m=<media> <port>[/<count>] <proto> <fmt> ... (RFC 4566 5.14), single spaces.
+_MEDIA = re.compile(r"m=(\S+) ([0-9]{1,5})(?:/[0-9]{1,5})? (\S+)((?: \S+)*)")
+# A data channel (RFC 8841), whatever the media type says: SCTP in the protocol
+# (UDP/DTLS/SCTP, TCP/DTLS/SCTP, the older DTLS/SCTP) or this format.
+DATA_CHANNEL_FORMAT = "webrtc-datachannel"
+
+
+@dataclass(frozen=True)
+class MediaSection:
+    """One `m=` section: its media type, port, transport protocol, formats, attributes."""
+
+    kind: str
+    port: int
+    protocol: str
+    formats: tuple[str, ...]
+    attributes: tuple[str, ...]
+
+    @property
+    def active(self) -> bool:
+        # Port 0 rejects a section, unless it is `bundle-only` (RFC 8843): then it rides
+        # on the bundle's transport and is in use.
+        return self.port != 0 or "bundle-only" in self.attributes
+
+    @property
+    def data_channel(self) -> bool:
+        return "SCTP" in self.protocol.upper() or DATA_CHANNEL_FORMAT in self.formats
 
 
 def check_offer(raw: bytes) -> str:
@@ -38,22 +70,56 @@ def check_offer(raw: bytes) -> str:
     return text
 
 
+def media_sections(sdp: str) -> list[MediaSection]:
+    """The media sections of `sdp`, read as a WebRTC stack reads them: sections begin at
+    `m=` lines, and a line that is not `<letter>=<value>` (leading whitespace, an
+    upper-case type, a bare CR) makes the whole description malformed: InvalidValue."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the line break that ends the last line
+    sections: list[MediaSection] = []
+    current: list[str] | None = None
+    for line in lines:
+        if _LINE.match(line) is None or "\r" in line:
+            raise InvalidValue("The SDP has a malformed line.", param="sdp")
+        if line.startswith("m="):
+            if current is not None:
+                sections.append(_section(current))
+            current = [line]
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        sections.append(_section(current))
+    return sections
+
+
+def _section(lines: list[str]) -> MediaSection:
+    media = _MEDIA.fullmatch(lines[0])
+    if media is None:
+        raise InvalidValue("The SDP has a malformed media line.", param="sdp")
+    kind, port, protocol, formats = media.groups()
+    attributes = tuple(line[2:].partition(":")[0] for line in lines[1:] if line[0] == "a")
+    return MediaSection(kind, int(port), protocol, tuple(formats.split()), attributes)
+
+
 def active_media(sdp: str) -> list[str]:
     """The kinds of the media sections that are in use (`m=audio ...`; a section with
-    port 0 is rejected or disabled, and carries nothing)."""
-    kinds = []
-    for line in sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("m="):
-            kind, _, rest = line[2:].partition(" ")
-            if rest.split(" ", 1)[0] != "0":
-                kinds.append(kind)
-    return kinds
+    port 0 is rejected or disabled, and carries nothing, unless it is `bundle-only`)."""
+    return [section.kind for section in media_sections(sdp) if section.active]
 
 
 def audio_only(sdp: str) -> bool:
-    """Whether every active media section is audio: no data channel, no video."""
-    kinds = active_media(sdp)
-    return bool(kinds) and all(kind == "audio" for kind in kinds)
+    """Whether every active media section is audio over RTP: no data channel (whatever
+    its `m=` line calls it), no video. A malformed description is not audio-only: what
+    the browser's or upstream's parser would make of it cannot be known here."""
+    try:
+        sections = [section for section in media_sections(sdp) if section.active]
+    except InvalidValue:
+        return False
+    return bool(sections) and all(
+        section.kind == "audio" and not section.data_channel and "RTP/" in section.protocol
+        for section in sections
+    )
 
 
 def answer_for(offer: str) -> str:

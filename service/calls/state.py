@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from service.calls.model import CallPolicy, drift, revert_event
+from service.calls.relay import brings_instructions
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +49,19 @@ class CallState:
     """Compares each `session.updated` (or `session.created`) with the fields the policy
     pinned and answers a change with a reverting `session.update`, or a hangup when the
     role says `on_session_update: "hangup"`; counts `response.done` usage. A Realtime
-    call's seconds are the time it is held."""
+    call's seconds are the time it is held.
 
-    __slots__ = ("over", "pending_tokens", "policy")
+    With `server_instructions` (the role's `instructions.mode: "server"`) the client
+    brings no instructions by another door either: a `system` or `developer` message it
+    adds to the conversation is deleted, a response started with such messages in its
+    `input` or with a `prompt` reference is cancelled, and a session `prompt` is an
+    override like the pinned fields."""
 
-    def __init__(self, policy: CallPolicy) -> None:
+    __slots__ = ("over", "pending_tokens", "policy", "server_instructions")
+
+    def __init__(self, policy: CallPolicy, *, server_instructions: bool = False) -> None:
         self.policy = policy
+        self.server_instructions = server_instructions
         self.pending_tokens = 0
         self.over = False
 
@@ -76,22 +84,43 @@ class CallState:
             return None
         if kind == "response.created":
             return self._response(event.get("response"))
+        if kind in ("conversation.item.added", "conversation.item.created"):
+            # GA and beta names of the same event.
+            return self._item(event.get("item"))
         if kind not in ("session.updated", "session.created"):
             return None
         session = event.get("session")
         if not isinstance(session, dict):
             return None
         changed = drift(self.policy.pinned, session)
+        prompted = self.server_instructions and session.get("prompt") is not None
+        if prompted:
+            changed.append("prompt")
         if not changed:
             return None
         if self.policy.on_session_update == "hangup":
             return Action("hangup", tuple(changed))
-        return Action("revert", tuple(changed), revert_event(self.policy.pinned, changed))
+        revert = revert_event(self.policy.pinned, changed)
+        if prompted:
+            revert["session"]["prompt"] = None
+        return Action("revert", tuple(changed), revert)
+
+    def _item(self, item: object) -> Action | None:
+        """A `system` or `developer` message in the conversation under server-mode
+        instructions: only the client can have added it (the broker never does), so it
+        is taken out again, as a session change would be reverted."""
+        if not self.server_instructions or not brings_instructions(item):
+            return None
+        if not isinstance(item.get("id"), str):
+            return None
+        delete = {"type": "conversation.item.delete", "item_id": item["id"]}
+        return Action("revert", (f"conversation.item.{item['role']}",), delete)
 
     def _response(self, response: object) -> Action | None:
         """A response started with per-response overrides (its own instructions, tools or
-        voice) that the policy forbids: cancelled, since it is not a session change a
-        revert would catch."""
+        voice) that the policy forbids, or, under server-mode instructions, with a prompt
+        reference or system or developer messages in its `input`: cancelled, since it is
+        not a session change a revert would catch."""
         if not isinstance(response, dict) or not isinstance(response.get("id"), str):
             return None
         seen: dict[str, Any] = {}
@@ -106,6 +135,13 @@ class CallState:
             seen["audio"] = {"output": {"voice": voice}}
         pinned = {p: v for p, v in self.policy.pinned.items() if p[0] in seen}
         changed = drift(pinned, seen)
+        if self.server_instructions:
+            # Instructions by other doors: a stored prompt, system or developer messages.
+            if response.get("prompt") is not None:
+                changed.append("prompt")
+            items = response.get("input")
+            if isinstance(items, list) and any(brings_instructions(i) for i in items):
+                changed.append("input")
         if not changed:
             return None
         cancel = {"type": "response.cancel", "response_id": response["id"]}

@@ -93,7 +93,9 @@ class Held:
         self.state: EventState = (
             LiveState(record.policy, adopted=adopted)
             if record.kind == "live"
-            else CallState(record.policy)
+            else CallState(
+                record.policy, server_instructions=record.policy.instructions_mode == "server"
+            )
         )
         self.flushed_at = now
         self.task: asyncio.Task[None] | None = None

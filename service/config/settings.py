@@ -9,6 +9,7 @@ CORS origins) are in `service.config.checks`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Literal, cast, get_args
@@ -69,6 +70,8 @@ class TenantSettings:
     jwt_jwks_cache_seconds: int = 300
     # Addition: the overall deadline of one upstream call, retry included.
     upstream_timeout_ms: int = 10_000
+    # The key of user_hash (DESIGN 13.1); None: generated and kept in the state store.
+    user_hash_key: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,12 @@ class Settings:
     # one lease; how many calls one replica supervises at most.
     call_lease_seconds: float = 15.0
     max_calls: int = 10_000
+    # /metrics on a port of its own (README "Metrics"); None: on the API's port, as before.
+    # `metrics_host` None: the API's host.
+    metrics_port: int | None = None
+    metrics_host: str | None = None
+    # Host names dev mode answers besides the local ones (DNS rebinding; service.dev).
+    dev_allowed_hosts: tuple[str, ...] = ()
     dev: bool = False
 
     def tenant(self, tenant_id: str) -> TenantSettings:
@@ -110,6 +119,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     redis_timeout_ms = env.integer("REDIS_TIMEOUT_MS", 250, 1, 10_000)
     call_lease_seconds = env.integer("CALL_LEASE_SECONDS", 15, 1, 300)
     max_calls = env.integer("MAX_CALLS", 10_000, 1, 100_000)
+    metrics_port, metrics_host = _metrics_listener(env, port)
+    dev_allowed_hosts = _dev_allowed_hosts(env)
     multi = len(tenant_ids) > 1
     tenants = tuple(_load_tenant(environ, problems, t, multi) for t in tenant_ids)
     if multi:
@@ -126,7 +137,43 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_timeout_ms=redis_timeout_ms,
         call_lease_seconds=float(call_lease_seconds),
         max_calls=max_calls,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        dev_allowed_hosts=dev_allowed_hosts,
     )
+
+
+def _metrics_listener(env: EnvReader, port: int) -> tuple[int | None, str | None]:
+    """METRICS_PORT (a port of its own, never the API's) and METRICS_HOST (only with it)."""
+    host = env.get("METRICS_HOST")
+    if not env.present("METRICS_PORT"):
+        if host is not None:
+            env.problem("METRICS_HOST", "has no effect without BROKER_METRICS_PORT")
+        return None, None
+    metrics_port = env.integer("METRICS_PORT", 0, 1, 65535)
+    if metrics_port == port:
+        env.problem("METRICS_PORT", f"must differ from BROKER_PORT ({port})")
+    return metrics_port, None if host is None else host.strip()
+
+
+# A host name (or a leading-dot suffix: the name and its subdomains), an IPv6 literal in
+# brackets, or `*` (any host: the check off).
+_HOST_NAME = re.compile(r"\.?[a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\]|\*")
+
+
+def _dev_allowed_hosts(env: EnvReader) -> tuple[str, ...]:
+    text = env.get("DEV_ALLOWED_HOSTS")
+    if text is None:
+        return ()
+    hosts = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    for host in hosts:
+        if not _HOST_NAME.fullmatch(host):
+            env.problem(
+                "DEV_ALLOWED_HOSTS",
+                f"{host[:60]!r} is not a host name (names only, any port is allowed; "
+                "'.example.test' for a name and its subdomains, '*' for any)",
+            )
+    return hosts
 
 
 def _load_tenant(
@@ -180,6 +227,7 @@ def _load_tenant(
         ),
         jwt_jwks_cache_seconds=env.integer("JWT_JWKS_CACHE_SECONDS", 300, 0, 86_400),
         upstream_timeout_ms=env.integer("UPSTREAM_TIMEOUT_MS", 10_000, 100, 60_000),
+        user_hash_key=env.secret("USER_HASH_KEY", min_chars=32),
     )
 
 

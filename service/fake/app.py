@@ -42,11 +42,13 @@ def _masked(key: str) -> str:
     return f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
 
 
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _check_auth(request: Request, api_key: str | None) -> None:
-    authorization = request.headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    presented = token.strip() if scheme.lower() == "bearer" else ""
-    presented = presented or request.headers.get("api-key", "").strip()
+    presented = _bearer(request) or request.headers.get("api-key", "").strip()
     if not presented:
         raise Refusal(
             401,
@@ -96,17 +98,15 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-# Secrets whose session a later call may start with (oldest forgotten first).
-MINTED_KEPT = 1024
-
-
 def create_fake_app(
     *, clock: Clock = system_clock, api_key: str | None = None, usage_interval: float = 1.0
 ) -> Starlette:
     """Build a fresh fake upstream with its own, empty state.
 
     `clock` dates secrets and vector stores. `api_key`, when given, is the only key the fake
-    accepts (others get OpenAI's 401 `invalid_api_key`); by default any non-empty key passes.
+    accepts (others get OpenAI's 401 `invalid_api_key`), except that a client secret it
+    minted, until it expires, places a call (`POST /v1/realtime/calls`), as at OpenAI; by
+    default any non-empty key passes.
     `app.state.calls` counts requests per "METHOD /path", for tests; `app.state.realtime_calls`
     is the registry of WebRTC calls (service.fake.calls), `app.state.live_sessions` that of
     GPT-Live sessions (service.fake.live), which report their usage every `usage_interval`
@@ -126,13 +126,17 @@ def create_fake_app(
         token = token or azure_key.strip()
         return bool(token) and (api_key is None or token == api_key)
 
-    def endpoint(handler: Handler) -> Handler:
+    def endpoint(handler: Handler, *, client_secrets: bool = False) -> Handler:
         async def run(request: Request) -> Response:
             calls[f"{request.method} {request.url.path}"] += 1
-            _check_auth(request, api_key)
+            if not (client_secrets and realtime_calls.secret_valid(_bearer(request), clock())):
+                _check_auth(request, api_key)
             return await handler(request)
 
         return run
+
+    def secret_endpoint(handler: Handler) -> Handler:
+        return endpoint(handler, client_secrets=True)
 
     def mint(shape: Shape, build: Callable[[dict[str, Any], float], dict[str, Any]]) -> Handler:
         async def handle(request: Request) -> Response:
@@ -140,11 +144,13 @@ def create_fake_app(
             shape(body, "")
             minted = build(body, clock())
             # A call placed with this secret (dev mode's demo page) starts with its session.
-            secret = minted.get("value") or minted.get("client_secret", {}).get("value")
-            if isinstance(secret, str) and isinstance(minted.get("session"), dict):
-                realtime_calls.minted[secret] = minted["session"]
-                if len(realtime_calls.minted) > MINTED_KEPT:
-                    del realtime_calls.minted[next(iter(realtime_calls.minted))]
+            issued = minted if "value" in minted else minted.get("client_secret", {})
+            secret, expires_at = issued.get("value"), issued.get("expires_at")
+            if isinstance(secret, str) and isinstance(expires_at, int):
+                session = minted.get("session")
+                realtime_calls.remember(
+                    secret, expires_at, session if isinstance(session, dict) else None
+                )
             return JSONResponse(minted)
 
         return endpoint(handle)
@@ -202,6 +208,7 @@ def create_fake_app(
                 endpoint=endpoint,
                 session_shape=shapes.ga_client_secret,
                 authorized=sideband_authorized,
+                secret_endpoint=secret_endpoint,
             ),
             *fake_live_routes(
                 live_sessions,

@@ -46,6 +46,8 @@ FAKE_USAGE: dict[str, Any] = {
     "output_token_details": {"text_tokens": 15, "audio_tokens": 45},
 }
 TRANSCRIPT = ("Hello", " from", " the fake", " upstream.")
+# Secrets whose session a later call may start with (oldest forgotten first).
+MINTED_KEPT = 1024
 # The per-response overrides a `response.created` shows, as OpenAI's response object does.
 RESPONSE_ECHOED = ("instructions", "tools", "audio", "output_modalities", "max_output_tokens")
 
@@ -74,6 +76,25 @@ class FakeCalls:
         self.revert_ms: list[float] = []
         # Sessions of the secrets this fake minted (GA): a call placed with one starts with it.
         self.minted: dict[str, dict[str, Any]] = {}
+        # Every secret this fake minted, with its `expires_at`: what places a call besides
+        # the key, as at OpenAI. Both are bounded (oldest forgotten first).
+        self.secrets: dict[str, float] = {}
+
+    def remember(
+        self, secret: str, expires_at: float, session: dict[str, Any] | None = None
+    ) -> None:
+        """A client secret this fake minted (and, GA, the session it was minted with)."""
+        self.secrets[secret] = expires_at
+        if len(self.secrets) > MINTED_KEPT:
+            del self.secrets[next(iter(self.secrets))]
+        if session is not None:
+            self.minted[secret] = session
+            if len(self.minted) > MINTED_KEPT:
+                del self.minted[next(iter(self.minted))]
+
+    def secret_valid(self, secret: str, now: float) -> bool:
+        expires_at = self.secrets.get(secret)
+        return expires_at is not None and now < expires_at
 
     def create(self, session: dict[str, Any]) -> str:
         call_id = "rtc_" + secrets.token_hex(12)
@@ -199,10 +220,12 @@ def fake_call_routes(
     endpoint: Callable[[Handler], Handler],
     session_shape: Shape,
     authorized: Callable[[str, str], bool],
+    secret_endpoint: Callable[[Handler], Handler] | None = None,
 ) -> list[BaseRoute]:
-    """The routes, wrapped by the fake's `endpoint` (auth, call counting). `session_shape`
-    validates a GA session; `authorized(authorization header, api-key header)` guards the
-    WebSocket."""
+    """The routes, wrapped by the fake's `endpoint` (auth, call counting), or, for placing
+    a call (which OpenAI also opens to a client secret it minted), by `secret_endpoint`.
+    `session_shape` validates a GA session; `authorized(authorization header, api-key
+    header)` guards the WebSocket."""
 
     async def create(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
@@ -285,7 +308,7 @@ def fake_call_routes(
         )
 
     return [
-        Route("/v1/realtime/calls", endpoint(create), methods=["POST"]),
+        Route("/v1/realtime/calls", (secret_endpoint or endpoint)(create), methods=["POST"]),
         Route("/v1/realtime/calls/{call_id}/hangup", endpoint(hangup), methods=["POST"]),
         Route(
             "/v1/_fake/realtime/calls/{call_id}/events", endpoint(client_event), methods=["POST"]

@@ -30,7 +30,8 @@ from service.fake.live import FakeLiveSessions
 class InProcessFakes:
     """One fake upstream per fake tenant: `transports` for the upstream clients, `calls`
     and `live` (the fakes' Realtime call and GPT-Live session registries, by tenant) for
-    tests that play the browser."""
+    tests that play the browser. Each fake requires its tenant's `upstream_api_key` when
+    it has one (as OpenAI requires the key), and any key otherwise."""
 
     def __init__(self, tenants: Iterable[TenantSettings], *, clock: Clock) -> None:
         self.transports: dict[str, httpx.AsyncBaseTransport] = {}
@@ -40,7 +41,8 @@ class InProcessFakes:
         for tenant in tenants:
             if tenant.upstream != "fake":
                 continue
-            app = create_fake_app(clock=clock)
+            key = tenant.upstream_api_key
+            app = create_fake_app(clock=clock, api_key=None if key is None else key.reveal())
             self.apps[tenant.id] = app
             self.transports[tenant.id] = httpx.ASGITransport(app=app)
             self.calls[tenant.id] = app.state.realtime_calls
@@ -48,7 +50,8 @@ class InProcessFakes:
 
     def routes(self) -> list[BaseRoute]:
         """The first fake's API under /dev/fake, for a dev page that uses a minted secret
-        directly, as it would against OpenAI (dev mode only)."""
+        directly, as it would against OpenAI (dev mode only). It checks its callers as
+        OpenAI does: the key for everything, a secret it minted for placing a call."""
         first = next(iter(self.apps.values()), None)
         return [] if first is None else [Mount("/dev/fake", app=first)]
 

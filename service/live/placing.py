@@ -1,15 +1,16 @@
 """Placing a GPT-Live session (POST /v1/live/sessions, README "GPT-Live"): the steps of a
-Realtime call (service.calls.placing: authenticate, admit, the policy, budgets, lease,
-supervision), with the Live create request upstream and the session supervised over its
-`/attach` sideband, closed there with `session.close`."""
+Realtime call (service.calls.placing: admit, the policy, budgets, lease, supervision),
+with the Live create request upstream and the session supervised over its `/attach`
+sideband, closed there with `session.close`. The caller comes in authenticated: the web
+layer does that before it reads the body."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.auth.tokens import Identity
 from service.calls.controller import CallController
 from service.calls.model import CallPolicy
 from service.calls.placing import admit_call
@@ -32,10 +33,9 @@ class PlacedSession:
 async def place_live_session(
     broker: Broker,
     controller: CallController,
-    authorization: Sequence[str],
+    identity: Identity,
     body: object,
 ) -> PlacedSession:
-    identity = await broker.authenticate(authorization)
     request = parse_live_request(body)
     tenant = broker.tenant(identity.tenant)
 

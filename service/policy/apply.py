@@ -8,7 +8,7 @@ JSON is `service.policy.parse`'s job.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -42,7 +42,8 @@ def apply_policy(policy: Policy, role: str, request: MintRequest) -> tuple[MintR
     `session.audio.input.transcription.model`, `session.audio.input.turn_detection.type`,
     `session.audio.input.turn_detection.{silence_duration_ms,prefix_padding_ms,threshold}`,
     `session.temperature`, `session.max_output_tokens`, `session.audio.output.speed`,
-    `session.instructions`, `session.tools`, `session.tool_choice`, `expires_after.seconds`.
+    `session.instructions`, `session.prompt`, `session.tools`, `session.tool_choice`,
+    `expires_after.seconds`.
 
     - Allow-lists: a value outside → PolicyViolation (`reject`) or the first entry
       (`clamp`, listed). Nothing requested → the first entry (not listed). Modalities are
@@ -56,6 +57,8 @@ def apply_policy(policy: Policy, role: str, request: MintRequest) -> tuple[MintR
       text), `prefix` puts the policy text and a blank line before the client's (listed
       when the client sent any), `client` keeps it; the policy text fills a missing value.
       The client's text longer than `max_chars` → InvalidValue in `prefix`/`client` mode.
+      Under `server` a prompt reference (which brings instructions of its own) is dropped,
+      listed (`clamp`), or refused (`reject`).
     - TTL: the requested value clamped to the role's max, or the role's default.
     """
     rules = policy.rules_for(role)
@@ -80,6 +83,7 @@ def apply_policy(policy: Policy, role: str, request: MintRequest) -> tuple[MintR
             speed=apply.clamp(s.speed, rules.speed, "session.audio.output.speed", SPEED_BOUNDS),
             max_output_tokens=apply.max_tokens(s.max_output_tokens, rules.max_output_tokens),
             instructions=apply.instructions(s.instructions, rules.instructions),
+            prompt=apply.prompt(s.prompt, rules.instructions),
         )
         changes["tools"], changes["tool_choice"] = apply.tools(
             s.tools, s.tool_choice, rules.tools_allow
@@ -265,6 +269,14 @@ class _Application:
         elif outcome == "adjusted":
             self.adjusted.append(path)
         return result
+
+    def prompt(self, value: Mapping[str, Any] | None, rule: InstructionsRule) -> Any:
+        """A prompt reference brings instructions of its own: under `server` mode the
+        policy's are the only ones, so it is dropped (or refused under `reject`)."""
+        if value is None or rule.mode != "server":
+            return value
+        self.violation("session.prompt")
+        return None
 
     def tools(
         self,

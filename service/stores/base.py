@@ -4,9 +4,9 @@ One `admit` call decides everything a request needs from shared state, in one
 round trip on standalone Redis: whether the user is revoked, the user's effective
 role (an admin-set role overrides the token's claim), every limit of that role and
 of the tenant (all or nothing), and the user's directory record (created when the
-user is first seen). Implementations: `memory.MemoryStore` (dev and single
-process) and `redis.RedisStore` (production). One contract suite
-(tests/stores/test_contract.py) runs over both.
+user is first seen). It also keeps each tenant's generated secrets (`tenant_secret`).
+Implementations: `memory.MemoryStore` (dev and single process) and `redis.RedisStore`
+(production). One contract suite (tests/stores/test_contract.py) runs over both.
 """
 
 from __future__ import annotations
@@ -103,6 +103,12 @@ class Store(Protocol):
 
     async def revoke(self, tenant: str, user_id: str) -> UserRecord | None:
         """Revoke durably. None when the user is unknown."""
+        ...
+
+    async def tenant_secret(self, tenant: str, name: str, candidate: str) -> str:
+        """The tenant's secret `name` (the key of its user_hash), kept durably: the value
+        stored first, `candidate` when there was none. Atomic, so replicas that start
+        together all get the same one. Raises StoreUnavailable."""
         ...
 
     async def ping(self) -> bool: ...

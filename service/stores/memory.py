@@ -36,6 +36,7 @@ class MemoryStore:
         self._degraded = degraded
         self._tats: dict[tuple[str, ...], float] = {}
         self._users: dict[tuple[str, str], UserRecord] = {}
+        self._secrets: dict[tuple[str, str], str] = {}
         self._admissions = 0
 
     def _limits_for(self, request: AdmitRequest, role: str) -> tuple[Limit, ...]:
@@ -131,6 +132,9 @@ class MemoryStore:
         record = replace(record, revoked=True)
         self._users[(tenant, user_id)] = record
         return record
+
+    async def tenant_secret(self, tenant: str, name: str, candidate: str) -> str:
+        return self._secrets.setdefault((tenant, name), candidate)
 
     async def ping(self) -> bool:
         return True

@@ -30,6 +30,7 @@ from service.stores.redis_client import (
     LuaScript,
     create_client,
     guarded,
+    load_script,
     run_script,
 )
 from service.stores.redis_url import parse_redis_url
@@ -80,6 +81,7 @@ class RedisStore:
         self._cluster = cluster
         self._clock = clock
         self._scripts = replies.Scripts.load()
+        self._tenant_secret = load_script("tenant_secret", with_gcra=False)
         self._plans: dict[object, _Plan] = {}
 
     @classmethod
@@ -386,6 +388,14 @@ class RedisStore:
             self._scripts.update_user, [keys.record_key(tenant, user_id)], [op, role]
         )
         return None if reply is None else replies.record(tenant, replies.pairs(reply))
+
+    # --- tenant secrets ----------------------------------------------------------------
+
+    async def tenant_secret(self, tenant: str, name: str, candidate: str) -> str:
+        # tb:{<tenant>}:secret:<name>, in the tenant's slot; durable, like the records.
+        key = f"{keys.tenant_tag(tenant)}:secret:{name}"
+        kept = await self._run(self._tenant_secret, [key], [candidate])
+        return str(kept)
 
     # --- lifecycle ---------------------------------------------------------------------
 

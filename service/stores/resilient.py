@@ -190,6 +190,10 @@ class FailureAwareStore:
     async def revoke(self, tenant: str, user_id: str) -> UserRecord | None:
         return await self._guard(lambda: self._primary.revoke(tenant, user_id))
 
+    async def tenant_secret(self, tenant: str, name: str, candidate: str) -> str:
+        # No local fallback: a secret made up by one replica would differ from the others'.
+        return await self._guard(lambda: self._primary.tenant_secret(tenant, name, candidate))
+
     async def ping(self) -> bool:
         # Always asks the primary, breaker or not: /readyz must see real reachability,
         # and a successful ping closes the breaker without waiting for a trial.

@@ -9,7 +9,8 @@ every field the official SDK sends (it also sends ``description``).
 Where the spec sets no bound, the broker sets a generous one of its own so that an oversized
 value is refused here rather than relayed: ``name`` ≤ 256 characters, ``description`` ≤ 512,
 each file id and each list cursor ≤ 256. Integers must be JSON integers: ``true`` and ``7.0``
-are refused. Error messages never echo the caller's values, only parameter names and bounds.
+are refused. Error messages never echo the caller's values, only parameter names and bounds;
+an unknown name is echoed (message and ``param``) cut to 64 characters and an ellipsis.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ EXPIRES_DAYS_MIN = 1
 EXPIRES_DAYS_MAX = 365
 CHUNK_SIZE_MIN = 100
 CHUNK_SIZE_MAX = 4096
+# An unknown parameter's name is the caller's text: echoed, but no longer than this.
+MAX_ECHOED_NAME_CHARS = 64
 
 _LIST_PARAMS = ("limit", "order", "after", "before")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]+")
@@ -57,7 +60,7 @@ def parse_list_params(query: Mapping[str, str] | Sequence[tuple[str, str]]) -> d
     given: dict[str, str] = {}
     for name, value in pairs:
         if name not in _LIST_PARAMS:
-            raise UnknownParameter(f"Unknown parameter: '{name}'.", param=name)
+            raise _unknown(name)
         if name in given:
             raise InvalidValue(f"'{name}' must be given at most once.", param=name)
         given[name] = value
@@ -114,7 +117,7 @@ def validate_create(body: object) -> dict[str, Any]:
     for key, value in body.items():
         check = _CREATE_FIELDS.get(key) if isinstance(key, str) else None
         if check is None:
-            raise UnknownParameter(f"Unknown parameter: '{key}'.", param=str(key))
+            raise _unknown(str(key))
         check(value)
     return dict(body)
 
@@ -209,6 +212,14 @@ _CREATE_FIELDS: Mapping[str, Callable[[object], None]] = {
 }
 
 
+def _unknown(name: str, *, parent: str | None = None) -> UnknownParameter:
+    """The refusal of an unknown parameter, naming it (cut: it is the caller's text)."""
+    if len(name) > MAX_ECHOED_NAME_CHARS:
+        name = name[:MAX_ECHOED_NAME_CHARS] + "…"
+    path = name if parent is None else f"{parent}.{name}"
+    return UnknownParameter(f"Unknown parameter: '{path}'.", param=path)
+
+
 def _object(value: object, param: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise InvalidValue(f"'{param}' must be an object.", param=param)
@@ -218,7 +229,7 @@ def _object(value: object, param: str) -> Mapping[str, object]:
 def _only_keys(obj: Mapping[str, object], param: str, allowed: Sequence[str]) -> None:
     for key in obj:
         if key not in allowed:
-            raise UnknownParameter(f"Unknown parameter: '{param}.{key}'.", param=f"{param}.{key}")
+            raise _unknown(key, parent=param)
 
 
 def _required(obj: Mapping[str, object], param: str, key: str) -> object:

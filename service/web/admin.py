@@ -72,8 +72,8 @@ def admin_routes(*, clock: Clock = system_clock) -> list[Route]:
 
     handlers: tuple[tuple[str, Handler, list[str]], ...] = (
         (USERS_PATH, list_users, ["GET"]),
-        # `path` so that an id with an encoded `/` reaches validation (a 400) instead of
-        # missing the route (a 404 that would look like an unknown user).
+        # `path`: the server decodes an id's `%2F` into the path, and an id may hold `/`
+        # (any id the authenticator accepts can be revoked, service.auth.user_ids).
         (USERS_PATH + "/{user_id:path}", one_user, ["GET", "POST", "DELETE"]),
     )
     return [Route(path, handler, methods=methods) for path, handler, methods in handlers]

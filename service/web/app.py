@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
+from service.auth.hash_keys import UserHashKeys
 from service.auth.tokens import Authenticator
 from service.calls.controller import CallController
 from service.calls.sideband import WebSocketConnector
@@ -135,6 +136,14 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
+def create_metrics_app(metrics: Metrics) -> Starlette:
+    """`/metrics` alone, for BROKER_METRICS_PORT: served on a port of its own, so that the
+    API port (which the gateway exposes) does not show tenant ids to anyone."""
+    app = Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"])])
+    app.state.metrics = metrics
+    return app
+
+
 def _request_observer(metrics: Metrics) -> Callable[[Scope, int, float], None]:
     def observe(scope: Scope, status: int, seconds: float) -> None:
         metrics.request(route_template(scope), scope.get("method", ""), status, seconds)
@@ -211,11 +220,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # user_hash's keys before anything is logged or sent upstream (README "Logs").
+        hash_keys = UserHashKeys({t.id: t.user_hash_key for t in settings.tenants}, state_store)
+        await hash_keys.start()
         # Supervision starts with the app: a replica that starts adopts orphaned calls.
         calls.start()
         try:
             yield
         finally:
+            await hash_keys.aclose()
             # Calls first: handing them over (or hanging them up) needs the store and the
             # upstream clients still open.
             await calls.aclose()
@@ -229,7 +242,6 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/readyz", handlers.readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route(
             "/v1/realtime/client_secrets",
             handlers.mint_handler("client_secrets"),
@@ -242,6 +254,9 @@ def create_app(
             methods=["POST"],
         ),
     ]
+    if settings.metrics_port is None:
+        # Otherwise on a port of its own (create_metrics_app, served by the CLI).
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     routes += admin_routes(clock=clock)
     routes += call_routes(clock=clock)
     routes += relay_routes()

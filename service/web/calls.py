@@ -16,13 +16,13 @@ from starlette.routing import Route
 
 from service.calls.controller import CallController
 from service.calls.placing import place_call
-from service.calls.sdp import check_offer, parse_multipart
+from service.calls.sdp import MAX_SDP_BYTES, check_offer
 from service.clock import Clock, system_clock
 from service.directory import Directory
 from service.errors import InvalidJSON, InvalidValue, UnknownParameter
-from service.redact import user_hash
-from service.web.bodies import parse_json, read_body
-from service.web.handlers import authorization_values, broker_of
+from service.web.bodies import MAX_BODY_BYTES, parse_json, read_body
+from service.web.handlers import authenticate, authorization_values, broker_of
+from service.web.multipart import read_form
 
 CALLS_PATH = "/v1/realtime/calls"
 
@@ -32,18 +32,22 @@ def controller_of(request: Request) -> CallController:
     return controller
 
 
+# A mint's whole body may be a session, so a call's `session` part may be as large.
+OFFER_PARTS = {"sdp": MAX_SDP_BYTES, "session": MAX_BODY_BYTES}
+
+
 async def _offer_and_session(request: Request) -> tuple[str, dict[str, Any] | None]:
+    """The offer, and the session if one came: read only once the caller is known."""
     content_type = request.headers.get("content-type", "").lower()
-    raw = await read_body(request)
     if content_type.startswith("application/sdp"):
-        return check_offer(raw), None
+        return check_offer(await read_body(request)), None
     if not content_type.startswith("multipart/form-data"):
         raise InvalidValue(
             "Send the SDP offer as application/sdp, or as multipart/form-data with "
             "`sdp` and an optional `session`.",
             param=None,
         )
-    parts = parse_multipart(request.headers["content-type"], raw)
+    parts = await read_form(request, OFFER_PARTS)
     if "sdp" not in parts:
         raise InvalidValue("Missing required parameter: 'sdp'.", param="sdp")
     session: dict[str, Any] | None = None
@@ -79,16 +83,12 @@ def page_params(request: Request) -> tuple[int, str | None]:
 
 def call_routes(*, clock: Clock = system_clock) -> list[Route]:
     async def create(request: Request) -> Response:
+        # The caller first: an anonymous request costs a 401 and nothing of its body.
+        identity = await authenticate(request)
         offer, session = await _offer_and_session(request)
         placed = await place_call(
-            broker_of(request),
-            controller_of(request),
-            authorization_values(request),
-            offer,
-            session,
+            broker_of(request), controller_of(request), identity, offer, session
         )
-        request.scope["state"]["tenant"] = placed.tenant
-        request.scope["state"]["user_hash"] = user_hash(placed.tenant, placed.user_id)
         headers = {**placed.headers, "Location": f"{CALLS_PATH}/{placed.call_id}"}
         return Response(
             placed.answer, status_code=201, media_type="application/sdp", headers=headers

@@ -7,15 +7,16 @@ tenant, which is only known once the handler has authenticated the request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import Throttled
 from service.web.middleware import request_id_from
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,106 @@ MAX_AGE = "600"
 ANY = "*"
 # An echoed Access-Control-Request-Headers value: header names, commas and spaces only.
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~\-]+(?:\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~\-]+)*$")
+# Refused preflights: one summary line per interval, at most this many distinct origins
+# remembered meanwhile (anyone can send them, unauthenticated), and a few named as examples.
+REFUSAL_INTERVAL = 60.0
+MAX_TRACKED_ORIGINS = 1000
+REFUSAL_EXAMPLES = 3
+HINT = "add the origin to BROKER_CORS_ORIGINS (or the tenant's BROKER_<TENANT>_CORS_ORIGINS)"
+
+
+class RefusalLog:
+    """The log lines of refused preflights, bounded in memory and in lines whatever
+    callers send. The first refusal after a quiet interval is logged at once, naming its
+    origin; those that follow within `interval` seconds are counted, and one line sums
+    them up when the interval ends: how many, from how many distinct origins (counted up
+    to `max_tracked`, which bounds the memory), a few of them as examples. A flood is
+    then one line per interval, however many origins it comes from.
+
+    `clock` (monotonic seconds) is injectable so that tests need not wait an interval.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        interval: float = REFUSAL_INTERVAL,
+        max_tracked: int = MAX_TRACKED_ORIGINS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._max_tracked = max_tracked
+        self._clock = clock
+        # When the current interval ends; None: quiet, the next refusal is logged at once.
+        self._ends_at: float | None = None
+        self._held = 0
+        # Insertion-ordered, so that the examples are the first origins seen.
+        self._origins: dict[str, None] = {}
+        self._more_origins = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def tracked(self) -> int:
+        """Distinct origins remembered now (never more than `max_tracked`)."""
+        return len(self._origins)
+
+    def refused(self, origin: str) -> None:
+        now = self._clock()
+        if self._ends_at is not None and now >= self._ends_at:
+            self.flush()
+        if self._ends_at is None:
+            self._ends_at = now + self._interval
+            self._logger.warning(
+                "CORS: a preflight from %s was refused; %s", origin, HINT, extra={"origin": origin}
+            )
+            return
+        self._held += 1
+        if origin not in self._origins:
+            if len(self._origins) < self._max_tracked:
+                self._origins[origin] = None
+            else:
+                self._more_origins = True
+        if self._timer is None:
+            self._schedule(self._ends_at - now)
+
+    def flush(self) -> None:
+        """End the current interval: one line for the refusals held back, if any. Called
+        when the interval is over (a timer on the running loop, or the next refusal)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._held:
+            self._ends_at = None
+            return
+        distinct = f"{len(self._origins)}{'+' if self._more_origins else ''}"
+        examples = ", ".join(list(self._origins)[:REFUSAL_EXAMPLES])
+        self._logger.warning(
+            "CORS: %d more preflights refused in the last %.0f s, from %s distinct origins "
+            "(e.g. %s); %s",
+            self._held,
+            self._interval,
+            distinct,
+            examples,
+            HINT,
+            extra={"refused": self._held, "origins": distinct},
+        )
+        # The flood may go on: a new interval starts now, and sums up its own refusals.
+        self._ends_at = self._clock() + self._interval
+        self._held = 0
+        self._origins = {}
+        self._more_origins = False
+
+    def _schedule(self, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a direct call): the next refusal after the interval flushes
+        self._timer = loop.call_later(max(delay, 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.flush()
 
 
 class CORSMiddleware:
@@ -48,17 +149,24 @@ class CORSMiddleware:
 
     A preflight (`OPTIONS` with `Access-Control-Request-Method`) from an allowed origin
     is answered here with 204 and never reaches the app; it still gets an X-Request-ID.
-    One from an origin that is not allowed gets a 403 saying so (and a log line naming
-    BROKER_CORS_ORIGINS), rather than the router's 405. `scheme://host:*` in a list
+    One from an origin that is not allowed gets a 403 saying so, rather than the router's
+    405, and is logged by `refusals` (a line naming BROKER_CORS_ORIGINS, then one summary
+    per interval while they go on; see RefusalLog). `scheme://host:*` in a list
     allows any port of that host (dev mode allows http://localhost:* and
     http://127.0.0.1:* by default).
     """
 
-    def __init__(self, app: ASGIApp, *, origins: Mapping[str, Iterable[str]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        origins: Mapping[str, Iterable[str]],
+        refusals: RefusalLog | None = None,
+    ) -> None:
         self.app = app
         self._by_tenant = {tenant: frozenset(values) for tenant, values in origins.items()}
         self._any_tenant = frozenset().union(*self._by_tenant.values())
-        self._refusals = Throttled(logger, interval=60.0)
+        self.refusals = refusals or RefusalLog(logger)
 
     def allowed(self, origin: str, tenant: str | None) -> bool:
         if tenant is None or tenant not in self._by_tenant:
@@ -103,13 +211,7 @@ class CORSMiddleware:
         await self.app(scope, receive, send_with_cors)
 
     async def _refuse(self, scope: Scope, origin: str, send: Send) -> None:
-        shown = origin[:100].encode("ascii", "replace").decode()
-        self._refusals.warning(
-            shown,
-            "CORS: a preflight from %s was refused; add the origin to BROKER_CORS_ORIGINS "
-            "(or the tenant's BROKER_<TENANT>_CORS_ORIGINS)",
-            shown,
-        )
+        self.refusals.refused(origin[:100].encode("ascii", "replace").decode())
         body = json.dumps(
             {
                 "error": {

@@ -14,10 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.live.placing import place_live_session
-from service.redact import user_hash
 from service.web.bodies import parse_json_object, read_body
 from service.web.calls import controller_of
-from service.web.handlers import authorization_values, broker_of
+from service.web.handlers import authenticate, broker_of
 
 LIVE_PATH = "/v1/live/sessions"
 # An SDP offer (a few KiB) and up to 16,384 tokens of instructions and history.
@@ -26,12 +25,13 @@ MAX_LIVE_BODY_BYTES = 256 * 1024
 
 def live_routes() -> list[Route]:
     async def create(request: Request) -> Response:
+        # The caller first: an anonymous request costs a 401, and its body (up to 256 KiB
+        # of JSON) is neither read nor parsed.
+        identity = await authenticate(request)
         body = parse_json_object(await read_body(request, MAX_LIVE_BODY_BYTES))
         placed = await place_live_session(
-            broker_of(request), controller_of(request), authorization_values(request), body
+            broker_of(request), controller_of(request), identity, body
         )
-        request.scope["state"]["tenant"] = placed.tenant
-        request.scope["state"]["user_hash"] = user_hash(placed.tenant, placed.user_id)
         headers = {**placed.headers, "Location": f"{LIVE_PATH}/{placed.session_id}"}
         return JSONResponse(placed.created, status_code=201, headers=headers)
 

@@ -139,6 +139,8 @@ class RequestContextMiddleware:
                         "event": "access",
                         "request_id": request_id,
                         "method": scope.get("method"),
+                        # The path only, never the query: a client may put its JWT
+                        # there (`?access_token=`), and it is refused, not logged.
                         "path": scope.get("path"),
                         "status": status,
                         "latency_ms": round(elapsed * 1000, 3),

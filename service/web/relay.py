@@ -8,6 +8,18 @@ user may attach, one relay per call. Refusals happen at the handshake (an HTTP a
 no WebSocket). Events in both directions go through `calls.relay.RelayPolicy`; whichever
 replica the browser reaches, the call's supervisor sends and receives them
 (`CallController.attach_relay`).
+
+Every frame the browser sends, text or binary, counts against the relay's bounds: at most
+`MAX_FRAME_BYTES` (larger closes the relay, 1009), `RATE` a second in bursts of `BURST`
+(beyond, an error each; past `MAX_REFUSED` of those the relay closes, 1008). Events are
+JSON text, so a binary frame is answered with an error like any other malformed event.
+The ASGI server reads a whole message before the relay sees it, and no ASGI message lets
+an application set the WebSocket's maximum message size: the server's own limit (uvicorn's
+`ws_max_size`, for every WebSocket it serves; the relay is the broker's only one) must be
+`MAX_FRAME_BYTES` too, so that a larger frame is refused as it arrives, not buffered.
+
+A browser that leaves, a call that ends, a relay that closes on a bound: all normal ends,
+none logged above info.
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ import time
 from typing import Any
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from service.calls.controller import CallController
 from service.calls.relay import RelayPolicy, error_event
@@ -44,8 +57,9 @@ logger = logging.getLogger(__name__)
 
 RELAY_PATH = "/v1/realtime"
 SUBPROTOCOL_KEY = "openai-insecure-api-key."
+# A browser's frame, text or binary, at most (the server's `ws_max_size` should match).
 MAX_FRAME_BYTES = 64 * 1024
-# Per relay: a burst of BURST events, refilled at RATE a second; a browser that keeps
+# Per relay: a burst of BURST frames, refilled at RATE a second; a browser that keeps
 # flooding after MAX_REFUSED refusals is disconnected.
 RATE, BURST, MAX_REFUSED = 20.0, 50.0, 20
 CLAIM_SECONDS = 30.0
@@ -142,8 +156,7 @@ async def relay(websocket: WebSocket) -> None:
         # Shielded: a relay cancelled with its server still frees its slot and tells the
         # supervisor, or the call could not get a relay again until the slot lapsed.
         await asyncio.shield(_detach(controller, session, relay_id))
-        with contextlib.suppress(RuntimeError):
-            await websocket.close()
+        await _close(websocket)
 
 
 async def _detach(controller: CallController, session: RelaySession, relay_id: str) -> None:
@@ -172,14 +185,18 @@ async def _down(
             continue
         if text is None:
             # The call is over: so is its relay.
-            await websocket.close(code=1000, reason="call ended")
+            await _close(websocket, 1000, "call ended")
             return
         try:
             kind = json.loads(text).get("type")
         except (ValueError, AttributeError):
             continue
         if policy.server_event_allowed(kind):
-            await websocket.send_text(text)
+            try:
+                await websocket.send_text(text)
+            except (WebSocketDisconnect, RuntimeError):
+                # The browser left: `_up` sees it too and ends the relay.
+                return
 
 
 async def _up(
@@ -194,21 +211,22 @@ async def _up(
             return
         if message["type"] == "websocket.disconnect":
             return
-        text = message.get("text")
-        if text is None:
-            await _send(websocket, error_event("Send events as JSON text.", code="invalid_event"))
-            continue
-        if len(text) > MAX_FRAME_BYTES:
-            await websocket.close(code=1009, reason="event too large")
+        # Every frame counts, text or binary: its size first, then against the rate.
+        if _too_large(message):
+            await _close(websocket, 1009, "event too large")
             return
         if not bucket.take():
             refused += 1
             if refused > MAX_REFUSED:
-                await websocket.close(code=1008, reason="too many events")
+                await _close(websocket, 1008, "too many events")
                 return
             await _send(
                 websocket, error_event("Too many events; slow down.", code="rate_limit_exceeded")
             )
+            continue
+        text = message.get("text")
+        if text is None:
+            await _send(websocket, error_event("Send events as JSON text.", code="invalid_event"))
             continue
         try:
             event: Any = json.loads(text)
@@ -226,9 +244,31 @@ async def _up(
             )
 
 
+def _too_large(message: Message) -> bool:
+    data = message.get("bytes")
+    if data is not None:
+        return len(data) > MAX_FRAME_BYTES
+    text: str = message.get("text") or ""
+    # UTF-8 takes up to 4 bytes a character: encode only what the length cannot decide.
+    return len(text) > MAX_FRAME_BYTES or (
+        len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES
+    )
+
+
 async def _send(websocket: WebSocket, event: dict[str, Any]) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         await websocket.send_text(json.dumps(event))
+
+
+async def _close(websocket: WebSocket, code: int = 1000, reason: str | None = None) -> None:
+    """Close the relay, unless the browser already did (or it is closed already): a
+    browser that leaves is a normal end, not an error."""
+    if WebSocketState.DISCONNECTED in (websocket.client_state, websocket.application_state):
+        return
+    # The browser may leave meanwhile: Starlette then raises WebSocketDisconnect (the
+    # server's send failed) or RuntimeError (the relay was closed already).
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.close(code=code, reason=reason)
 
 
 def relay_routes() -> list[WebSocketRoute]:

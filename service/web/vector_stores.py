@@ -11,8 +11,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.auth.tokens import Identity
-from service.redact import user_hash
 from service.vector_stores.checks import parse_list_params, validate_create
 from service.vector_stores.proxy import (
     CREATE_ROLES,
@@ -23,13 +21,7 @@ from service.vector_stores.proxy import (
     forward,
 )
 from service.web.bodies import read_json_object
-from service.web.handlers import authorization_values, broker_of
-
-
-def _note_caller(request: Request, identity: Identity) -> None:
-    # For the access log line: the tenant and a hash of the user, never the user id itself.
-    request.scope["state"]["tenant"] = identity.tenant
-    request.scope["state"]["user_hash"] = user_hash(identity.tenant, identity.user_id)
+from service.web.handlers import authenticate, broker_of
 
 
 def _render(proxied: Proxied) -> Response:
@@ -40,8 +32,7 @@ def _render(proxied: Proxied) -> Response:
 
 async def list_vector_stores(request: Request) -> Response:
     broker = broker_of(request)
-    identity = await broker.authenticate(authorization_values(request))
-    _note_caller(request, identity)
+    identity = await authenticate(request)
     # multi_items, so that a repeated parameter is refused rather than silently collapsed.
     params = parse_list_params(request.query_params.multi_items())
     call = UpstreamCall("GET", VECTOR_STORES_PATH, params=params)
@@ -50,8 +41,8 @@ async def list_vector_stores(request: Request) -> Response:
 
 async def create_vector_store(request: Request) -> Response:
     broker = broker_of(request)
-    identity = await broker.authenticate(authorization_values(request))
-    _note_caller(request, identity)
+    # Before the body is read: an anonymous caller's bytes are never parsed.
+    identity = await authenticate(request)
     # Every field is optional: an empty body is an empty object, as for the mints.
     body = validate_create(await read_json_object(request, empty={}))
     call = UpstreamCall("POST", VECTOR_STORES_PATH, json_body=body)

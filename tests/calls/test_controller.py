@@ -182,6 +182,29 @@ async def test_one_scheduler_supervises_every_call() -> None:
         await calls.aclose()
 
 
+async def test_ended_calls_leave_the_deadline_heap() -> None:
+    """Not only at their deadline (up to an hour later): the heap holds no more ended
+    calls than calls held, and none once the calls have ended."""
+    connector = Connector()
+    calls = controller(connector, Upstream())
+    for n in range(4):
+        await calls.supervise(TENANT, record(f"rtc_{n}"))
+    try:
+        await until(lambda: len(connector.lines) == 4)
+        assert calls.scheduled("default") == ["rtc_0", "rtc_1", "rtc_2", "rtc_3"]
+        connector.gone = True  # a new join says the call is over
+        for line in connector.lines[:3]:
+            await line.close()
+        await until(lambda: len(calls.held("default")) == 1)
+        assert calls.scheduled("default") == calls.held("default")
+
+        await connector.lines[3].close()
+        await until(lambda: calls.held("default") == [])
+        assert calls.scheduled("default") == []
+    finally:
+        await calls.aclose()
+
+
 def test_an_outage_is_one_line_per_cause_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     warn = Throttled(logging.getLogger("test.throttled"), interval=60.0)
     with caplog.at_level(logging.WARNING):

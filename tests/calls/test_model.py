@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.calls.model import (
+    CallPolicy,
     Usage,
     drift,
     over_budget,
@@ -11,7 +12,7 @@ from service.calls.model import (
     seconds_to_midnight,
     utc_day,
 )
-from service.policy.model import RoleRules
+from service.policy.model import InstructionsRule, RoleRules
 
 SESSION = {
     "type": "realtime",
@@ -67,3 +68,13 @@ def test_budgets_and_days() -> None:
     assert over_budget(rules, Usage(0, 120.0)) == "daily_minute_budget"
     assert utc_day(86400 * 365) == "1971-01-01"
     assert seconds_to_midnight(86400 * 365 + 86400 - 10) == 10
+
+
+def test_a_call_policy_keeps_its_instructions_mode_through_the_record() -> None:
+    rules = RoleRules(instructions=InstructionsRule(mode="server", text="Policy."))
+    policy = CallPolicy.of("reader", rules, SESSION)
+
+    assert policy.instructions_mode == "server"
+    assert CallPolicy.from_json(policy.to_json()) == policy
+    older = {k: v for k, v in policy.to_json().items() if k != "instructions_mode"}
+    assert CallPolicy.from_json(older).instructions_mode == "client"

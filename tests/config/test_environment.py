@@ -13,6 +13,7 @@ from tests.config.environments import (
     ADMIN_KEY,
     BASE,
     CANARY,
+    HASH_KEY,
     JWT_SECRET,
     REDIS_PASSWORD,
     UPSTREAM_KEY,
@@ -142,6 +143,7 @@ FILE_CASES: list[tuple[str, str, Callable[[Settings], object]]] = [
     ("UPSTREAM_API_KEY", UPSTREAM_KEY, lambda s: s.tenants[0].upstream_api_key),
     ("JWT_SECRET", JWT_SECRET, lambda s: s.tenants[0].jwt_secret),
     ("ADMIN_API_KEY", ADMIN_KEY, lambda s: s.tenants[0].admin_api_key),
+    ("USER_HASH_KEY", HASH_KEY, lambda s: s.tenants[0].user_hash_key),
     ("REDIS_URL", f"redis://:{REDIS_PASSWORD}@h:6379", lambda s: s.redis_url),
 ]
 

@@ -21,6 +21,7 @@ from tests.config.environments import (
     ADMIN_KEY,
     BASE,
     CANARY,
+    HASH_KEY,
     JWT_SECRET,
     POLICY_JSON,
     REDIS_PASSWORD,
@@ -63,6 +64,7 @@ def test_defaults_of_every_tenant_setting() -> None:
     assert tenant.cors_origins == ()
     assert tenant.rate_limit_failure_mode == "closed"
     assert tenant.jwt_jwks_cache_seconds == 300
+    assert tenant.user_hash_key is None  # generated and kept in the state store
 
 
 def test_settings_tenant_lookup() -> None:
@@ -139,6 +141,7 @@ TENANT_CASES: list[tuple[dict[str, str], Callable[[TenantSettings], object], obj
      lambda t: t.cors_origins, ("https://app.example.com", "http://localhost:5173")),
     ({"CORS_ORIGINS": "*"}, lambda t: t.cors_origins, ("*",)),
     ({"RATE_LIMIT_FAILURE_MODE": "open"}, lambda t: t.rate_limit_failure_mode, "open"),
+    ({"USER_HASH_KEY": HASH_KEY}, lambda t: t.user_hash_key, Secret(HASH_KEY)),
     ({"JWT_SECRET": "", "JWT_JWKS_URL": "https://idp.example/.well-known/jwks.json"},
      lambda t: (t.jwt_jwks_url, t.jwt_algorithms),
      ("https://idp.example/.well-known/jwks.json", ("RS256", "ES256"))),
@@ -214,6 +217,7 @@ INVALID_CASES: list[tuple[dict[str, str], str]] = [
     ({"JWT_LEEWAY_SECONDS": "-1"}, "BROKER_JWT_LEEWAY_SECONDS: must be an integer from 0 to 300"),
     ({"JWT_JWKS_CACHE_SECONDS": "x"}, "BROKER_JWT_JWKS_CACHE_SECONDS: must be an integer"),
     ({"ADMIN_API_KEY": "x" * 15}, "BROKER_ADMIN_API_KEY: must be at least 16 characters long"),
+    ({"USER_HASH_KEY": "x" * 31}, "BROKER_USER_HASH_KEY: must be at least 32 characters long"),
     ({"CORS_ORIGINS": "https://a.example/"}, "an origin has no path, not even '/'"),
     ({"CORS_ORIGINS": "https://a.example/app"}, "an origin has no path"),
     ({"CORS_ORIGINS": "https://a.example?x=1"}, "an origin has no path"),
@@ -346,6 +350,7 @@ def full_env(tmp_path: Path) -> dict[str, str]:
         "BROKER_ADMIN_API_KEY": ADMIN_KEY,
         "BROKER_ACME_JWT_SECRET_FILE": str(secret_file),
         "BROKER_ACME_UPSTREAM_API_KEY": "sk-acme-LEAKCANARY",
+        "BROKER_ACME_USER_HASH_KEY": HASH_KEY,
         "BROKER_POLICY": json.dumps(POLICY_JSON),
     }
 
@@ -359,8 +364,9 @@ def test_describe_settings_masks_every_secret(tmp_path: Path) -> None:
     assert isinstance(tenants, dict)
     assert list(tenants) == ["acme", "globex-eu"]
     acme = tenants["acme"]
-    for field in ("upstream_api_key", "jwt_secret", "admin_api_key"):
+    for field in ("upstream_api_key", "jwt_secret", "admin_api_key", "user_hash_key"):
         assert acme[field] == MASK
+    assert tenants["globex-eu"]["user_hash_key"] is None  # per tenant
     assert described["redis_url"] == (f"rediss://{MASK}@redis.internal:6380/0?password={MASK}&db=0")
 
 
@@ -433,3 +439,44 @@ def test_call_control_settings_have_defaults_and_bounds() -> None:
     problems = problems_of(env(CALL_LEASE_SECONDS="0", MAX_CALLS="lots"))
     assert any(p.startswith("BROKER_CALL_LEASE_SECONDS") for p in problems)
     assert any(p.startswith("BROKER_MAX_CALLS") for p in problems)
+
+
+def test_the_user_hash_key_is_per_tenant_and_never_shown() -> None:
+    settings = load_settings(multi(ACME_USER_HASH_KEY=HASH_KEY))
+
+    assert settings.tenant("acme").user_hash_key == Secret(HASH_KEY)
+    assert settings.tenant("globex-eu").user_hash_key is None
+    assert CANARY not in repr(settings)
+    assert CANARY not in json.dumps(describe_settings(settings))
+
+
+def test_metrics_listener_settings() -> None:
+    default = load_settings(env())
+    assert (default.metrics_port, default.metrics_host) == (None, None)  # /metrics on the API
+    own = load_settings(env(METRICS_PORT="9090"))
+    assert (own.metrics_port, own.metrics_host) == (9090, None)  # on BROKER_HOST
+    local = load_settings(env(METRICS_PORT="9090", METRICS_HOST="127.0.0.1"))
+    assert (local.metrics_port, local.metrics_host) == (9090, "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"METRICS_PORT": "8080"}, "BROKER_METRICS_PORT: must differ from BROKER_PORT (8080)"),
+        ({"METRICS_PORT": "0"}, "BROKER_METRICS_PORT: must be an integer from 1 to 65535"),
+        ({"METRICS_PORT": "tcp://10.0.0.1:9090"}, "BROKER_METRICS_PORT: must be an integer"),
+        ({"METRICS_HOST": "127.0.0.1"}, "BROKER_METRICS_HOST: has no effect without"),
+        ({"DEV_ALLOWED_HOSTS": "devbox:8080"}, "'devbox:8080' is not a host name"),
+        ({"DEV_ALLOWED_HOSTS": "http://devbox"}, "'http://devbox' is not a host name"),
+        ({"DEV_ALLOWED_HOSTS": "a b"}, "'a b' is not a host name"),
+    ],
+)
+def test_metrics_and_dev_host_problems(overrides: dict[str, str], expected: str) -> None:
+    problems = problems_of(env(**overrides))
+    assert any(expected in p for p in problems), problems
+
+
+def test_dev_allowed_hosts_are_names_lower_cased() -> None:
+    assert load_settings(env()).dev_allowed_hosts == ()
+    settings = load_settings(env(DEV_ALLOWED_HOSTS=" DevBox.lan, .dev.test ,[::2],*"))
+    assert settings.dev_allowed_hosts == ("devbox.lan", ".dev.test", "[::2]", "*")

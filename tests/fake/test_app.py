@@ -343,3 +343,30 @@ async def test_each_mint_is_a_new_secret(fake: httpx.AsyncClient) -> None:
 
     assert first["value"] != second["value"]
     assert first["session"]["id"] != second["session"]["id"]
+
+
+OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "minted_from"),
+    [("/v1/realtime/client_secrets", "value"), ("/v1/realtime/sessions", "client_secret")],
+)
+async def test_a_secret_it_minted_places_a_call_until_it_expires_and_does_nothing_else(
+    fake: httpx.AsyncClient, fake_app: Starlette, clock: ManualClock, path: str, minted_from: str
+) -> None:
+    minted = (await fake.post(path, json={})).json()
+    secret = minted["value"] if minted_from == "value" else minted["client_secret"]["value"]
+    as_client = {"Authorization": f"Bearer {secret}", "Content-Type": "application/sdp"}
+    transport = httpx.ASGITransport(app=fake_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as client:
+        placed = await client.post("/v1/realtime/calls", content=OFFER, headers=as_client)
+        call_id = placed.headers["location"].rsplit("/", 1)[1]
+        hangup = await client.post(f"/v1/realtime/calls/{call_id}/hangup", headers=as_client)
+        minting = await client.post(path, json={}, headers=as_client)
+        clock.advance(3600)
+        expired = await client.post("/v1/realtime/calls", content=OFFER, headers=as_client)
+
+    assert placed.status_code == 201
+    assert [hangup.status_code, minting.status_code, expired.status_code] == [401, 401, 401]
+    assert secret not in expired.text

@@ -292,6 +292,29 @@ def test_instruction_modes(mode: str, client: str | None, effective: str, listed
     assert ("session.instructions" in adjusted) is listed
 
 
+PROMPT = {"id": "pmpt_123", "version": "2"}
+
+
+@pytest.mark.parametrize("mode", ["server", "prefix", "client"])
+def test_a_prompt_reference_is_dropped_only_under_server_instructions(mode: str) -> None:
+    # A stored prompt brings instructions of its own: "server" means the policy's alone.
+    rules = policy(instructions={"mode": mode, "text": "Policy text."})
+
+    result, adjusted = apply_policy(rules, "reader", realtime(prompt=PROMPT))
+
+    assert result.session.prompt == (None if mode == "server" else PROMPT)
+    assert ("session.prompt" in adjusted) is (mode == "server")
+
+
+def test_a_prompt_reference_under_server_instructions_is_refused_in_reject_mode() -> None:
+    rules = policy("reject", instructions={"mode": "server", "text": "Policy text."})
+
+    with pytest.raises(PolicyViolation) as caught:
+        apply_policy(rules, "reader", realtime(prompt=PROMPT))
+
+    assert caught.value.param == "session.prompt"
+
+
 @pytest.mark.parametrize("mode", ["prefix", "client"])
 @pytest.mark.parametrize("on_violation", ["clamp", "reject"])
 def test_instructions_longer_than_max_chars_are_a_400(mode: str, on_violation: str) -> None:

@@ -304,3 +304,23 @@ async def test_record_keeps_the_last_claimed_role(store: Store) -> None:
     record = await store.get_user("acme", "carol")
     assert record is not None
     assert (record.claimed_role, record.role, record.added_at) == ("owner", None, first.added_at)
+
+
+async def test_a_tenant_secret_is_the_first_one_stored(store: Store) -> None:
+    first = await store.tenant_secret("acme", "user_hash_key", "first-candidate")
+    again = await store.tenant_secret("acme", "user_hash_key", "second-candidate")
+    other_tenant = await store.tenant_secret("globex", "user_hash_key", "globex-candidate")
+    other_name = await store.tenant_secret("acme", "another", "another-candidate")
+
+    assert (first, again) == ("first-candidate", "first-candidate")
+    assert other_tenant == "globex-candidate"
+    assert other_name == "another-candidate"
+
+
+async def test_replicas_asking_at_once_all_get_one_tenant_secret(store: Store) -> None:
+    kept = await asyncio.gather(
+        *(store.tenant_secret("acme", "user_hash_key", f"candidate-{n}") for n in range(20))
+    )
+
+    assert len(set(kept)) == 1
+    assert kept[0].startswith("candidate-")

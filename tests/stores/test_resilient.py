@@ -46,6 +46,12 @@ class Flaky(MemoryStore):
             raise StoreUnavailable("redis hgetall failed (ConnectionError)")
         return await super().get_user(tenant, user_id)
 
+    async def tenant_secret(self, tenant: str, name: str, candidate: str) -> str:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("redis evalsha failed (ConnectionError)")
+        return await super().tenant_secret(tenant, name, candidate)
+
     async def ping(self) -> bool:
         return not self.down
 
@@ -128,6 +134,24 @@ async def test_degraded_refund_goes_to_the_local_limiter(clock: ManualClock) -> 
     await store.refund(request_for("globex"), admissions[0])
 
     assert (await store.admit(request_for("globex"))).allowed
+
+
+async def test_a_tenant_secret_comes_from_the_primary_or_not_at_all(clock: ManualClock) -> None:
+    primary = Flaky(clock)
+    store = wrap(primary, clock, [])
+    kept = await store.tenant_secret("globex", "user_hash_key", "from-redis")
+    primary.down = True
+
+    # Not even in mode `open`: a secret made up by one replica would differ from the others'.
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            await store.tenant_secret("globex", "user_hash_key", "made-up")
+
+    assert kept == "from-redis"
+    assert store.breaker_open  # its failures count like any other call's
+    primary.down = False
+    clock.advance(2.0)
+    assert await store.tenant_secret("globex", "user_hash_key", "later") == "from-redis"
 
 
 @pytest.mark.redis

@@ -156,6 +156,33 @@ def test_create_unknown_top_level_field(name: str) -> None:
     _raises(UnknownParameter, name, lambda: validate_create({"name": "ok", name: "x"}))
 
 
+LONG_NAME = "x" * 64 + "y" * 100_000
+SHOWN = "x" * 64 + "…"
+
+
+@pytest.mark.parametrize(
+    ("act", "param"),
+    [
+        (lambda: parse_list_params({LONG_NAME: "1"}), SHOWN),
+        (lambda: validate_create({LONG_NAME: "x"}), SHOWN),
+        (
+            lambda: validate_create({"expires_after": {LONG_NAME: 1}}),
+            f"expires_after.{SHOWN}",
+        ),
+    ],
+)
+def test_an_unknown_name_is_echoed_cut_to_64_characters(
+    act: Callable[[], object], param: str
+) -> None:
+    exc = _raises(UnknownParameter, param, act)
+    assert exc.message == f"Unknown parameter: '{param}'."
+    assert "y" not in exc.message
+
+
+def test_an_unknown_name_of_64_characters_is_echoed_whole() -> None:
+    _raises(UnknownParameter, "z" * 64, lambda: validate_create({"z" * 64: 1}))
+
+
 # ---------------------------------------------------------------- file_ids
 
 

@@ -261,7 +261,8 @@ async def test_unknown_users_are_404(h: Harness) -> None:
         assert error(response) == (404, "not_found", "user_id")
 
 
-@pytest.mark.parametrize("path", ["/a%20b", "/a%2Fb", "/a%00b", "/" + "u" * 257, "/", "/a/b"])
+# `a/b` is a valid id (percent-encoded as one segment: tests/test_directory.py).
+@pytest.mark.parametrize("path", ["/a%20b", "/a%00b", "/" + "u" * 257, "/"])
 async def test_malformed_user_ids_are_400(h: Harness, path: str) -> None:
     for method in ("GET", "DELETE"):
         response = await h.call(method, path)

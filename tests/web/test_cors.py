@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -13,9 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.auth.tokens import sign_dev_token
+from service.clock import ManualClock
 from service.config.settings import load_settings
 from service.dev import create_dev_app
-from service.web.cors import CORSMiddleware
+from service.web.cors import MAX_TRACKED_ORIGINS, CORSMiddleware, RefusalLog
 
 ACME_SECRET = "acme-jwt-secret-0123456789-abcdefghij"
 GLOBEX_SECRET = "globex-jwt-secret-0123456789-abcdefgh"
@@ -244,3 +247,77 @@ def test_a_wildcard_port_is_one_hosts_any_port_only() -> None:
     assert not cors.allowed("http://localhost.evil.example:5173", None)
     assert not cors.allowed("http://evil.example:5173", None)
     assert not cors.allowed("https://localhost:5173", None)
+
+
+# --- refusals: bounded memory, bounded log lines ----------------------------------------
+
+
+def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "service.web.cors"]
+
+
+async def test_a_flood_of_refused_origins_is_one_line_per_interval_and_bounded_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(0.0)
+    refusals = RefusalLog(logging.getLogger("service.web.cors"), clock=clock)
+    cors = CORSMiddleware(Starlette(), origins={"t": [ACME_ORIGIN]}, refusals=refusals)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=cors), base_url="http://broker"
+    ) as client:
+        for n in range(1500):
+            refused = await client.options(
+                MINT,
+                headers={
+                    "Origin": f"https://o{n}.example",
+                    "Access-Control-Request-Method": "POST",
+                },
+            )
+            assert refused.status_code == 403
+        during = refusal_lines(caplog)
+        assert refusals.tracked == MAX_TRACKED_ORIGINS  # not 1,499
+
+        clock.advance(61)  # the interval is over: the next refusal sums it up
+        await client.options(
+            MINT, headers={"Origin": EVIL_ORIGIN, "Access-Control-Request-Method": "POST"}
+        )
+
+    assert len(during) == 1
+    assert "https://o0.example" in during[0]
+    assert "BROKER_CORS_ORIGINS" in during[0]
+    (summary,) = refusal_lines(caplog)[1:]
+    assert "1499 more preflights refused" in summary
+    assert f"from {MAX_TRACKED_ORIGINS}+ distinct origins" in summary
+    assert "e.g. https://o1.example, https://o2.example, https://o3.example)" in summary
+    assert "BROKER_CORS_ORIGINS" in summary
+    assert refusals.tracked == 1  # the new interval counts only the refusal after it
+
+
+async def test_the_summary_is_written_when_the_interval_ends_without_another_refusal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusals = RefusalLog(logging.getLogger("service.web.cors"), interval=0.01)
+    for origin in ("https://a.example", "https://b.example", "https://b.example"):
+        refusals.refused(origin)
+    assert len(refusal_lines(caplog)) == 1
+
+    async with asyncio.timeout(5):
+        while len(refusal_lines(caplog)) < 2:  # noqa: ASYNC110 - a timer on this loop
+            await asyncio.sleep(0.005)
+
+    assert "2 more preflights refused" in refusal_lines(caplog)[1]
+    assert "from 1 distinct origins (e.g. https://b.example)" in refusal_lines(caplog)[1]
+    assert refusals.tracked == 0
+
+
+def test_a_quiet_interval_logs_the_next_refusal_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(0.0)
+    refusals = RefusalLog(logging.getLogger("service.web.cors"), clock=clock)
+    refusals.refused("https://a.example")
+    clock.advance(61)
+    refusals.refused("https://b.example")
+    lines = refusal_lines(caplog)
+    assert len(lines) == 2
+    assert all("was refused" in line for line in lines)

@@ -166,3 +166,74 @@ def test_httpx_request_lines_are_not_logged_at_info(restored_logging: None) -> N
     assert logging.getLogger().isEnabledFor(logging.DEBUG)
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)
+
+
+def test_library_loggers_are_held_at_every_level(restored_logging: None) -> None:
+    from service.logs import configure_logging
+
+    configure_logging("debug", "json")
+
+    # Their INFO lines carry URLs, headers or frames: WARNING and above only.
+    for name in ("websockets.client", "websockets.server", "aiohttp.client", "redis.asyncio",
+                 "aiortc.rtcpeerconnection", "aioice.ice", "hpack", "uvicorn.asgi"):  # fmt: skip
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+    # uvicorn's protocol logger keeps its INFO lines, not websockets' DEBUG ones.
+    assert logging.getLogger("uvicorn.error").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("service.calls.controller").isEnabledFor(logging.DEBUG)
+
+
+JWT_IN_URL = jwt("in-url")
+
+
+def test_the_handler_holds_libraries_even_when_they_reopen_their_loggers(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.logs import configure_logging
+
+    configure_logging("debug", "json")
+    reopened = ("uvicorn.error", "websockets.client", "aioice.ice")
+    try:
+        for name in reopened:  # as uvicorn --log-level debug, or a dependency, would
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        uvicorn_error = logging.getLogger("uvicorn.error")
+        # websockets' handshake and frame lines on uvicorn's logger, its client's header.
+        uvicorn_error.debug("< %s: %s", "sec-websocket-protocol", f"realtime, k.{JWT_IN_URL}")
+        uvicorn_error.debug("< %s", 'TEXT \'{"type": "response.create"}\' [27 bytes]')
+        logging.getLogger("websockets.client").debug("> Authorization: Bearer %s", UPSTREAM_KEY)
+        logging.getLogger("aioice.ice").info("Connection(0) candidate %s", "10.0.0.1")
+        # uvicorn's own handshake line: kept, its query redacted.
+        target = f"/v1/realtime?call_id=rtc_1&access_token={JWT_IN_URL}"
+        uvicorn_error.info('%s - "WebSocket %s" %d', "127.0.0.1:5000", target, 401)
+        logging.getLogger("service.web.relay").debug("a broker line at debug")
+    finally:
+        for name in reopened:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["msg"] for line in lines] == [
+        '127.0.0.1:5000 - "WebSocket /v1/realtime?call_id=[redacted]&access_token=[redacted]" 401',
+        "a broker line at debug",
+    ]
+
+
+async def test_no_query_string_reaches_the_access_line(capture: Capture) -> None:
+    app = create_dev_app(make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        listed = await client.get(f"/v1/organization/users?access_token={JWT_IN_URL}")
+        minted = await client.post(
+            f"/v1/realtime/client_secrets?token={JWT_IN_URL}&key={UPSTREAM_KEY}", json={}
+        )
+
+    assert (listed.status_code, minted.status_code) == (401, 401)  # never read from the URL
+    access = [r.__dict__ for r in capture.records if r.name == "service.access"]
+    assert [(e["path"], e["status"]) for e in access] == [
+        ("/v1/organization/users", 401),
+        ("/v1/realtime/client_secrets", 401),
+    ]
+    # The broker's own lines (this process's httpx client, the test's, logs its URLs).
+    broker = [r for r in capture.records if r.name.startswith("service.")]
+    assert broker
+    assert not [r for r in broker if JWT_IN_URL in f"{r.getMessage()} {vars(r)}"]

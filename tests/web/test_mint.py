@@ -156,7 +156,10 @@ async def test_bad_input_gets_a_4xx_in_the_error_shape(
     response = await client.post(
         "/v1/realtime/client_secrets",
         content=raw,
-        headers={**auth(token(sub=f"bad-{name}")), "Content-Type": "application/json"},
+        headers={
+            **auth(token(sub=f"bad-{name.replace(' ', '-')}")),
+            "Content-Type": "application/json",
+        },
     )
     assert response.status_code == status, response.text
     error = response.json()["error"]

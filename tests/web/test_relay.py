@@ -1,0 +1,150 @@
+"""The relay on a real server (uvicorn, as `token-broker serve` runs it): the ends of a
+relay are normal ends, never logged above info."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection, connect
+
+from service.auth.tokens import sign_dev_token
+from service.dev import create_dev_app
+from tests.web.conftest import SECRET, make_settings
+
+ADMIN_KEY = "admin-key-0123456789abcdef"
+OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+POLICY = {"roles": {"reader": {"client_channel": "relay", "limits": ["100/minute"]}}}
+
+
+class Served:
+    """The broker on uvicorn, on a free local port."""
+
+    def __init__(self, app: Starlette, port: int) -> None:
+        self.app, self.port = app, port
+        self.jwt = sign_dev_token(SECRET, sub="alice", role="reader", now=time.time())
+
+    async def place(self) -> str:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
+            placed = await client.post(
+                "/v1/realtime/calls",
+                content=OFFER,
+                headers={"Authorization": f"Bearer {self.jwt}", "Content-Type": "application/sdp"},
+            )
+        assert placed.status_code == 201, placed.text
+        return placed.headers["location"].rsplit("/", 1)[1]
+
+    def relay(self, call_id: str) -> Any:
+        return connect(
+            f"ws://127.0.0.1:{self.port}/v1/realtime?call_id={call_id}",
+            subprotocols=["realtime", f"openai-insecure-api-key.{self.jwt}"],  # type: ignore[list-item]
+        )
+
+    async def hang_up(self, call_id: str) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
+            hung = await client.post(
+                f"/v1/realtime/calls/{call_id}/hangup",
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            )
+        assert hung.status_code == 200, hung.text
+
+    async def wait(self, check: Callable[[], object], seconds: float = 3.0) -> None:
+        async with asyncio.timeout(seconds):
+            while not check():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
+    settings = make_settings(
+        {"BROKER_POLICY": json.dumps(POLICY), "BROKER_ADMIN_API_KEY": ADMIN_KEY}
+    )
+    app = create_dev_app(settings)
+    controller = app.state.calls
+    detach = controller.detach_relay
+
+    async def detach_over_the_network(session: Any) -> None:
+        # Against Redis, detaching takes round trips: the browser's connection is gone
+        # by the time the relay closes its side, as in production.
+        await asyncio.sleep(0.1)
+        await detach(session)
+
+    monkeypatch.setattr(controller, "detach_relay", detach_over_the_network)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        yield Served(app, sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def above_info(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records
+            if r.levelno > logging.INFO]  # fmt: skip
+
+
+async def relay_gone(served: Served, call_id: str) -> None:
+    held = served.app.state.calls._held[("default", call_id)]
+    await served.wait(lambda: held.relay is None)
+
+
+async def test_a_browser_that_closes_its_relay_is_a_normal_end(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    call_id = await served.place()
+    async with served.relay(call_id) as ws:
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        await ws.recv()
+    assert ws.close_code == 1000
+    await relay_gone(served, call_id)
+    await asyncio.sleep(0.2)  # the relay's own close, after its detach
+
+    assert above_info(caplog) == []
+
+
+async def test_a_browser_whose_connection_drops_is_a_normal_end(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    call_id = await served.place()
+    async with served.relay(call_id) as ws:
+        ws_connection: ClientConnection = ws
+        ws_connection.transport.abort()  # no closing handshake: a tab killed, a network gone
+    await relay_gone(served, call_id)
+    await asyncio.sleep(0.2)
+
+    assert above_info(caplog) == []
+
+
+async def test_a_call_that_ends_closes_its_relay_as_a_normal_end(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    call_id = await served.place()
+    async with served.relay(call_id) as ws:
+        held = served.app.state.calls._held[("default", call_id)]
+        await served.wait(lambda: held.relay is not None)
+        await served.hang_up(call_id)
+        async for _ in ws:  # until the relay closes
+            pass
+    assert ws.close_code == 1000
+    await asyncio.sleep(0.2)
+
+    assert above_info(caplog) == []
