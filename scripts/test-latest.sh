@@ -2,7 +2,7 @@
 # The newest releases, on purpose: a fresh virtualenv with the newest release of everything
 # pyproject.toml allows (runtime, `test` and `dev` extras, build backend), lint, types and
 # the whole suite on them; when all pass, the locks are refreshed from that environment
-# (tests/requirements.lock, deploy/requirements.lock, deploy/build-requirements.lock).
+# (tests/requirements.lock and deploy/*requirements.lock).
 #   scripts/test-latest.sh               # ~4 minutes after the install; then review the lock diff
 #   scripts/test-latest.sh -x tests/calls   # pytest arguments pass through (the lock is then
 #                                           # not refreshed: only a whole run may do that)
@@ -27,5 +27,5 @@ if [ "$#" -ne 0 ]; then
 fi
 "$venv/bin/python" scripts/lock.py
 echo "test-latest: passed; locks refreshed. What changed:"
-git --no-pager diff --unified=0 -- tests/requirements.lock deploy/requirements.lock \
+git --no-pager diff --unified=0 -- tests/requirements.lock deploy/requirements.lock deploy/dev-requirements.lock \
     deploy/build-requirements.lock | grep -E '^[-+][a-z0-9]' || echo "  nothing"

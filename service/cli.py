@@ -12,11 +12,12 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from service.config.settings import Settings, describe_settings, load_settings
+from service.config.settings import Settings, TenantSettings, describe_settings, load_settings
 from service.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,6 +25,31 @@ if TYPE_CHECKING:
 
 DEV_PORT = 8080
 DEV_CORS_ORIGINS = "http://localhost:*,http://127.0.0.1:*"
+# Dev mode's policy when none is set. The built-in default allows every value, so nothing
+# a policy does would show; this one shows it at once: a voice allow-list and server
+# instructions, so an override of either comes back reverted (the demo page shows the
+# role's rules). Every role names its models: a role without `models` may use any.
+DEV_INSTRUCTIONS = "You are the token-broker dev demo assistant. Answer in one short sentence."
+DEV_POLICY: dict[str, Any] = {
+    "default_role": "reader",
+    "on_violation": "clamp",
+    "roles": {
+        "reader": {
+            "models": ["gpt-realtime", "gpt-realtime-mini", "gpt-live-1"],
+            "voices": ["marin", "cedar", "alloy"],
+            "instructions": {"mode": "server", "text": DEV_INSTRUCTIONS},
+            "ttl_seconds": {"default": 60, "max": 600},
+            "limits": ["10/minute", "500/day"],
+        },
+        "owner": {
+            "models": ["gpt-realtime", "gpt-realtime-mini", "gpt-live-1"],
+            "voices": ["marin", "cedar", "alloy", "verse"],
+            "instructions": {"mode": "server", "text": DEV_INSTRUCTIONS},
+            "ttl_seconds": {"default": 60, "max": 600},
+            "limits": ["30/minute", "2000/day"],
+        },
+    },
+}
 
 
 def dev_secret_path() -> Path:
@@ -51,7 +77,7 @@ def dev_secret() -> str:
 
 def dev_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """Dev mode's defaults under whatever the caller set: fake upstream, in-memory state,
-    the dev secret, loopback only, console logs."""
+    the dev secret, loopback only, console logs, `DEV_POLICY`."""
     env = dict(environ)
     env.setdefault("BROKER_HOST", "127.0.0.1")
     env.setdefault("BROKER_PORT", str(DEV_PORT))
@@ -61,6 +87,9 @@ def dev_environ(environ: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("BROKER_CORS_ORIGINS", DEV_CORS_ORIGINS)
     if not any(k in env for k in ("BROKER_JWT_SECRET", "BROKER_JWT_SECRET_FILE")):
         env["BROKER_JWT_SECRET"] = dev_secret()
+    # An empty value counts as unset (service.config.environment).
+    if not any(env.get(k, "").strip() for k in ("BROKER_POLICY", "BROKER_POLICY_FILE")):
+        env["BROKER_POLICY"] = json.dumps(DEV_POLICY)
     return env
 
 
@@ -142,15 +171,10 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
     ):
         if bound is None:
             continue
-        try:
-            sockets.append(bound.bind_socket())
-        except SystemExit:
-            print(
-                f"token-broker: cannot listen on {bound.host}:{bound.port} (in use?); "
-                f"choose another port with {setting}.",
-                file=sys.stderr,
-            )
+        listening = _bind(bound, setting)
+        if listening is None:
             return 2
+        sockets.append(listening)
     if banner:
         print(banner, flush=True)
     if metrics_config is None:
@@ -158,6 +182,19 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
     else:
         _serve_with_metrics(config, metrics_config, *sockets)
     return 0
+
+
+def _bind(config: uvicorn.Config, setting: str) -> socket.socket | None:
+    """The listening socket, or None (and why, on stderr) when the address is taken."""
+    try:
+        return config.bind_socket()
+    except SystemExit:
+        print(
+            f"token-broker: cannot listen on {config.host}:{config.port} (in use?); "
+            f"choose another port with {setting}.",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _serve_with_metrics(
@@ -202,8 +239,47 @@ def describe_backends(settings: Settings) -> str:
     return ", ".join([state, *dict.fromkeys(upstreams)])
 
 
+def describe_serving(settings: Settings) -> str:
+    """The one line `serve` prints once it listens: what it runs on, nothing secret (no
+    key, no Redis URL: its scheme only)."""
+
+    def per_tenant(value: Callable[[TenantSettings], str]) -> str:
+        values = {tenant.id: value(tenant) for tenant in settings.tenants}
+        if len(set(values.values())) == 1:
+            return next(iter(values.values()))
+        return ", ".join(f"{tenant}: {shown}" for tenant, shown in values.items())
+
+    if settings.redis_url is None:
+        state = "in-memory state (one process)"
+    else:
+        scheme = urlsplit(settings.redis_url.reveal()).scheme
+        state = "Redis state" + ("" if scheme == "redis" else f" ({scheme})")
+    if settings.metrics_port is None:
+        metrics = "/metrics on this port"
+    else:
+        metrics = f"/metrics on {settings.metrics_host or settings.host}:{settings.metrics_port}"
+    parts = [
+        "tenants " + ", ".join(tenant.id for tenant in settings.tenants),
+        "upstream " + per_tenant(lambda tenant: tenant.upstream),
+        state,
+        "CORS " + per_tenant(lambda tenant: " ".join(tenant.cors_origins) or "none"),
+        metrics,
+    ]
+    return f"token-broker serve: http://{settings.host}:{settings.port} ({'; '.join(parts)})"
+
+
+def _listen_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with --host and --port, when given, over BROKER_HOST and BROKER_PORT."""
+    env = dict(environ)
+    if getattr(args, "host", None) is not None:
+        env["BROKER_HOST"] = args.host
+    if args.port is not None:
+        env["BROKER_PORT"] = str(args.port)
+    return env
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _load(os.environ)
+    settings = _load(_listen_flags(args, os.environ))
     fakes = [tenant.id for tenant in settings.tenants if tenant.upstream == "fake"]
     if fakes:
         print(
@@ -216,15 +292,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return _run(settings)
+    return _run(settings, banner=describe_serving(settings))
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from service.auth.tokens import sign_dev_token
 
-    env = dev_environ(os.environ)
-    if args.port is not None:
-        env["BROKER_PORT"] = str(args.port)
+    env = _listen_flags(args, dev_environ(os.environ))
     settings = dataclasses.replace(_load(env), dev=True)
     tenant = settings.tenants[0]
     assert tenant.jwt_secret is not None, "dev mode signs its own tokens"
@@ -232,11 +306,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
         tenant.jwt_secret.reveal(), sub="dev-user", role="owner", now=time.time(), ttl_seconds=3600
     )
     base = f"http://{settings.host}:{settings.port}"
+    own_policy = any(os.environ.get(k, "").strip() for k in ("BROKER_POLICY", "BROKER_POLICY_FILE"))
     banner = "\n".join(
         [
             f"token-broker dev: {base} ({describe_backends(settings)}; demo page at {base}/)",
             "Pages that may call it from a browser (CORS): "
             + (", ".join(tenant.cors_origins) or "none (set BROKER_CORS_ORIGINS)"),
+            "Policy: "
+            + (
+                "the one you set"
+                if own_policy
+                else "dev mode's default (voice allow-lists, server instructions; set your "
+                "own with BROKER_POLICY)"
+            )
+            + "; token-broker config check --dev prints it",
             "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
             f"  {token}",
             "Mint a Realtime client secret:",
@@ -251,11 +334,26 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_fake_upstream(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.fake import webrtc
     from service.fake.app import create_fake_app
 
-    uvicorn.run(
+    config = uvicorn.Config(
         create_fake_app(), host=args.host, port=args.port, log_level="warning", access_log=False
     )
+    listening = _bind(config, "--port")
+    if listening is None:
+        return 2
+    peer = (
+        "real WebRTC calls (aiortc)"
+        if webrtc.available()
+        else "no WebRTC peer: calls get a placeholder answer (install the dev extra)"
+    )
+    print(
+        f"token-broker fake-upstream: http://{args.host}:{args.port}/v1 (the fake OpenAI: "
+        f"any non-empty key; {peer})",
+        flush=True,
+    )
+    uvicorn.Server(config).run(sockets=[listening])
     return 0
 
 
@@ -353,8 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run in production from environment configuration",
         description="Production: every setting from BROKER_* environment variables (see the "
         "README's Configuration); refuses to start, listing every problem, when the "
-        "configuration is incomplete or wrong. No options.",
+        "configuration is incomplete or wrong. --host and --port, when given, win over "
+        "BROKER_HOST and BROKER_PORT. Once it listens it prints one line of what it runs on.",
     )
+    serve.add_argument("--host", default=None, help="address (default: BROKER_HOST, 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: BROKER_PORT, 8080)")
     serve.set_defaults(func=cmd_serve)
 
     fake = sub.add_parser("fake-upstream", help="run the fake OpenAI upstream on its own")

@@ -26,7 +26,7 @@ from service.clock import Clock, system_clock
 from service.config.settings import Settings
 from service.fake.inprocess import InProcessFakes
 from service.redact import Secret
-from service.web.app import BrokerApp, create_app, sideband_connector
+from service.web.app import BrokerApp, call_options_of, create_app, sideband_connector
 
 # The names a page on this machine uses; more with BROKER_DEV_ALLOWED_HOSTS.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -58,7 +58,10 @@ def create_dev_app(
     if not shared:
         settings = _with_fake_keys(settings)
     fakes = InProcessFakes(() if shared else settings.tenants, clock=clock)
-    options = call_options or CallOptions()
+    # The fakes' sideband connector goes in with the options, so create_app's own defaults
+    # from the settings never apply here: they are made the same way (BROKER_MAX_CALLS and
+    # BROKER_CALL_LEASE_SECONDS hold in dev mode too).
+    options = call_options or call_options_of(settings)
     if options.connector is None:
         options = dataclasses.replace(
             options, connector=fakes.connector(other=sideband_connector(settings))

@@ -113,7 +113,8 @@ class InvalidToken(BrokerError):
             self.MESSAGE,
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-        # Kept for debug logs only; never rendered. It must not contain the token itself.
+        # Why, as one fixed word (service.auth.tokens REASONS) for the request's access
+        # line; never rendered, and never a piece of the token.
         self.reason = reason
 
 

@@ -9,9 +9,13 @@ never share counts). This module owns `prometheus_client`.
     broker_jwks_refreshes_total{tenant}                    read from the Authenticator at scrape
     broker_request_duration_seconds{route,method,status_class}   histogram, route template
     broker_calls_active                                    calls this replica supervises
+    broker_calls_total{tenant,kind}                        calls placed: realtime | live
+    broker_calls_ended_total{tenant,reason}                calls over, why: the broker's
+                                                           reason, or ended_upstream
     broker_call_adoptions_total{tenant}                    calls adopted from another replica
     broker_call_reverts_total{tenant}                      client overrides reverted
     broker_call_sideband_losses_total{tenant}              sidebands that closed under a call
+                                                           that went on
     broker_call_hangup_failures_total{tenant}              hangups upstream refused (retried)
     broker_call_lease_renewal_failures_total               heartbeat batches the store missed
     broker_gc_pause_seconds{generation}                    histogram, the collector's pauses
@@ -200,6 +204,17 @@ class Metrics:
         self._calls_active = Gauge(
             "broker_calls_active", "Calls this replica supervises now.", registry=r
         )
+        self._calls_placed = _Bound(
+            Counter("broker_calls", "Calls placed, by kind.", ["tenant", "kind"], registry=r)
+        )
+        self._calls_ended = _Bound(
+            Counter(
+                "broker_calls_ended",
+                "Calls over, by why: the broker's reason, or ended_upstream.",
+                ["tenant", "reason"],
+                registry=r,
+            )
+        )
         self._call_events = {
             name: _Bound(Counter(f"broker_call_{name}", text, ["tenant"], registry=r))
             for name, text in (
@@ -272,6 +287,13 @@ class Metrics:
     def watch_calls(self, count: Callable[[], int]) -> None:
         """`broker_calls_active` reads `count()` at scrape time (an HPA can scale on it)."""
         self._calls_active.set_function(count)
+
+    def call_placed(self, tenant: str, kind: str) -> None:
+        self._calls_placed(self.tenant_label(tenant), kind).inc()
+
+    def call_ended(self, tenant: str, reason: str) -> None:
+        """`reason` is one of a bounded set (service.calls.lifecycle.END_REASONS)."""
+        self._calls_ended(self.tenant_label(tenant), reason).inc()
 
     def call_adopted(self, tenant: str) -> None:
         self._call_events["adoptions"](self.tenant_label(tenant)).inc()

@@ -259,6 +259,7 @@ def test_dev_prints_a_curl_line_that_mints(tmp_path: Path) -> None:
             for line in lines
             if line.strip()[:4] in ("curl", "-H '", "-d '")
         )
+        assert any(line.startswith("Policy: dev mode's default") for line in lines)
         result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
         body = json.loads(result.stdout)
         assert body["value"].startswith("ek_")
@@ -375,7 +376,11 @@ def test_jwt_signs_with_the_configured_secret_file_and_tenant(tmp_path: Path) ->
     assert "identity provider" in jwks.stderr
 
 
-HELP = [("jwt", ["--sub", "--tenant", "--ttl"]), ("serve", ["BROKER_"]), ("dev", ["--port"])]
+HELP = [
+    ("jwt", ["--sub", "--tenant", "--ttl"]),
+    ("serve", ["BROKER_", "--host", "--port"]),
+    ("dev", ["--port"]),
+]
 
 
 @pytest.mark.parametrize(("command", "words"), HELP)
@@ -446,3 +451,102 @@ def test_the_servers_websocket_limit_is_the_relays_frame_cap() -> None:
     config = api_config(object(), settings)
 
     assert config.ws_max_size == MAX_FRAME_BYTES == 64 * 1024
+
+
+# --- start-up says what it runs on and refuses what cannot work (issue 23) -----------------
+
+
+def first_line(proc: subprocess.Popen[str], prefix: str) -> str:
+    """The first line of the process's output that starts with `prefix`."""
+    assert proc.stdout is not None
+    line = ""
+    while not line.startswith(prefix):
+        line = proc.stdout.readline()
+        assert line, f"the process ended before printing {prefix!r}"
+    return line.strip()
+
+
+SERVE_ENV = {
+    "BROKER_JWT_SECRET": SECRET,
+    "BROKER_UPSTREAM_API_KEY": "sk-process-test-key",
+    "BROKER_UPSTREAM_URL": "http://127.0.0.1:9/v1",
+}
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_one_admin_key_for_several_tenants_is_refused_at_start_up(command: list[str]) -> None:
+    env = {
+        **SERVE_ENV,
+        "BROKER_TENANTS": "acme,globex",
+        "BROKER_ADMIN_API_KEY": "one-admin-key-for-all-0123456789",
+        **tenant_issuers(("acme", "globex")),
+    }
+
+    result = run_cli(*command, env=env)
+
+    assert result.returncode == 2
+    assert "BROKER_ADMIN_API_KEY: tenants acme, globex have the same admin key" in result.stderr
+    assert "BROKER_ACME_ADMIN_API_KEY, BROKER_GLOBEX_ADMIN_API_KEY" in result.stderr
+    assert "one-admin-key-for-all" not in result.stderr + result.stdout
+
+
+def test_serve_takes_host_and_port_over_the_environment_and_says_what_it_runs_on() -> None:
+    port = free_port()
+    env = {**SERVE_ENV, "BROKER_HOST": "0.0.0.0", "BROKER_PORT": str(free_port()),
+           "BROKER_CORS_ORIGINS": "https://app.example"}  # fmt: skip
+    with running(
+        ["serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+    ) as proc:
+        line = first_line(proc, "token-broker serve:")
+    assert line == (
+        f"token-broker serve: http://127.0.0.1:{port} (tenants default; upstream openai; "
+        "in-memory state (one process); CORS https://app.example; /metrics on this port)"
+    )
+    assert SECRET not in line
+    assert "sk-process-test-key" not in line
+
+
+def test_serve_on_a_busy_port_names_the_flag_it_takes() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = run_cli("serve", "--host", "127.0.0.1", "--port", str(port), env=SERVE_ENV)
+    assert taken.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    assert "choose another port with --port" in taken.stderr
+    assert "token-broker serve:" not in taken.stdout
+
+
+def test_fake_upstream_says_where_it_listens(tmp_path: Path) -> None:
+    port = free_port()
+    with running(
+        ["fake-upstream", "--port", str(port)],
+        env={},
+        ready_url=f"http://127.0.0.1:{port}/v1/vector_stores",
+    ) as proc:
+        line = first_line(proc, "token-broker fake-upstream:")
+    assert line.startswith(f"token-broker fake-upstream: http://127.0.0.1:{port}/v1 (")
+    assert "real WebRTC calls (aiortc)" in line  # the test environment has the dev extra
+
+
+def test_dev_mode_s_default_policy_shows_what_a_policy_does(tmp_path: Path) -> None:
+    from service.cli import DEV_INSTRUCTIONS
+
+    shown = run_cli("config", "check", "--dev", env={"XDG_STATE_HOME": str(tmp_path)})
+
+    assert shown.returncode == 0, shown.stderr
+    roles = json.loads(shown.stdout)["tenants"]["default"]["policy"]["roles"]
+    assert set(roles) == {"owner", "reader"}
+    for rules in roles.values():
+        assert rules["models"]  # no role may use any model
+        assert "gpt-live-1" in rules["models"]  # the demo page's GPT-Live session
+        assert "ash" not in rules["voices"]  # the demo page's override is reverted
+        assert rules["instructions"] == {"mode": "server", "text": DEV_INSTRUCTIONS}
+    # A policy of one's own replaces it.
+    own = {"roles": {"reader": {"voices": ["echo"]}}}
+    env = {"XDG_STATE_HOME": str(tmp_path), "BROKER_POLICY": json.dumps(own)}
+    mine = json.loads(run_cli("config", "check", "--dev", env=env).stdout)
+    assert set(mine["tenants"]["default"]["policy"]["roles"]) == {"reader"}

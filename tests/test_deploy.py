@@ -134,6 +134,17 @@ def final_stage() -> list[tuple[str, str]]:
     return instructions[last_from:]
 
 
+def stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage `FROM ... AS name`, up to the next FROM."""
+    instructions = dockerfile()
+    starts = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
+    for start, end in zip(starts, [*starts[1:], len(instructions)], strict=True):
+        words = instructions[start][1].split()
+        if [w.lower() for w in words[1:2]] == ["as"] and words[2] == name:
+            return instructions[start:end]
+    raise AssertionError(f"deploy/Dockerfile has no stage {name}")
+
+
 def stage_env(stage: list[tuple[str, str]]) -> dict[str, str]:
     env: dict[str, str] = {}
     for op, args in stage:
@@ -294,6 +305,88 @@ def test_compose_wires_the_broker_to_the_fake_upstream_and_redis() -> None:
     assert all(p.startswith("127.0.0.1:") for p in services["broker"]["ports"])
 
 
+def test_compose_builds_the_fake_with_its_webrtc_peer_and_the_broker_as_in_production() -> None:
+    """The fake's calls connect only with the `dev` extra (aiortc): the production image
+    lacks it, so the fake is built from the `dev` target; the broker from `runtime`, the
+    image's default (last) stage."""
+    services = compose()
+    fake, broker = services["fake-upstream"]["build"], services["broker"]["build"]
+    installs = " ".join(args for op, args in stage(fake["target"]) if op == "RUN")
+    assert "-r /tmp/dev-requirements.lock" in installs
+    assert "aiortc" in dev_pins()
+    assert broker["target"] == final_stage()[0][1].split()[-1] == "runtime"
+    assert services["fake-upstream"]["image"] != services["broker"]["image"]
+
+
+def dev_pins() -> dict[str, str]:
+    """The `dev` target's pins (name -> version): deploy/dev-requirements.lock."""
+    return {
+        canonicalize_name(r.name): next(iter(r.specifier)).version
+        for r in lock("dev-requirements.lock")
+    }
+
+
+def test_the_dev_target_pins_the_dev_extra_as_the_tests_lock_does() -> None:
+    """Exact pins (wheels only, --no-deps) of every package the `dev` extra needs beyond
+    deploy/requirements.lock, at the versions the suite passed on."""
+    tests_lock: dict[str, str] = {
+        canonicalize_name(r.name): next(iter(r.specifier)).version
+        for r in read_lock(ROOT / "tests" / "requirements.lock")
+    }
+    runtime = {canonicalize_name(r.name) for r in lock()}
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["dev"]
+    needed: set[str] = set()
+    pending = [Requirement(r).name for r in extra]
+    while pending:  # what the extra pulls in, from the installed metadata
+        name = canonicalize_name(pending.pop())
+        if name in needed or name in runtime:
+            continue
+        needed.add(name)
+        for line in metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    pins = dev_pins()
+    assert set(pins) == needed
+    assert pins == {name: tests_lock[name] for name in needed}
+    assert_exact_pins_with_hashes(DEPLOY / "dev-requirements.lock")
+    assert ("COPY", "deploy/dev-requirements.lock /tmp/dev-requirements.lock") in stage("dev")
+    run = next(a for op, a in stage("dev") if op == "RUN" and "dev-requirements.lock" in a)
+    assert "--no-deps" in run
+    assert "--only-binary=:all:" in run
+
+
+def test_the_compose_header_tells_what_to_open_and_how_to_get_a_token() -> None:
+    """Every broker URL the header names is a route of `serve` (it has no page at /), and
+    its token command is `token-broker jwt`, run in the broker's container."""
+    from service.config.settings import load_settings
+    from service.web.app import create_app
+
+    header = [
+        line.removeprefix("#")
+        for line in (ROOT / "docker-compose.yml").read_text().splitlines()
+        if line.startswith("#")
+    ]
+    text = "\n".join(header)
+    settings = load_settings(compose()["broker"]["environment"])
+    served = {getattr(route, "path", None) for route in create_app(settings).routes}
+    named = re.findall(r"http://127\.0\.0\.1:8080(/[^\s'\"]*)?", text)
+    assert named
+    assert all(path and path in served for path in named), named
+    token = re.search(r"docker compose exec -T broker token-broker ([^)]*)\)", text)
+    assert token
+    assert parse_cli(shlex.split(token.group(1))).command == "jwt"
+
+
+def test_compose_lets_local_frontends_call_the_broker() -> None:
+    from service.config.settings import load_settings
+
+    (tenant,) = load_settings(compose()["broker"]["environment"]).tenants
+    assert tenant.cors_origins == ("http://localhost:*", "http://127.0.0.1:*")
+
+
 def test_compose_uses_only_known_settings_and_the_deploy_dockerfile() -> None:
     for name, service in compose().items():
         tenants = set(service.get("environment", {}).get("BROKER_TENANTS", "").split(","))
@@ -437,6 +530,25 @@ def test_kubernetes_configuration_loads_once_the_secret_is_filled(tmp_path: Path
     assert tenant.jwt_secret is not None
     assert tenant.jwt_secret.reveal() == "k" * 48
     assert "reader" in tenant.policy.roles
+
+
+def test_every_role_of_the_sample_policy_names_its_models(tmp_path: Path) -> None:
+    # A role without `models` may use any model, which surprises an operator.
+    from service.config.settings import load_settings
+
+    real = {"jwt-secret": "k" * 48, "upstream-api-key": "sk-test", "admin-api-key": "a" * 32}
+    (tenant,) = load_settings(pod_environ(tmp_path, real)).tenants
+    assert tenant.policy.roles
+    assert all(rules.models for rules in tenant.policy.roles.values())
+
+
+def test_the_deploy_readme_names_every_folder_of_manifests() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    folders = [p for p in K8S.rglob("*") if p.is_dir()]
+    assert folders
+    assert all(f"deploy/{p.relative_to(DEPLOY)}/" in text for p in folders)
+    # The HPA's Pods metric reaches it only through a metrics adapter.
+    assert "prometheus-adapter" in text
 
 
 def test_kubernetes_example_secret_placeholders_are_refused(tmp_path: Path) -> None:

@@ -44,6 +44,8 @@ PURE = (
     "service.session.*",
     "service.config.*",
     "service.vector_stores.checks",
+    "service.relay.policing",
+    "service.relay.messages",
 )
 IO_LAYERS = (
     "service.web*",
@@ -53,6 +55,7 @@ IO_LAYERS = (
     "service.auth*",
     "service.mint*",
     "service.calls*",
+    "service.relay.hub",
     "service.dev",
     "service.cli",
 )
@@ -143,3 +146,14 @@ def test_every_package_is_a_package() -> None:
     find_packages skips."""
     folders = [p for p in PACKAGE.rglob("*") if p.is_dir() and list(p.glob("*.py"))]
     assert [f for f in folders if not (f / "__init__.py").exists()] == []
+
+
+def test_the_relay_package_sits_below_call_control() -> None:
+    """calls/ uses the relay (its hub and policing); the relay never reaches back into
+    calls/ or the web edge: its supervisor side is a narrow interface calls/ implements."""
+    offenders = {
+        module: sorted(i for i in imported if i.startswith(("service.calls", "service.web")))
+        for module, imported in MODULES.items()
+        if module.startswith("service.relay")
+    }
+    assert {m: i for m, i in offenders.items() if i} == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -12,7 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.logs import ConsoleFormatter, JsonFormatter, configure_logging
+from service.logs import (
+    REQUEST_ID,
+    ConsoleFormatter,
+    JsonFormatter,
+    configure_logging,
+    current_request_id,
+)
 
 ACCESS = {
     "event": "access",
@@ -24,9 +31,13 @@ ACCESS = {
     "tenant": "default",
     "user_hash": "ab" * 16,
 }
+# A refusal's line: its error code and, for a 401, the reason (never the token).
+REFUSED = {**ACCESS, "status": 401, "tenant": None, "user_hash": None}
+REFUSED |= {"error": "invalid_token", "reason": "expired"}
 AUDIT = {
     "event": "audit",
     "action": "secret.minted",
+    "request_id": "0123456789abcdef0123456789abcdef",
     "tenant": "default",
     "user_hash": "ab" * 16,
     "role": None,
@@ -65,6 +76,7 @@ class Odd:
     "extra",
     [
         ACCESS,
+        REFUSED,
         AUDIT,
         {},
         {"nested": {"a": [1, 2.5, None, True]}, "odd": Odd(), "nan": math.nan, "inf": -math.inf},
@@ -154,3 +166,21 @@ def test_configured_records_skip_the_caller_lookup(
     logging.getLogger().removeHandler(spy)
     line = capsys.readouterr().err.strip()
     assert line == stock(records[0])
+
+
+async def test_the_request_id_is_the_served_requests_and_its_tasks() -> None:
+    async def later() -> str | None:
+        await asyncio.sleep(0)
+        return current_request_id()
+
+    assert current_request_id() is None
+    bound = REQUEST_ID.set("req-1")
+    try:
+        # A task started while the request is served (a call's supervisor) inherits it.
+        task = asyncio.create_task(later())
+        assert current_request_id() == "req-1"
+    finally:
+        REQUEST_ID.reset(bound)
+
+    assert await task == "req-1"
+    assert current_request_id() is None

@@ -26,6 +26,8 @@ from service.stores.base import Admission, AdmitRequest
 from service.stores.memory import MemoryStore
 from service.stores.resilient import FailureAwareStore
 from service.web.app import create_metrics_app
+from tests.calls.conftest import ADMIN_KEY, close_harness, dev_harness
+from tests.calls.conftest import POLICY as CALLS_POLICY
 from tests.web.conftest import SECRET, TokenFactory, make_settings
 
 MINT = "/v1/realtime/client_secrets"
@@ -106,6 +108,23 @@ def test_jwks_refreshes_are_read_at_scrape_time() -> None:
     assert sample(metrics.render().decode(), "broker_jwks_refreshes_total", tenant="acme") == 1
     counts["acme"] = 3
     assert sample(metrics.render().decode(), "broker_jwks_refreshes_total", tenant="acme") == 3
+
+
+def test_call_metrics_have_their_names_and_bounded_labels() -> None:
+    metrics = Metrics(["acme"])
+    metrics.call_placed("acme", "realtime")
+    metrics.call_placed("acme", "live")
+    metrics.call_ended("acme", "max_call_seconds")
+    metrics.call_ended("not-a-tenant", "ended_upstream")
+    metrics.sideband_lost("acme")
+    text = metrics.render().decode()
+    assert sample(text, "broker_calls_total", tenant="acme", kind="realtime") == 1
+    assert sample(text, "broker_calls_total", tenant="acme", kind="live") == 1
+    ended = "broker_calls_ended_total"
+    assert sample(text, ended, tenant="acme", reason="max_call_seconds") == 1
+    assert sample(text, ended, tenant="unknown", reason="ended_upstream") == 1
+    assert sample(text, "broker_call_sideband_losses_total", tenant="acme") == 1
+    assert "not-a-tenant" not in text
 
 
 # --- /metrics of an app ----------------------------------------------------------------
@@ -236,3 +255,49 @@ def test_collector_pauses_are_timed_by_generation() -> None:
         gc.callbacks[:] = before  # process-wide: leave no hook behind
     text = metrics.render().decode()
     assert 'broker_gc_pause_seconds_count{generation="2"} 1.0' in text
+
+
+async def test_calls_are_counted_placed_and_ended_and_an_end_is_not_a_sideband_loss() -> None:
+    h = dev_harness(CALLS_POLICY)
+    try:
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        first = (await h.place()).headers["location"].rsplit("/", 1)[1]
+        second = (await h.place(sub="bob")).headers["location"].rsplit("/", 1)[1]
+        await h.joined(first)
+        await h.joined(second)
+        hung_up = await h.client.post(f"/v1/realtime/calls/{first}/hangup", headers=admin)
+        assert hung_up.status_code == 200
+        h.fake.hangup(second)  # the browser left: its sideband closes, and the call is over
+        await h.until(lambda: h.controller.held("default") == [])
+        text = h.app.state.metrics.render().decode()
+    finally:
+        await close_harness(h)
+    assert sample(text, "broker_calls_total", tenant="default", kind="realtime") == 2
+    ended = "broker_calls_ended_total"
+    assert sample(text, ended, tenant="default", reason="admin") == 1
+    assert sample(text, ended, tenant="default", reason="ended_upstream") == 1
+    assert sample(text, "broker_call_sideband_losses_total", tenant="default") == 0
+
+
+def test_every_exported_metric_is_in_the_readmes_table() -> None:
+    import re
+    from pathlib import Path
+
+    from service.metrics import Metrics
+
+    root = Path(__file__).resolve().parent.parent
+    table = (root / "README.md").read_text().split("\n### Metrics", 1)[1].split("\n### ", 1)[0]
+    listed = set(re.findall(r"^\| `(broker_[a-z_]+)`", table, flags=re.MULTILINE))
+    metrics = Metrics(["default"])
+    metrics.watch_gc()
+    families = {family.name: family.type for family in metrics.registry.collect()}
+    declared = set(re.findall(r'"(broker_[a-z_]+)"', (root / "service/metrics.py").read_text()))
+    # Exposed names: a counter's ends in _total; one made on first use (JWKS refreshes) is
+    # not in a fresh registry, and is a counter.
+    exported = {
+        f"{name}_total" if families.get(name, "counter") == "counter" else name
+        for name in declared | set(families)
+    }
+
+    assert "broker_gc_pause_seconds" in exported
+    assert exported - listed == set(), "add them to README's Metrics table"

@@ -8,8 +8,22 @@ reader, this one. The `alg` must be in the tenant's allow-list and the key comes
 tenant's configuration only (never from `jku`, `x5u`, `jwk` or `x5c` headers); the
 signature is then checked with PyJWT's algorithm objects and keys prepared once at startup.
 
-Every failure raises `InvalidToken` with the same public message; the `reason` is for
-debug logs and is a fixed string, never a piece of the token.
+Every failure raises `InvalidToken` with the same public message; its `reason` is one
+of the fixed words below, for the request's access line (never a piece of the token):
+
+    missing          no Authorization header
+    malformed        not one `Bearer <JWT>` of acceptable size, or not a well-formed JWT
+                     (segments, base64url, UTF-8 JSON objects, claim types)
+    algorithm        an `alg` the tenant does not allow, or has no key for
+    critical_header  a `crit` header (no JWS extension is implemented)
+    unknown_key      no key of the tenant's JWKS for the token's `kid` and `alg`
+    bad_signature    the signature does not verify
+    missing_exp      no `exp` claim
+    expired          past `exp` (plus the leeway)
+    not_yet_valid    `nbf` or `iat` in the future (beyond the leeway)
+    unknown_issuer   `iss` missing or not the tenant's (several tenants: no tenant's)
+    audience         `aud` missing or not the tenant's
+    user_claim       the user claim missing, not a string, or not a user id
 """
 
 from __future__ import annotations
@@ -51,6 +65,34 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # leeway) nor this many seconds, so that a key dropped from a JWKS stops counting soon.
 _CACHE_SIZE = 1024
 _CACHE_MAX_SECONDS = 300.0
+
+# Why a token was refused (the module docstring says when each applies).
+MISSING = "missing"
+MALFORMED = "malformed"
+ALGORITHM = "algorithm"
+CRITICAL_HEADER = "critical_header"
+UNKNOWN_KEY = "unknown_key"
+BAD_SIGNATURE = "bad_signature"
+MISSING_EXP = "missing_exp"
+EXPIRED = "expired"
+NOT_YET_VALID = "not_yet_valid"
+UNKNOWN_ISSUER = "unknown_issuer"
+AUDIENCE = "audience"
+USER_CLAIM = "user_claim"
+REASONS = (
+    MISSING,
+    MALFORMED,
+    ALGORITHM,
+    CRITICAL_HEADER,
+    UNKNOWN_KEY,
+    BAD_SIGNATURE,
+    MISSING_EXP,
+    EXPIRED,
+    NOT_YET_VALID,
+    UNKNOWN_ISSUER,
+    AUDIENCE,
+    USER_CLAIM,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +147,11 @@ class _Tenant:
         if key is not None:
             return key
         if self.jwks is not None and not alg.startswith("HS"):
-            return await self.jwks.key_for(kid, alg)
-        raise InvalidToken("no key for this alg")
+            try:
+                return await self.jwks.key_for(kid, alg)
+            except InvalidToken:
+                raise InvalidToken(UNKNOWN_KEY) from None
+        raise InvalidToken(ALGORITHM)
 
 
 def _hmac_secret(settings: TenantSettings) -> bytes | None:
@@ -179,13 +224,13 @@ class Authenticator:
         tenant = self._route(payload)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in tenant.algorithms:
-            raise InvalidToken("alg not allowed")
+            raise InvalidToken(ALGORITHM)
         if "crit" in header:
             # We implement no JWS extension, so any critical one must be refused (RFC 7515).
-            raise InvalidToken("unsupported crit header")
+            raise InvalidToken(CRITICAL_HEADER)
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
-            raise InvalidToken("kid is not a string")
+            raise InvalidToken(MALFORMED)
         # A secret/PEM tenant's key is a dict lookup: no coroutine for it (per mint).
         key = tenant.keys.get(alg)
         if key is None:
@@ -195,7 +240,7 @@ class Authenticator:
         except (ValueError, TypeError):
             valid = False
         if not valid:
-            raise InvalidToken("bad signature")
+            raise InvalidToken(BAD_SIGNATURE)
         identity = _identity(tenant.settings, payload, now)
 
         leeway = tenant.settings.jwt_leeway_seconds
@@ -208,16 +253,17 @@ class Authenticator:
         if len(self._tenants) == 1:
             return self._tenants[0]
         issuer = payload.get("iss")
-        if not isinstance(issuer, str):
-            raise InvalidToken("no issuer to route by")
+        if not isinstance(issuer, str) or issuer not in self._by_issuer:
+            raise InvalidToken(UNKNOWN_ISSUER)
         audiences = _audiences(payload)
         found = [
             t
-            for t in self._by_issuer.get(issuer, ())
+            for t in self._by_issuer[issuer]
             if t.settings.jwt_audience is None or t.settings.jwt_audience in audiences
         ]
         if len(found) != 1:
-            raise InvalidToken("no single tenant for this issuer and audience")
+            # The issuer is known: its tenants' audiences did not pick exactly one.
+            raise InvalidToken(AUDIENCE)
         return found[0]
 
 
@@ -244,17 +290,19 @@ def _route_table(tenants: Sequence[_Tenant]) -> dict[str, list[_Tenant]]:
 
 
 def _bearer_token(authorization: Sequence[str]) -> str:
+    if not authorization:
+        raise InvalidToken(MISSING)
     if len(authorization) != 1:
-        raise InvalidToken("expected exactly one Authorization header")
+        raise InvalidToken(MALFORMED)
     value = authorization[0]
     if len(value) > MAX_TOKEN_CHARS + 7 or value[:7].lower() != "bearer ":
-        raise InvalidToken("not a bearer token of acceptable size")
+        raise InvalidToken(MALFORMED)
     return value[7:]
 
 
 def _parse(token: str) -> tuple[Mapping[str, Any], dict[str, Any], bytes, bytes]:
     if not _TOKEN_SHAPE.fullmatch(token):
-        raise InvalidToken("not three base64url segments")
+        raise InvalidToken(MALFORMED)
     header_b64, payload_b64, signature_b64 = token.split(".")
     header = _header(header_b64)
     payload = _json_object(_b64decode(payload_b64))
@@ -276,25 +324,25 @@ def _b64decode(segment: str) -> bytes:
     # Unpadded and canonical: a length of 1 mod 4 is impossible, and the unused low bits
     # of the last character must be zero, so each byte string has exactly one encoding.
     if len(segment) % 4 == 1:
-        raise InvalidToken("bad base64url length")
+        raise InvalidToken(MALFORMED)
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except binascii.Error as exc:
-        raise InvalidToken("bad base64url") from exc
+        raise InvalidToken(MALFORMED) from exc
     if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
-        raise InvalidToken("non-canonical base64url")
+        raise InvalidToken(MALFORMED)
     return raw
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        raise InvalidToken("duplicate JSON key")
+        raise InvalidToken(MALFORMED)
     return result
 
 
 def _no_constant(name: str) -> Any:
-    raise InvalidToken("NaN or Infinity in JSON")
+    raise InvalidToken(MALFORMED)
 
 
 # Built once: `json.loads` with any hook builds a decoder and its scanner on every call,
@@ -307,9 +355,9 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
         value = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
-        raise InvalidToken("segment is not UTF-8 JSON") from exc
+        raise InvalidToken(MALFORMED) from exc
     if not isinstance(value, dict):
-        raise InvalidToken("segment is not a JSON object")
+        raise InvalidToken(MALFORMED)
     return value
 
 
@@ -321,7 +369,7 @@ def _audiences(payload: dict[str, Any]) -> tuple[str, ...]:
         return (aud,)
     if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
         return tuple(aud)
-    raise InvalidToken("aud is neither a string nor a list of strings")
+    raise InvalidToken(MALFORMED)
 
 
 def _time_claim(payload: dict[str, Any], name: str) -> int | None:
@@ -330,7 +378,7 @@ def _time_claim(payload: dict[str, Any], name: str) -> int | None:
     value = payload[name]
     # type() and not isinstance(): True is an int to Python, not a time to us.
     if type(value) is not int:
-        raise InvalidToken("time claim is not an integer")
+        raise InvalidToken(MALFORMED)
     return value
 
 
@@ -338,28 +386,25 @@ def _identity(settings: TenantSettings, payload: dict[str, Any], now: float) -> 
     leeway = settings.jwt_leeway_seconds
     exp = _time_claim(payload, "exp")
     if exp is None:
-        raise InvalidToken("exp missing")
+        raise InvalidToken(MISSING_EXP)
     if now >= exp + leeway:
-        raise InvalidToken("expired")
+        raise InvalidToken(EXPIRED)
     nbf = _time_claim(payload, "nbf")
     if nbf is not None and nbf > now + leeway:
-        raise InvalidToken("not yet valid")
+        raise InvalidToken(NOT_YET_VALID)
     iat = _time_claim(payload, "iat")
     if iat is not None and iat > now + leeway:
-        raise InvalidToken("issued in the future")
+        raise InvalidToken(NOT_YET_VALID)
     if settings.jwt_issuer is not None and payload.get("iss") != settings.jwt_issuer:
-        raise InvalidToken("wrong issuer")
+        raise InvalidToken(UNKNOWN_ISSUER)
     if settings.jwt_audience is not None and settings.jwt_audience not in _audiences(payload):
-        raise InvalidToken("wrong audience")
+        raise InvalidToken(AUDIENCE)
     user_id = payload.get(settings.jwt_user_claim)
-    if not isinstance(user_id, str):
-        raise InvalidToken("user claim missing or not a string")
-    if not is_user_id(user_id):
-        # A user the directory could not name could never be revoked: refused here.
-        raise InvalidToken(
-            "user claim is not a user id (1 to 256 characters, no whitespace, control or "
-            "invisible characters, not '.' or '..')"
-        )
+    if not isinstance(user_id, str) or not is_user_id(user_id):
+        # A user the directory could not name could never be revoked: refused here
+        # (service.auth.user_ids: 1 to 256 characters, no whitespace, control or
+        # invisible characters, not '.' or '..').
+        raise InvalidToken(USER_CLAIM)
     role = payload.get(settings.jwt_role_claim)
     return Identity(
         tenant=settings.id,

@@ -17,7 +17,9 @@ The life of a supervised call:
   it (deadline, budget, revocation, admin, a forbidden change): a Realtime call is hung
   up over REST, a GPT-Live session is sent `session.close` on its sideband. An ending
   that fails is retried, and the lease and record stay until the call is known to be
-  over;
+  over. Its phases (held, ending, ended, released) and their transitions are
+  `lifecycle.Lifecycle`'s; the reader never waits for an ending: the hangup runs beside
+  it (`ending.Endings`), and the scheduler tries a refused one again;
 - on a graceful stop the record is released (hand-over), not hung up: another replica
   adopts it at once. With the memory store (one process, nobody to adopt) the calls are
   hung up instead: a call nobody supervises is not bound by the policy.
@@ -29,9 +31,11 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Awaitable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
+from service.calls.ending import Endings, Hangup, answer, close_sideband
+from service.calls.lifecycle import END_REASONS, Phase
 from service.calls.model import (
     SupervisedCall,
     Supervision,
@@ -39,7 +43,6 @@ from service.calls.model import (
     over_budget,
     utc_day,
 )
-from service.calls.relaying import RelayedCall, Relays, RelaySession
 from service.calls.sideband import SidebandConnection, SidebandConnector
 from service.calls.store import CallStore, UsageDelta
 from service.calls.supervised import (
@@ -57,14 +60,15 @@ from service.errors import (
     NotFound,
     ServiceUnavailable,
     StoreUnavailable,
-    UpstreamUnavailable,
 )
-from service.logs import Throttled
+from service.logs import Throttled, current_request_id
 from service.redact import user_hash
+from service.relay.hub import RelayedCall, RelayHub
 from service.upstream.base import Upstream
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("service.audit")
+T = TypeVar("T")
 
 # Orphans claimed per tenant per scheduler pass: a replica that starts takes its share in
 # steps, and the others get theirs.
@@ -72,15 +76,18 @@ CLAIM_BATCH = 500
 # How often every held user is checked against the directory, beside the events that
 # tell it at once: a revocation published while a replica's subscription was down.
 REVOCATION_BACKSTOP_SECONDS = 30.0
-HANGUP_ATTEMPTS = 3
+# A background task (scheduler, event listener) that ends is started again after this
+# long, doubling while it keeps failing within RESTART_RESET_SECONDS of its start.
+RESTART_DELAY = 0.1
+RESTART_MAX_DELAY = 5.0
+RESTART_RESET_SECONDS = 60.0
+# How long a graceful stop waits for the hangups of calls being ended.
+ENDING_GRACE = 5.0
 # Batches are cut into chunks, the event loop served between them: a batch of 10,000
 # calls in one go held every sideband's events back for ~100 ms (bench/calls.py).
 CHUNK = 500
 # Call seconds of roles without a minute budget are metered this often (and at the end).
 METER_ALL_SECONDS = 60.0
-# A GPT-Live session sent `session.close` has this long to say `session.closed` (with its
-# final usage) before the broker closes its side.
-LIVE_CLOSE_GRACE = 10.0
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
@@ -117,21 +124,35 @@ class CallController:
         self._tick = options.tick
         self._max_calls = options.max_calls
         self._rejoin_seconds = options.rejoin_seconds
-        self._metrics: CallMetrics = metrics or NoMetrics()
+        self._metrics: CallMetrics = metrics if metrics is not None else NoMetrics()
         self._held: dict[tuple[str, str], Held] = {}
         self._deadlines: list[tuple[float, str, str]] = []
         # Entries of calls that ended before their deadline: dropped in batches (below).
         self._ended_early = 0
         self._background: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._endings = Endings(
+            upstreams=self._upstreams,
+            clock=clock,
+            tick=options.tick,
+            metrics=self._metrics,
+            audit=self._audit,
+            spawn=self._side_task,
+        )
+        # Calls whose supervision record is not written yet (the store was down).
+        self._unrecorded: set[Held] = set()
         self._beat_at = 0.0
         self._meter_all_at = 0.0
         self._backstop_at = 0.0
         # Calls with tokens not yet metered: the only ones a tick must look at.
         self._pending: set[Held] = set()
         self._warn = Throttled(logger, interval=30.0)
-        self.relays = Relays(
-            store=store, owner=self.owner, held=self._relayed_call, spawn=self._spawn
+        self.relays = RelayHub(
+            store=store,
+            replica=self.owner,
+            calls=self._relayed_call,
+            spawn=self._spawn,
+            listen=self.start,
         )
 
     # --- public ----------------------------------------------------------------------
@@ -159,17 +180,19 @@ class CallController:
         if self._background:
             return
         self._background = [
-            asyncio.create_task(self._schedule(), name="calls scheduler"),
-            asyncio.create_task(self._listen(), name="calls events"),
+            asyncio.create_task(self._keep("scheduler", self._schedule), name="calls scheduler"),
+            asyncio.create_task(self._keep("event listener", self._listen), name="calls events"),
         ]
 
     async def supervise(self, tenant: TenantSettings, record: Supervision) -> None:
         """Start supervising a call just placed (its lease already taken)."""
         self.start()
         held = self._adopt(tenant, record)
+        self._metrics.call_placed(record.tenant, record.kind)
+        self._unrecorded.add(held)
         try:
             await self.store.supervise(record, self.owner, self.lease_ttl)
-            held.recorded = True
+            self._unrecorded.discard(held)
         except StoreUnavailable:
             # The call is supervised here all the same; the scheduler writes the record
             # when the store is back.
@@ -186,12 +209,17 @@ class CallController:
             ) from exc
 
     async def hangup(self, tenant: TenantSettings, call_id: str, reason: str) -> None:
-        """Hang up a call of the tenant, whichever replica supervises it. NotFound when
-        no such call is supervised or upstream no longer has it."""
+        """Hang up a call of the tenant, whichever replica supervises it, with the same
+        answer from each: NotFound when no such call is supervised or upstream no longer
+        has it; UpstreamError when upstream refused the hangup (its supervisor keeps
+        trying: the call is ending)."""
         held = self._held.get((tenant.id, call_id))
-        if held is not None:
-            await self._end(held, reason)
-            return
+        if held is not None and held.life.holding:
+            outcome = await self._endings.ending(held, reason)
+            if outcome is not None:
+                answer(outcome)
+                return
+            # Let go meanwhile (handed over): its new supervisor is told, as from any replica.
         try:
             record = await self.store.record(tenant.id, call_id)
         except StoreUnavailable as exc:
@@ -200,49 +228,60 @@ class CallController:
             ) from exc
         if record is None:
             raise NotFound("No active call with that id.", param="call_id")
+        outcome = Hangup.TAKEN
         if record.kind == "realtime":
             # Upstream first (it ends the call whoever supervises it); then its supervisor
-            # is told, so that it records why and frees the lease without waiting.
-            await self._upstreams[tenant.id].hangup_call(call_id)
-            self._audit("call.hung_up", record, reason=reason)
+            # is told, so that it records why and frees the lease without waiting, or,
+            # when upstream refused, keeps trying.
+            outcome = await self._endings.hang_up_elsewhere(record, reason)
         # A GPT-Live session is closed on its sideband, which only its supervisor holds.
-        with contextlib.suppress(StoreUnavailable):
-            await self.store.publish(
-                {"type": "call.hangup", "tenant": tenant.id, "call_id": call_id, "reason": reason}
-            )
+        event = {"type": "call.hangup", "tenant": tenant.id, "call_id": call_id, "reason": reason}
+        if outcome is not Hangup.GONE:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.publish(event)
+        answer(outcome)
 
     async def hangup_user(self, tenant: TenantSettings, user_id: str, reason: str) -> int:
         """Hang up the user's calls here, and tell every replica to do the same."""
-        ended = await self._end_user(tenant.id, user_id, reason)
+        hangups = self._end_user(tenant.id, user_id, reason)
         with contextlib.suppress(StoreUnavailable):
             await self.store.publish(
                 {"type": "user.revoked", "tenant": tenant.id, "user_id": user_id}
             )
-        return ended
+        if hangups:
+            await asyncio.wait(hangups)
+        return len(hangups)
 
-    async def attach_relay(self, tenant: str, call_id: str) -> RelaySession:
-        """Register a browser's relay here (service.calls.relaying)."""
-        self.start()
-        return await self.relays.attach(tenant, call_id)
-
-    async def detach_relay(self, session: RelaySession) -> None:
-        await self.relays.detach(session)
-
-    async def relay_up(self, session: RelaySession, event: dict[str, Any]) -> bool:
-        return await self.relays.up(session, event)
+    def abandon(self, tenant: TenantSettings, record: Supervision) -> None:
+        """A call upstream placed whose caller never gets its answer (the placement was
+        cancelled): it is ended, held here until then. Returns at once: what ending it
+        takes runs beside the caller, which may be being cancelled."""
+        held = self._held.get((record.tenant, record.call_id))
+        if held is None:
+            self.start()
+            held = self._adopt(tenant, record)
+            self._metrics.call_placed(record.tenant, record.kind)
+        self._endings.end(held, "placement_cancelled")
 
     async def aclose(self) -> None:
         """Graceful stop: hand every call over (or, with nothing to adopt them, hang them
-        up), then stop the background tasks."""
+        up), then stop the background tasks. A call being ended gets its hangup first
+        (within ENDING_GRACE): its adopter would not know to end it."""
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
         held = list(self._held.values())
         if self.store.shared:
-            await self._hand_over(held)
+            hangups = [t for h in held if (t := self._endings.again(h)) is not None]
+            if hangups:
+                await asyncio.wait(hangups, timeout=ENDING_GRACE)
+            # Those over are settled by their readers, as they stop.
+            await self._hand_over([h for h in held if h.life.holding])
         else:
-            await asyncio.gather(*(self._end(h, "shutdown") for h in held))
+            hangups = [t for h in held if (t := self._endings.end(h, "shutdown")) is not None]
+            if hangups:
+                await asyncio.wait(hangups)
         tasks = [h.task for h in held if h.task is not None] + list(self._side_tasks)
         for task in tasks:
             task.cancel()
@@ -258,9 +297,12 @@ class CallController:
         return held
 
     async def _run(self, held: Held) -> None:
+        """The call's reader: its sideband, joined again when it drops, read until the
+        call is over (then settled) or no longer held here."""
+        lost = False
         try:
-            while not held.released:
-                connection = await self._join(held)
+            while held.life.holding:
+                connection = await self._join(held, lost=lost)
                 if connection is None:
                     break
                 held.connection = connection
@@ -270,48 +312,62 @@ class CallController:
                     held.connection = None
                     with contextlib.suppress(Exception):
                         await connection.close()
-                if held.released or held.hung_up or held.state.over:
-                    break
+                if held.state.over:
+                    self._endings.over(held)
                 # Closed under us: the call ended, or the connection dropped. Joining
                 # again tells which.
-                if held.reason is None:
-                    self._metrics.sideband_lost(held.record.tenant)
+                lost = held.life.phase is Phase.HELD
+                if lost:
                     logger.info("call %s: sideband closed; joining again", held.record.call_id)
+        except Exception:
+            logger.exception("call %s: supervision failed", held.record.call_id)
         finally:
-            self._held.pop(held.key, None)
+            if self._held.get(held.key) is held:
+                del self._held[held.key]
             self._unschedule()
-            if not held.released:
+            if held.life.phase is not Phase.RELEASED:
                 await self._settle(held)
 
-    async def _join(self, held: Held) -> SidebandConnection | None:
-        """The sideband, or None when the call is over (or hung up for want of one)."""
+    async def _join(self, held: Held, *, lost: bool) -> SidebandConnection | None:
+        """The sideband, or None when the call is over or no longer held here. A sideband
+        that closed under the call (`lost`) is counted as lost once joined again, or once
+        the call is ended for want of it; not when joining says the call is over."""
         record, loop = held.record, asyncio.get_running_loop()
         give_up_at, delay = loop.time() + self._rejoin_seconds, 0.1
-        while not held.released:
+        while held.life.holding:
             try:
                 connection = await self._connector.connect(held.tenant, record.call_id, record.kind)
             except NotFound:
-                return None  # upstream no longer has the call: it is over
+                self._endings.over(held)  # upstream no longer has the call
+                return None
             except BrokerError as exc:
                 if loop.time() >= give_up_at:
                     # Without a sideband the policy is not binding: fail closed.
                     logger.warning("call %s: sideband unavailable (%s)", record.call_id, exc.code)
-                    await self._end(held, "sideband_unavailable")
-                    if held.hung_up:
-                        return None
+                    if lost:
+                        self._metrics.sideband_lost(record.tenant)
+                        lost = False
+                    self._endings.end(held, "sideband_unavailable")
                     give_up_at = loop.time() + self._rejoin_seconds
             else:
+                if not held.life.holding:  # ended (or let go) while joining
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                    return None
+                if lost:
+                    self._metrics.sideband_lost(record.tenant)
                 logger.debug("call %s: sideband joined", record.call_id)
                 return connection
-            await asyncio.sleep(delay)
+            # A hangup in flight ends the wait: the call may be over.
+            await self._endings.wait(held, delay)
             delay = min(delay * 2, 2.0)
         return None
 
     async def _read(self, held: Held, connection: SidebandConnection) -> None:
         record = held.record
         while (text := await connection.recv()) is not None:
-            if held.relay is not None:
-                await self.relays.down(held.relay, held.record, text)
+            if held.relay_replica is not None:
+                self.relays.down(held, text)
             action = held.state.on_text(text)
             if held.state.has_pending():
                 self._pending.add(held)
@@ -328,71 +384,17 @@ class CallController:
                 self._metrics.call_reverted(record.tenant)
                 self._audit("call.response_cancelled", record, fields=list(action.changed))
             else:
-                await self._end(held, "session_update", fields=list(action.changed))
-
-    async def _end(self, held: Held, reason: str, **detail: Any) -> None:
-        """Hang the call up for `reason`; retried by the scheduler when upstream fails."""
-        if held.released or held.hung_up or held.hanging:
-            return
-        if held.reason is None:
-            held.reason = reason
-        held.hanging = True
-        try:
-            await self._hang_up(held, **detail)
-        finally:
-            held.hanging = False
-
-    async def _hang_up(self, held: Held, **detail: Any) -> None:
-        record = held.record
-        for attempt in range(HANGUP_ATTEMPTS):
-            held.hangup_attempts += 1
-            try:
-                await self._end_upstream(held)
-            except NotFound:
-                pass  # already over
-            except BrokerError as exc:
-                if attempt + 1 < HANGUP_ATTEMPTS:
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                self._metrics.hangup_failed(record.tenant)
-                self._warn.warning(
-                    "hangup", "call %s: hangup failed (%s); retrying", record.call_id, exc.code
-                )
-                rounds = held.hangup_attempts // HANGUP_ATTEMPTS
-                held.hangup_at = self._clock() + min(30.0, self._tick * 2.0**rounds)
-                return
-            break
-        held.hung_up = True
-        self._audit("call.hung_up", record, reason=held.reason, **detail)
-        if record.kind == "live":
-            # Read on until `session.closed` (the final usage), within a grace period.
-            self._spawn(self._close_after(held, LIVE_CLOSE_GRACE))
-        elif held.connection is not None:
-            await held.connection.close()
-
-    async def _end_upstream(self, held: Held) -> None:
-        record = held.record
-        if record.kind == "realtime":
-            await self._upstreams[record.tenant].hangup_call(record.call_id)
-            return
-        # GPT-Live has no REST hangup: the trusted sideband closes the session.
-        if held.state.over:
-            return
-        if held.connection is None:
-            raise UpstreamUnavailable("The session's sideband is not joined.")
-        await held.connection.send({"type": "session.close"})
-
-    async def _close_after(self, held: Held, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        await self._close(held)
+                self._endings.end(held, "session_update", fields=list(action.changed))
 
     async def _settle(self, held: Held) -> None:
         """The call is over: its last usage, its lease and its record."""
-        record = held.record
-        if not held.hung_up:
-            self._audit("call.ended", record, reason="ended_upstream")
-        if held.relay is not None:
-            await self.relays.down(held.relay, held.record, None)
+        record, life = held.record, held.life
+        life.ended()
+        reason = life.end_reason if life.end_reason in END_REASONS else "other"
+        self._metrics.call_ended(record.tenant, reason)
+        self._unrecorded.discard(held)
+        if held.relay_replica is not None:
+            self.relays.down(held, None)
         try:
             await self._flush([held])
             await self.store.release(record.tenant, record.user_id, record.call_id)
@@ -401,19 +403,20 @@ class CallController:
             # The lease lapses at the call's deadline; the record is found by an adopter,
             # whose join fails: the call is over, and it finishes this.
             self._warn.warning("settle", "call %s: store unavailable at its end", record.call_id)
+        life.release()
 
-    async def _end_user(self, tenant: str, user_id: str, reason: str) -> int:
+    def _end_user(self, tenant: str, user_id: str, reason: str) -> list[asyncio.Task[Hangup]]:
+        """End the user's calls held here; the hangups started (or in flight)."""
         held = [
             h
             for h in self._held.values()
             if (h.record.tenant, h.record.user_id) == (tenant, user_id)
         ]
-        await asyncio.gather(*(self._end(h, reason) for h in held))
-        return len(held)
+        return [task for h in held if (task := self._endings.end(h, reason)) is not None]
 
     async def _hand_over(self, held: list[Held]) -> None:
         for h in held:
-            h.released = True
+            h.life.release()
         try:
             await self._flush(held)
         except StoreUnavailable:
@@ -427,16 +430,30 @@ class CallController:
             except StoreUnavailable:
                 # Their heartbeats lapse within one TTL: adopted then.
                 self._warn.warning("handover", "calls: hand-over failed, store unavailable")
-        await asyncio.gather(*(self._close(h) for h in held))
+        await asyncio.gather(*(close_sideband(h) for h in held))
         if held:
             logger.info("calls: %d handed over", len(held))
 
-    async def _close(self, held: Held) -> None:
-        if held.connection is not None:
-            with contextlib.suppress(Exception):
-                await held.connection.close()
-
     # --- the scheduler ---------------------------------------------------------------
+
+    async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the replica's background loops for the controller's life: one that
+        fails or returns is logged and started again, after a delay that doubles while
+        it keeps failing soon after its start. A replica whose listener ended would be
+        deaf to revocations and hangups; one whose scheduler ended, to deadlines."""
+        loop, delay = asyncio.get_running_loop(), RESTART_DELAY
+        while True:
+            started = loop.time()
+            try:
+                await run()
+            except Exception:
+                logger.exception("calls: the %s failed; starting it again", name)
+            else:
+                logger.error("calls: the %s stopped; starting it again", name)
+            if loop.time() - started >= RESTART_RESET_SECONDS:
+                delay = RESTART_DELAY
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_DELAY)
 
     async def _schedule(self) -> None:
         while True:
@@ -448,8 +465,8 @@ class CallController:
 
     async def _pass(self) -> None:
         now = self._clock()
-        await self._deadlines_due(now)
-        await self._retry_hangups(now)
+        self._deadlines_due(now)
+        self._endings.retry(list(self._held.values()), now)
         pending = [h for h in self._pending if h.key in self._held]
         self._pending.clear()
         beat = now >= self._beat_at
@@ -483,7 +500,7 @@ class CallController:
             heapq.heapify(self._deadlines)
             self._ended_early = 0
 
-    async def _deadlines_due(self, now: float) -> None:
+    def _deadlines_due(self, now: float) -> None:
         due = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, tenant, call_id = heapq.heappop(self._deadlines)
@@ -493,13 +510,7 @@ class CallController:
             else:
                 self._ended_early = max(0, self._ended_early - 1)
         for held in due:
-            self._spawn(self._end(held, "max_call_seconds"))
-
-    async def _retry_hangups(self, now: float) -> None:
-        for held in list(self._held.values()):
-            if held.reason is not None and not held.hung_up and 0 < held.hangup_at <= now:
-                held.hangup_at = 0.0
-                self._spawn(self._end(held, held.reason))
+            self._endings.end(held, "max_call_seconds")
 
     async def _meter(self, held: list[Held]) -> None:
         try:
@@ -509,8 +520,8 @@ class CallController:
             return
         for h, usage in zip(held, totals, strict=True):
             reached = over_budget(h.record.policy, usage)
-            if reached is not None and h.reason is None:
-                self._spawn(self._end(h, reached))
+            if reached is not None and h.life.phase is Phase.HELD:
+                self._endings.end(h, reached)
 
     async def _flush(self, held: list[Held]) -> list[Usage]:
         """Each call's tokens and seconds since its last flush, in one batch."""
@@ -534,7 +545,7 @@ class CallController:
     async def _heartbeat(self) -> None:
         by_tenant: dict[str, list[Held]] = {}
         for h in self._held.values():
-            if not h.released:
+            if h.life.phase is not Phase.RELEASED:
                 by_tenant.setdefault(h.record.tenant, []).append(h)
         for tenant, all_held in by_tenant.items():
             for held in _chunks(all_held):
@@ -543,9 +554,9 @@ class CallController:
     async def _beat(self, tenant: str, held: list[Held]) -> None:
         try:
             for h in held:
-                if not h.recorded:
+                if h in self._unrecorded:
                     await self.store.supervise(h.record, self.owner, self.lease_ttl)
-                    h.recorded = True
+                    self._unrecorded.discard(h)
             lost = set(
                 await self.store.heartbeat(
                     tenant, self.owner, [h.record.call_id for h in held], self.lease_ttl
@@ -560,9 +571,10 @@ class CallController:
                 # Another replica adopted it (this one was cut off from the store for
                 # longer than a heartbeat): it supervises the call now.
                 logger.warning("call %s: adopted elsewhere; let go", h.record.call_id)
-                h.released = True
-                self._held.pop(h.key, None)
-                await self._close(h)
+                h.life.release()
+                if self._held.get(h.key) is h:
+                    del self._held[h.key]
+                await close_sideband(h)
 
     async def _claim(self) -> None:
         for tenant_id, tenant in self._tenants.items():
@@ -579,15 +591,10 @@ class CallController:
             for record in claimed:
                 if (record.tenant, record.call_id) in self._held:
                     continue  # ours already (handed over and claimed back)
-                held = self._adopt(tenant, record, adopted=True)
-                held.recorded = True
+                self._adopt(tenant, record, adopted=True)
                 self._metrics.call_adopted(tenant_id)
                 self._audit("call.adopted", record)
-                # A relay of this call, wherever it is, attaches again to its new owner.
-                with contextlib.suppress(StoreUnavailable):
-                    await self.store.publish(
-                        {"type": "call.owner", "tenant": tenant_id, "call_id": record.call_id}
-                    )
+                await self.relays.adopted(tenant_id, record.call_id)
 
     async def _check_revocations(self) -> None:
         assert self._is_revoked is not None
@@ -602,7 +609,7 @@ class CallController:
                     self._warn.warning("revocations", "calls: revocations not checked")
                     return
                 for user_id in revoked:
-                    await self._end_user(tenant, user_id, "user_revoked")
+                    self._end_user(tenant, user_id, "user_revoked")
 
     # --- events ----------------------------------------------------------------------
 
@@ -617,24 +624,36 @@ class CallController:
         kind, tenant = event.get("type"), event.get("tenant")
         if not isinstance(tenant, str):
             return
-        if isinstance(kind, str) and kind.startswith(("relay.", "call.owner")):
-            self.relays.on_event(kind, tenant, event)
+        if self.relays.receive(event):
             return
         if kind == "user.revoked" and isinstance(event.get("user_id"), str):
-            self._spawn(self._end_user(tenant, event["user_id"], "user_revoked"))
+            self._end_user(tenant, event["user_id"], "user_revoked")
         elif kind == "call.hangup" and isinstance(event.get("call_id"), str):
             held = self._held.get((tenant, event["call_id"]))
             if held is not None:
                 reason = event.get("reason")
-                self._spawn(self._end(held, reason if isinstance(reason, str) else "admin"))
+                self._endings.end(held, reason if isinstance(reason, str) else "admin")
 
     def _relayed_call(self, tenant: str, call_id: str) -> RelayedCall | None:
         return self._held.get((tenant, call_id))
 
     def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run `work` beside the caller, until it is done or the controller closes."""
+        self._side_task(work)
+
+    def _side_task(self, work: Awaitable[T]) -> asyncio.Task[T]:
+        """`_spawn`, giving the task."""
         task = asyncio.ensure_future(work)
         self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+        task.add_done_callback(self._side_done)
+        return task
+
+    def _side_done(self, task: asyncio.Task[Any]) -> None:
+        self._side_tasks.discard(task)
+        # Looked at here, once: nothing else awaits a side task's exception.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            work = getattr(task.get_coro(), "__qualname__", task.get_name())
+            logger.error("calls: %s failed", work, exc_info=exc)
 
     def _audit(self, action: str, record: Supervision, **detail: Any) -> None:
         audit_logger.info(
@@ -646,6 +665,9 @@ class CallController:
                 "target_user_hash": user_hash(record.tenant, record.user_id),
                 "call_id": record.call_id,
                 "at": int(self._clock()),
+                # The request that caused it (an admin hangup, a placement), if any: its
+                # access line has the same id.
+                "request_id": current_request_id(),
                 **detail,
             },
         )

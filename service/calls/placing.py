@@ -6,10 +6,18 @@ The browser gets an SDP answer and a call id, never a secret: the session is sen
 upstream with the server key, and the broker holds the call from then on. A GPT-Live
 session (service.live.placing) is placed the same way: `admit_call` and
 `PendingCall.commit` are the steps they share.
+
+A placement that stops half-way (refused, failed, or cancelled: the server stopping, the
+request gone) leaves nothing behind: the admission is refunded, the lease released, and
+a call upstream already placed is ended (`CallController.abandon`). What it takes to
+give them back runs shielded, so that the cancellation does not cut it short. Only a
+cancellation inside upstream's create request itself may leave a call upstream that the
+broker cannot end: its id was in the answer not read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Sequence
@@ -81,35 +89,53 @@ class PendingCall:
         return user_hash(self.tenant.id, self.user_id)
 
     async def fail(self) -> None:
-        """Upstream did not take the call: the lease and the admission are given back."""
-        await _release(self.controller, self.tenant.id, self.user_id, self.provisional)
-        await self.broker.refund(self.admit_request, self.admission)
+        """No call placed (upstream did not take it, or the placement was cancelled): the
+        lease and the admission are given back, whatever cancels the caller meanwhile."""
+        await asyncio.shield(
+            _give_back(
+                self.broker, self.controller, self.admit_request, self.admission, self.provisional
+            )
+        )
 
-    async def commit(
-        self, call_id: str, kind: CallKind, policy: CallPolicy, adjusted: Sequence[str]
-    ) -> dict[str, str]:
-        """Upstream placed the call: its lease under its real id, its supervision record,
-        its supervisor; the response headers."""
-        store, tenant, user = self.controller.store, self.tenant.id, self.user_id
-        # The real id takes the lease's place: added before the provisional one goes, so
-        # the count is briefly one too high (safe), never too low.
-        try:
-            await store.acquire(tenant, user, call_id, None, self.lease_ttl)
-        except StoreUnavailable:
-            # The provisional lease stays in its place until it lapses: the count is right.
-            pass
-        else:
-            await _release(self.controller, tenant, user, self.provisional)
-        record = Supervision(
-            tenant=tenant,
-            user_id=user,
+    async def abandon(self, call_id: str, kind: CallKind, policy: CallPolicy) -> None:
+        """Upstream placed the call, but its caller will not get the answer: it is ended
+        (its supervisor frees its lease once it is over), and the provisional lease and
+        the admission are given back."""
+        self.controller.abandon(self.tenant, self._record(call_id, kind, policy))
+        await self.fail()
+
+    def _record(self, call_id: str, kind: CallKind, policy: CallPolicy) -> Supervision:
+        return Supervision(
+            tenant=self.tenant.id,
+            user_id=self.user_id,
             call_id=call_id,
             policy=policy,
             started_at=self.now,
             deadline=self.deadline,
             kind=kind,
         )
-        await self.controller.supervise(self.tenant, record)
+
+    async def commit(
+        self, call_id: str, kind: CallKind, policy: CallPolicy, adjusted: Sequence[str]
+    ) -> dict[str, str]:
+        """Upstream placed the call: its lease under its real id, its supervision record,
+        its supervisor; the response headers. Cancelled on the way, the call is ended."""
+        store, tenant, user = self.controller.store, self.tenant.id, self.user_id
+        try:
+            # The real id takes the lease's place: added before the provisional one goes,
+            # so the count is briefly one too high (safe), never too low.
+            try:
+                await store.acquire(tenant, user, call_id, None, self.lease_ttl)
+            except StoreUnavailable:
+                # The provisional lease stays in its place until it lapses: the count is
+                # right.
+                pass
+            else:
+                await _release(self.controller, tenant, user, self.provisional)
+            await self.controller.supervise(self.tenant, self._record(call_id, kind, policy))
+        except BaseException:
+            await self.abandon(call_id, kind, policy)
+            raise
         headers = {"Cache-Control": "no-store", **rate_limit_headers(self.admission)}
         if adjusted:
             headers["X-Policy-Adjusted"] = ",".join(dict.fromkeys(adjusted))
@@ -125,7 +151,7 @@ async def admit_call(
     """Admit a call of `identity`'s user: rate limits, then `decide(role, rules)` (the
     policy applied to what was asked; it raises to refuse), room on this replica, the
     user's budgets and the concurrency lease. Nothing is sent upstream; on any refusal
-    the admission is refunded."""
+    the admission is refunded (and, cancelled, the lease it may have taken released)."""
     tenant = broker.tenant(identity.tenant)
     admit_request = broker.admit_request(identity)
     admission = await broker.admit(admit_request)
@@ -165,6 +191,10 @@ async def admit_call(
             raise RateLimiterUnavailable() from exc
     except BrokerError:
         await broker.refund(admit_request, admission)
+        raise
+    except BaseException:
+        # Cancelled (or a bug): the lease may have been taken as the cancellation came.
+        await asyncio.shield(_give_back(broker, controller, admit_request, admission, provisional))
         raise
     pending = PendingCall(
         broker=broker,
@@ -214,18 +244,34 @@ async def place_call(
         answer, call_id = await upstream.create_call(
             offer, upstream_session, safety_identifier=pending.safety_identifier
         )
-    except BrokerError:
+    except BaseException:
         await pending.fail()
         raise
+    policy = CallPolicy.of(pending.role, pending.rules, upstream_session)
     if pending.rules.client_channel == "relay" and not audio_only(answer):
         # Upstream accepted more than audio: the policy would not hold on that call.
-        with contextlib.suppress(BrokerError):
-            await upstream.hangup_call(call_id)
+        try:
+            with contextlib.suppress(BrokerError):
+                await upstream.hangup_call(call_id)
+        except BaseException:
+            await pending.abandon(call_id, "realtime", policy)
+            raise
         await pending.fail()
         raise UpstreamError("The upstream answered with more than audio; the call was ended.")
-    policy = CallPolicy.of(pending.role, pending.rules, upstream_session)
     headers = await pending.commit(call_id, "realtime", policy, adjusted)
     return PlacedCall(call_id, answer, tenant.id, identity.user_id, headers)
+
+
+async def _give_back(
+    broker: Broker,
+    controller: CallController,
+    request: AdmitRequest,
+    admission: Admission,
+    lease: str,
+) -> None:
+    """A call not placed: its lease released, its admission refunded."""
+    await _release(controller, request.tenant, request.user_id, lease)
+    await broker.refund(request, admission)
 
 
 async def _release(controller: CallController, tenant: str, user_id: str, call_id: str) -> None:

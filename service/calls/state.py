@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from service.calls.model import CallPolicy, drift, revert_event
-from service.calls.relay import brings_instructions
+from service.relay.policing import brings_instructions
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,16 +20,59 @@ runs over memory, standalone Redis and a Redis Cluster.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.calls.model import SupervisedCall, Supervision, Usage
+from service.logs import Throttled
 
 EventHandler = Callable[[dict[str, Any]], None]
 # Called by `listen` each time it (re)connects: events sent while it was away are lost,
 # so the caller checks what they would have told it.
 Reconnected = Callable[[], Awaitable[None]]
+# How long a user's usage of a day is kept after its last update, by every store: the
+# day's budget is checked until the day is over, and a call may run past midnight.
+USAGE_TTL_SECONDS = 2 * 86400
+
+
+class EventDelivery:
+    """What a `listen` loop does with each message it receives, so that no message ends
+    the loop: one that is not JSON, or not a JSON object, is skipped, and so is one whose
+    handler raised. Pub/sub carries whatever anyone with access to Redis publishes, and a
+    listener that ended would leave its replica deaf to revocations and hangups. Each
+    kind of skip is logged at warning at most every 30 s, with a count of those held back.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._skipped = Throttled(logger, interval=30.0)
+
+    def deliver(self, message: str, handler: EventHandler) -> None:
+        """Hand the message to `handler`, unless it is skipped."""
+        try:
+            event = json.loads(message)
+        except (ValueError, RecursionError):  # RecursionError: nesting too deep
+            self._skipped.warning(
+                "event_unreadable", "call events: a message that is not JSON skipped"
+            )
+            return
+        if not isinstance(event, dict):
+            self._skipped.warning(
+                "event_not_object", "call events: a message that is not a JSON object skipped"
+            )
+            return
+        try:
+            handler(event)
+        except Exception as exc:
+            kind = event.get("type")
+            self._skipped.warning(
+                "event_failed",
+                "call events: a %s event failed (%s); skipped",
+                kind[:64] if isinstance(kind, str) else "untyped",
+                type(exc).__name__,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +156,8 @@ class CallStore(Protocol):
     async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
         """Deliver published events, and those sent to `inbox`, to `handler` until
         cancelled, reconnecting on failure (and calling `reconnected` after each
-        connection is made)."""
+        connection is made). No message ends it: what is not a JSON object, or makes
+        `handler` raise, is skipped (`EventDelivery`)."""
         ...
 
     async def claim_relay(self, tenant: str, call_id: str, relay: str, ttl: float) -> bool:

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from service.calls.model import SupervisedCall, Supervision, Usage
-from service.calls.store import EventHandler, Reconnected, UsageDelta
+from service.calls.store import (
+    USAGE_TTL_SECONDS,
+    EventDelivery,
+    EventHandler,
+    Reconnected,
+    UsageDelta,
+)
 from service.clock import Clock, system_clock
+
+logger = logging.getLogger(__name__)
 
 
 class MemoryCallStore:
@@ -19,10 +28,15 @@ class MemoryCallStore:
         self._clock = clock
         # (tenant, user) -> {call_id: expires_at}
         self._leases: dict[tuple[str, str], dict[str, float]] = {}
-        self._usage: dict[tuple[str, str, str], Usage] = {}
+        # (tenant, user, day) -> (usage, kept until), oldest update first. Kept as Redis
+        # keeps a usage key: USAGE_TTL_SECONDS after its last update.
+        self._usage: dict[tuple[str, str, str], tuple[Usage, float]] = {}
         # tenant -> call_id -> [record, owner, heartbeat expiry]
         self._records: dict[str, dict[str, list[Any]]] = {}
-        self._listeners: list[tuple[str, asyncio.Queue[dict[str, Any]]]] = []
+        # Events travel as JSON text, as over Redis: listeners never share the
+        # publisher's objects, and read them through the same checks.
+        self._listeners: list[tuple[str, asyncio.Queue[str]]] = []
+        self._events = EventDelivery(logger)
         # (tenant, call_id) -> (relay, expires_at)
         self._relays: dict[tuple[str, str], tuple[str, float]] = {}
 
@@ -53,17 +67,30 @@ class MemoryCallStore:
         return sorted(self._live(tenant, user_id))
 
     async def add_usage(self, deltas: Sequence[UsageDelta]) -> list[Usage]:
+        now = self._clock()
+        self._drop_old_usage(now)
         totals = []
         for d in deltas:
             key = (d.tenant, d.user_id, d.day)
-            old = self._usage.get(key, Usage())
+            old, _ = self._usage.pop(key, (Usage(), 0.0))
             new = Usage(tokens=old.tokens + d.tokens, seconds=old.seconds + d.seconds)
-            self._usage[key] = new
+            # Re-inserted, so that the dict stays ordered by last update.
+            self._usage[key] = (new, now + USAGE_TTL_SECONDS)
             totals.append(new)
         return totals
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage:
-        return self._usage.get((tenant, user_id, day), Usage())
+        usage, kept_until = self._usage.get((tenant, user_id, day), (Usage(), 0.0))
+        return usage if kept_until > self._clock() else Usage()
+
+    def _drop_old_usage(self, now: float) -> None:
+        expired = []
+        for key, (_, kept_until) in self._usage.items():
+            if kept_until > now:
+                break
+            expired.append(key)
+        for key in expired:
+            del self._usage[key]
 
     async def supervise(self, record: Supervision, owner: str, ttl: float) -> None:
         records = self._records.setdefault(record.tenant, {})
@@ -115,18 +142,18 @@ class MemoryCallStore:
         return page, len(ids) > limit
 
     async def publish(self, event: dict[str, Any], *, to: str | None = None) -> None:
+        message = json.dumps(event, separators=(",", ":"))
         for inbox, listener in self._listeners:
             if to is None or to == inbox:
-                # Through JSON, as over Redis: listeners must not share the publisher's objects.
-                listener.put_nowait(json.loads(json.dumps(event)))
+                listener.put_nowait(message)
 
     async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
-        entry: tuple[str, asyncio.Queue[dict[str, Any]]] = (inbox, asyncio.Queue())
+        entry: tuple[str, asyncio.Queue[str]] = (inbox, asyncio.Queue())
         self._listeners.append(entry)
         try:
             await reconnected()
             while True:
-                handler(await entry[1].get())
+                self._events.deliver(await entry[1].get(), handler)
         finally:
             self._listeners.remove(entry)
 

@@ -29,26 +29,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from service.calls.model import SupervisedCall, Supervision, Usage
-from service.calls.store import EventHandler, Reconnected, UsageDelta
+from service.calls.store import (
+    USAGE_TTL_SECONDS,
+    EventDelivery,
+    EventHandler,
+    Reconnected,
+    UsageDelta,
+)
 from service.clock import Clock
 from service.errors import StoreUnavailable
 from service.logs import Throttled
 from service.stores import redis_keys
-from service.stores.redis_client import (
-    Client,
-    Subscriber,
-    awaitable,
-    create_client,
-    guarded,
-    load_script,
-    run_script,
-)
-from service.stores.redis_url import RedisTarget, parse_redis_url
+from service.stores.redis_client import RedisConnection, awaitable, load_script
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-USAGE_TTL_SECONDS = 2 * 86400
 CHANNEL = "tb:events"
 INBOX = "tb:inbox:"
 # Pub/sub reconnects: first after RECONNECT_MIN seconds, doubling to RECONNECT_MAX.
@@ -73,22 +69,16 @@ def supervision_keys(tenant: str) -> list[str]:
 
 
 class RedisCallStore:
-    """A CallStore on Redis. `clock`: lease tests only (as in RedisStore); production
-    decides lease expiry on Redis's own clock."""
+    """A CallStore on Redis, on a `RedisConnection` it may share with the rate-limit store
+    (stores.redis_client): the connection brings the client, the deadline, the bound on
+    calls in flight and the test clock (lease tests only; production decides lease expiry
+    on Redis's own clock); the store its keys and scripts. It closes the connection only
+    when it made it (`from_url`)."""
 
-    def __init__(
-        self,
-        client: Client,
-        *,
-        target: RedisTarget | None = None,
-        timeout_ms: int = 250,
-        clock: Clock | None = None,
-    ) -> None:
-        self._client = client
-        self._target = target
-        self._timeout = timeout_ms / 1000
-        self._clock = clock
-        self._slots = asyncio.Semaphore(16)
+    def __init__(self, connection: RedisConnection, *, owns_connection: bool = False) -> None:
+        self.connection = connection
+        self._owns_connection = owns_connection
+        self._client = connection.client
         self._scripts = {
             name: load_script(name, with_gcra=False)
             for name in (
@@ -104,38 +94,33 @@ class RedisCallStore:
             )
         }
         self._listen_failures = Throttled(logger, interval=30.0)
+        self._events = EventDelivery(logger)
 
     @classmethod
     def from_url(
         cls, url: str, *, timeout_ms: int = 250, clock: Clock | None = None
     ) -> RedisCallStore:
-        target = parse_redis_url(url)
-        client, _ = create_client(target, timeout_ms=timeout_ms, max_connections=16)
-        return cls(client, target=target, timeout_ms=timeout_ms, clock=clock)
+        """A store on a connection of its own (see `RedisConnection.from_url`), closed
+        with it. Connects lazily."""
+        connection = RedisConnection.from_url(url, timeout_ms=timeout_ms, clock=clock)
+        return cls(connection, owns_connection=True)
 
     @property
     def shared(self) -> bool:
         return True
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await guarded(what, self._timeout, self._slots, call)
+        return await self.connection.call(what, call)
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        script = self._scripts[name]
-        return await self._call(name, lambda: run_script(self._client, script, keys, args))
-
-    async def _now_us(self) -> float:
-        if self._clock is not None:
-            return self._clock() * 1e6
-        seconds, micros = await self._call("time", lambda: self._client.time())
-        return float(seconds) * 1e6 + float(micros)
+        return await self.connection.run(self._scripts[name], keys, args)
 
     # --- leases ----------------------------------------------------------------------
 
     async def acquire(
         self, tenant: str, user_id: str, call_id: str, max_concurrent: int | None, ttl: float
     ) -> bool:
-        now = "" if self._clock is None else repr(self._clock() * 1e6)
+        now = self.connection.script_now()
         bound = -1 if max_concurrent is None else max_concurrent
         reply = await self._script(
             "calls_acquire", [lease_key(tenant, user_id)], [call_id, bound, repr(ttl * 1e6), now]
@@ -147,7 +132,7 @@ class RedisCallStore:
         await self._call("calls_release", lambda: self._client.zrem(lease, call_id))
 
     async def user_calls(self, tenant: str, user_id: str) -> list[str]:
-        now = await self._now_us()
+        now = await self.connection.now_us()
         found: Any = await self._call(
             "calls_user",
             lambda: self._client.zrangebyscore(lease_key(tenant, user_id), now, "+inf"),
@@ -268,20 +253,13 @@ class RedisCallStore:
     async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
         delay, attempt = RECONNECT_MIN, 0
         while True:
-            subscriber = Subscriber(
-                self._target or self._client, timeout_ms=int(self._timeout * 1000)
-            )
+            subscriber = self.connection.subscriber()
             try:
                 await subscriber.subscribe([CHANNEL, INBOX + inbox], attempt)
                 delay = RECONNECT_MIN
                 await reconnected()
                 async for message in subscriber.messages():
-                    try:
-                        event = json.loads(message)
-                    except ValueError:
-                        continue
-                    if isinstance(event, dict):
-                        handler(event)
+                    self._events.deliver(message, handler)
             except StoreUnavailable as exc:
                 self._listen_failures.warning("events", "call events: %s; reconnecting", exc)
             finally:
@@ -291,4 +269,5 @@ class RedisCallStore:
             delay = min(delay * 2, RECONNECT_MAX)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._owns_connection:
+            await self.connection.close()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from service.calls.lifecycle import Lifecycle
 from service.calls.model import Supervision
 from service.calls.sideband import SidebandConnection, SidebandConnector
 from service.calls.state import CallState, EventState, LiveState
@@ -33,6 +34,8 @@ def replica_id() -> str:
 
 
 class CallMetrics(Protocol):
+    def call_placed(self, tenant: str, kind: str) -> None: ...
+    def call_ended(self, tenant: str, reason: str) -> None: ...
     def call_adopted(self, tenant: str) -> None: ...
     def call_reverted(self, tenant: str) -> None: ...
     def sideband_lost(self, tenant: str) -> None: ...
@@ -41,6 +44,8 @@ class CallMetrics(Protocol):
 
 
 class NoMetrics:
+    def call_placed(self, tenant: str, kind: str) -> None: ...
+    def call_ended(self, tenant: str, reason: str) -> None: ...
     def call_adopted(self, tenant: str) -> None: ...
     def call_reverted(self, tenant: str) -> None: ...
     def sideband_lost(self, tenant: str) -> None: ...
@@ -71,15 +76,9 @@ class Held:
     __slots__ = (
         "connection",
         "flushed_at",
-        "hanging",
-        "hangup_at",
-        "hangup_attempts",
-        "hung_up",
-        "reason",
+        "life",
         "record",
-        "recorded",
-        "relay",
-        "released",
+        "relay_replica",
         "state",
         "task",
         "tenant",
@@ -100,17 +99,10 @@ class Held:
         self.flushed_at = now
         self.task: asyncio.Task[None] | None = None
         self.connection: SidebandConnection | None = None
-        # Why the broker is ending it (None: it is not).
-        self.reason: str | None = None
-        self.hung_up = False
-        self.hangup_attempts = 0
-        self.hangup_at = 0.0
-        # Ownership given up (hand-over, or adopted elsewhere): end without settling.
-        self.released = False
-        self.recorded = False
-        self.hanging = False
-        # The replica whose relay carries this call's events to its browser, if any.
-        self.relay: str | None = None
+        # Held, ending, ended, released (service.calls.lifecycle).
+        self.life = Lifecycle()
+        # The replica where the call's relay is (service.relay.hub), if it has one.
+        self.relay_replica: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

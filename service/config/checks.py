@@ -160,8 +160,9 @@ def read_policy(env: EnvReader) -> Policy:
     try:
         return parse_policy(data)
     except PolicyError as exc:
+        # Named by the variable the operator set (BROKER_ACME_POLICY_FILE, ...), not "POLICY".
         for problem in exc.problems:
-            env.add(f"POLICY: {problem}")
+            env.problem("POLICY", problem)
         return default_policy()
 
 

@@ -125,6 +125,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     tenants = tuple(_load_tenant(environ, problems, t, multi) for t in tenant_ids)
     if multi:
         _check_distinct_issuers(tenants, problems)
+        _check_distinct_admin_keys(environ, tenants, problems)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return Settings(
@@ -244,6 +245,30 @@ def _check_distinct_issuers(tenants: tuple[TenantSettings, ...], problems: list[
                 "JWT_AUDIENCE: a token could not tell them apart"
             )
         seen.setdefault(pair, tenant.id)
+
+
+def _check_distinct_admin_keys(
+    environ: Mapping[str, str], tenants: tuple[TenantSettings, ...], problems: list[str]
+) -> None:
+    # An admin key names its tenant: a key two tenants share matches neither of them
+    # (service.directory.admin_tenant), so every admin call would be a bare 401.
+    sharing: dict[Secret, list[str]] = {}
+    for tenant in tenants:
+        if tenant.admin_api_key is not None:
+            sharing.setdefault(tenant.admin_api_key, []).append(tenant.id)
+    for ids in sharing.values():
+        if len(ids) < 2:
+            continue
+        # The variables the key was read from: BROKER_ADMIN_API_KEY for all, or each its own.
+        used = dict.fromkeys(
+            EnvReader(environ, [], (env_prefix(i), PREFIX), "").var("ADMIN_API_KEY") for i in ids
+        )
+        own = [f"{env_prefix(i)}ADMIN_API_KEY" for i in ids]
+        problems.append(
+            f"{', '.join(used)}: tenants {', '.join(ids)} have the same admin key, which "
+            "would match none of them (an admin key names one tenant); give each tenant "
+            f"its own: {', '.join(own)}"
+        )
 
 
 def masked_redis_url(url: Secret | None) -> str | None:

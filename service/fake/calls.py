@@ -48,6 +48,12 @@ FAKE_USAGE: dict[str, Any] = {
 TRANSCRIPT = ("Hello", " from", " the fake", " upstream.")
 # Secrets whose session a later call may start with (oldest forgotten first).
 MINTED_KEPT = 1024
+# What a long-running fake remembers for tests and the benchmark to look at, oldest
+# forgotten first (here and in fake.live): ended calls and sessions, the broker's
+# sideband events, revert times.
+KEPT_ENDED = 10_000
+KEPT_EVENTS = 1000
+KEPT_REVERTS = 10_000
 # The per-response overrides a `response.created` shows, as OpenAI's response object does.
 RESPONSE_ECHOED = ("instructions", "tools", "audio", "output_modalities", "max_output_tokens")
 
@@ -69,6 +75,7 @@ class FakeCalls:
 
     def __init__(self) -> None:
         self.calls: dict[str, FakeCall] = {}
+        # Bounded lists (`keep_last`), not deques: tests compare them with lists.
         self.hung_up: list[str] = []
         self.sideband_events: list[Event] = []
         # Milliseconds from a client's session.update to the sideband's next one (the
@@ -108,6 +115,7 @@ class FakeCalls:
         if call is None:
             return False
         self.hung_up.append(call_id)
+        keep_last(self.hung_up, KEPT_ENDED)
         for line in call.lines:
             put(line, None)
         for close in call.closers:
@@ -158,8 +166,10 @@ class FakeCalls:
         kind = event.get("type")
         if sideband:
             self.sideband_events.append(event)
+            keep_last(self.sideband_events, KEPT_EVENTS)
             if kind == "session.update" and call.overridden_at is not None:
                 self.revert_ms.append((time.monotonic() - call.overridden_at) * 1000)
+                keep_last(self.revert_ms, KEPT_REVERTS)
                 call.overridden_at = None
         elif kind == "session.update":
             call.overridden_at = time.monotonic()
@@ -212,6 +222,12 @@ class FakeCalls:
             put(line, json.loads(json.dumps(event)))
         for deliver in call.channels:
             deliver(json.loads(json.dumps(event)))
+
+
+def keep_last(items: list[Any], kept: int) -> None:
+    """Forget the oldest of `items` beyond the last `kept`."""
+    if len(items) > kept:
+        del items[: len(items) - kept]
 
 
 def fake_call_routes(

@@ -38,17 +38,13 @@ from starlette.websockets import WebSocket
 from service.calls.sdp import answer_for
 from service.clock import Clock
 from service.fake import webrtc
-from service.fake.calls import FAKE_USAGE, TRANSCRIPT
+from service.fake.calls import FAKE_USAGE, KEPT_ENDED, KEPT_EVENTS, TRANSCRIPT
 from service.fake.events import Event, Line, attach_sideband, merge, new_event, new_line, put
 from service.fake.validate import Refusal, Shape
 
 Handler = Callable[[Request], Awaitable[Response]]
 DEFAULT_VOICE = "marin"
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant."
-# The sideband events a long dev session keeps for tests to look at (oldest dropped).
-KEPT_EVENTS = 1000
-# Ended sessions remembered (for `GET /v1/_fake/live/sessions/{id}`), oldest forgotten first.
-KEPT_CLOSED = 10_000
 
 
 @dataclass
@@ -87,7 +83,8 @@ class FakeLiveSessions:
 
     def __init__(self, *, clock: Clock, usage_interval: float = 1.0) -> None:
         self.sessions: dict[str, FakeLiveSession] = {}
-        # Why each ended session ended (session id → reason), in order.
+        # Why each ended session ended (session id → reason), in order; the last
+        # KEPT_ENDED (for `GET /v1/_fake/live/sessions/{id}`).
         self.closed: dict[str, str] = {}
         self.sideband_events: deque[Event] = deque(maxlen=KEPT_EVENTS)
         self._clock = clock
@@ -187,7 +184,7 @@ class FakeLiveSessions:
         if live is None:
             return False
         self.closed[session_id] = reason
-        if len(self.closed) > KEPT_CLOSED:
+        if len(self.closed) > KEPT_ENDED:
             del self.closed[next(iter(self.closed))]
         closed = new_event(
             "session.closed",

@@ -14,7 +14,6 @@ from service.auth.tokens import Identity
 from service.calls.controller import CallController
 from service.calls.model import CallPolicy
 from service.calls.placing import admit_call
-from service.errors import BrokerError
 from service.live.request import apply_live_policy, parse_live_request
 from service.mint.broker import Broker
 from service.policy.model import RoleRules
@@ -49,10 +48,12 @@ async def place_live_session(
             json.dumps(upstream_body, separators=(",", ":")).encode(),
             safety_identifier=pending.safety_identifier,
         )
-    except BrokerError:
+        session_id = created["session"]["id"]
+    except BaseException:
+        # Refused, failed or cancelled: the lease and the admission are given back (a
+        # commit cancelled below also ends the session).
         await pending.fail()
         raise
-    session_id = created["session"]["id"]
     # Nothing to pin: upstream keeps model, voice and instructions as created. The budgets
     # are the role's, fixed now, as for a Realtime call.
     policy = CallPolicy(

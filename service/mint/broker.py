@@ -21,6 +21,7 @@ from service.errors import (
     UserRevoked,
 )
 from service.limits import Limit, tightest
+from service.logs import current_request_id
 from service.metrics import Metrics
 from service.mint.plans import MintPlans
 from service.redact import user_hash
@@ -195,6 +196,8 @@ class Broker:
             extra={
                 "event": "audit",
                 "action": "secret.minted",
+                # The mint's access line has the same id: the two join on it.
+                "request_id": current_request_id(),
                 "tenant": tenant.id,
                 "user_hash": user_hash(tenant.id, identity.user_id),
                 "role": admission.role,

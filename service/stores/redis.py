@@ -10,14 +10,10 @@ the second refuses or fails (docs/redis.md explains the cost and why nothing lea
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from service.clock import Clock
 from service.errors import StoreUnavailable
@@ -25,15 +21,7 @@ from service.limits import Limit, Outcome
 from service.stores import redis_keys as keys
 from service.stores import redis_replies as replies
 from service.stores.base import Admission, AdmitRequest, UserRecord
-from service.stores.redis_client import (
-    Client,
-    LuaScript,
-    create_client,
-    guarded,
-    load_script,
-    run_script,
-)
-from service.stores.redis_url import parse_redis_url
+from service.stores.redis_client import LuaScript, RedisConnection, load_script
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,31 +43,16 @@ class _Plan:
 
 
 class RedisStore:
-    """A Store on Redis (standalone, Sentinel or Cluster).
+    """A Store on Redis (standalone, Sentinel or Cluster), on a `RedisConnection` it may
+    share with the call store (stores.redis_client): the connection brings the client,
+    the deadline, the bound on calls in flight and the test clock; the store its keys and
+    scripts. It closes the connection only when it made it (`from_url`)."""
 
-    `clock`: tests only. When given, decisions use it instead of Redis's TIME, so the
-    contract suite can move time without sleeping; production leaves it None so that
-    every replica decides on the one clock of Redis.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        *,
-        cluster: bool,
-        timeout_ms: int = 250,
-        max_connections: int = 64,
-        clock: Clock | None = None,
-        helpers: Sequence[Redis] = (),
-    ) -> None:
-        self._client = client
-        self._helpers = list(helpers)
-        self._deadline = timeout_ms / 1000
-        self._slots = asyncio.Semaphore(max_connections)
-        self._init_lock = asyncio.Lock()
-        self._uninitialized_cluster = client if isinstance(client, RedisCluster) else None
-        self._cluster = cluster
-        self._clock = clock
+    def __init__(self, connection: RedisConnection, *, owns_connection: bool = False) -> None:
+        self.connection = connection
+        self._owns_connection = owns_connection
+        self._client = connection.client
+        self._cluster = connection.cluster
         self._scripts = replies.Scripts.load()
         self._tenant_secret = load_script("tenant_secret", with_gcra=False)
         self._plans: dict[object, _Plan] = {}
@@ -93,50 +66,21 @@ class RedisStore:
         max_connections: int = 64,
         clock: Clock | None = None,
     ) -> RedisStore:
-        """redis:// rediss:// unix:// (standalone), redis+sentinel:// rediss+sentinel://,
-        redis+cluster:// rediss+cluster:// (see stores.redis_url). Connects lazily.
-        `max_connections`: Redis calls in flight from this replica (more wait their turn,
-        within the timeout)."""
-        target = parse_redis_url(url)
-        client, helpers = create_client(
-            target, timeout_ms=timeout_ms, max_connections=max_connections
+        """A store on a connection of its own (see `RedisConnection.from_url`), closed
+        with it. Connects lazily."""
+        connection = RedisConnection.from_url(
+            url, timeout_ms=timeout_ms, max_connections=max_connections, clock=clock
         )
-        return cls(
-            client,
-            helpers=helpers,
-            cluster=target.kind == "cluster",
-            timeout_ms=timeout_ms,
-            max_connections=max_connections,
-            clock=clock,
-        )
+        return cls(connection, owns_connection=True)
 
     def _now(self) -> str:
-        return "" if self._clock is None else repr(self._clock() * 1e6)
+        return self.connection.script_now()
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        if self._uninitialized_cluster is None:
-            return await guarded(what, self._deadline, self._slots, call)
-
-        async def run() -> T:
-            if self._uninitialized_cluster is not None:
-                await self._initialize_cluster(self._uninitialized_cluster)
-            return await call()
-
-        return await guarded(what, self._deadline, self._slots, run)
-
-    async def _initialize_cluster(self, cluster: RedisCluster) -> None:
-        # redis-py's cluster client initializes itself at its first command, but many
-        # first commands at once race in there; one explicit initialize avoids that.
-        async with self._init_lock:
-            if self._uninitialized_cluster is not None:
-                await cluster.initialize()
-                self._uninitialized_cluster = None
+        return await self.connection.call(what, call)
 
     async def _run(self, script: LuaScript, ks: Sequence[str], args: Sequence[str | int]) -> Any:
-        return await self._call(
-            script.name,
-            lambda: run_script(self._client, script, ks, args),
-        )
+        return await self.connection.run(script, ks, args)
 
     # --- admit and refund -------------------------------------------------------------
 
@@ -407,6 +351,5 @@ class RedisStore:
         return bool(answer)
 
     async def close(self) -> None:
-        await self._client.aclose()
-        for helper in self._helpers:
-            await helper.aclose()
+        if self._owns_connection:
+            await self.connection.close()

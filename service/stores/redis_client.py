@@ -1,5 +1,6 @@
-"""The redis-py side of the Redis store: building a client for a URL, running Lua
-scripts by SHA, and translating every redis-py failure into StoreUnavailable.
+"""The redis-py side of the Redis stores: building a client for a URL, the one
+`RedisConnection` a replica shares between its stores, running Lua scripts by SHA,
+pub/sub, and translating every redis-py failure into StoreUnavailable.
 
 Fault behaviour is decided here. Each command has one deadline (`timeout_ms`, 250 ms by
 default) covering connect and reply; redis-py's own retries are off, so a dead Redis
@@ -28,8 +29,9 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
+from service.clock import Clock
 from service.errors import StoreUnavailable
-from service.stores.redis_url import RedisTarget
+from service.stores.redis_url import RedisTarget, parse_redis_url
 
 # redis-py types `Sentinel.__init__` from 8.2 on and not before (the floor is 6.0): calling
 # it through a typed name needs no `type: ignore`, which would be unused at one end.
@@ -78,10 +80,11 @@ def _driver_info() -> dict[str, Any]:
 
 
 def create_client(
-    target: RedisTarget, *, timeout_ms: int, max_connections: int
+    target: RedisTarget, *, timeout_ms: int, max_connections: int, encoding_errors: str = "strict"
 ) -> tuple[Client, list[Redis]]:
     """A client for the target, and the helper clients to close with it (Sentinel's
-    connections to the sentinels). Nothing connects before the first command."""
+    connections to the sentinels). Nothing connects before the first command.
+    `encoding_errors`: how replies that are not UTF-8 are decoded (pub/sub: "replace")."""
     seconds = timeout_ms / 1000
     common: dict[str, Any] = {
         "max_connections": max_connections,
@@ -96,6 +99,7 @@ def create_client(
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
         "decode_responses": True,
+        "encoding_errors": encoding_errors,
         # RESP2, said explicitly: redis-py 8 speaks RESP3 by default (a HELLO round trip on
         # every new connection, other reply shapes), 6 and 7 speak RESP2. The store's replies
         # and the raw EVALSHA path are read as RESP2 at every version we support.
@@ -235,10 +239,12 @@ def _encodes_utf8(pool: ConnectionPool) -> bool:
 class Subscriber:
     """One pub/sub subscription (redis-py's PubSub on a connection of its own), its
     failures translated to StoreUnavailable. On a Cluster, classic pub/sub reaches every
-    node, so it subscribes on one startup node: the `attempt`-th, to move on after a
-    node failed."""
+    node, so it subscribes on one seed node: the `attempt`-th, to move on after a node
+    failed. Its connection decodes with "replace": a message that is not UTF-8 arrives
+    with U+FFFD in place of the bad bytes, where a strict decode would fail inside
+    redis-py's reader and end the subscription (and, with hiredis, lose the next one)."""
 
-    def __init__(self, target: RedisTarget | Client, *, timeout_ms: int) -> None:
+    def __init__(self, target: RedisTarget, *, timeout_ms: int) -> None:
         self._target = target
         self._timeout_ms = timeout_ms
         self._client: Redis | None = None
@@ -250,14 +256,6 @@ class Subscriber:
         # isinstance (they have an untyped base), later ones to themselves.
         connection: Redis
         target = self._target
-        if isinstance(target, Redis):
-            connection = target
-            return connection
-        if isinstance(target, RedisCluster):
-            node = target.get_nodes()[attempt % len(target.get_nodes())]
-            connection = Redis(host=node.host, port=int(node.port), decode_responses=True)
-            return connection
-        assert isinstance(target, RedisTarget)
         if target.kind == "cluster":
             host, port = target.hosts[attempt % len(target.hosts)]
             connection = Redis(
@@ -267,12 +265,15 @@ class Subscriber:
                 password=target.password,
                 ssl=target.tls,
                 decode_responses=True,
+                encoding_errors="replace",
                 socket_connect_timeout=self._timeout_ms / 1000,
                 retry=Retry(NoBackoff(), 0),
                 **_driver_info(),
             )
             return connection
-        client, helpers = create_client(target, timeout_ms=self._timeout_ms, max_connections=2)
+        client, helpers = create_client(
+            target, timeout_ms=self._timeout_ms, max_connections=2, encoding_errors="replace"
+        )
         assert isinstance(client, Redis)  # standalone and Sentinel give a plain client
         self._helpers = helpers
         connection = client
@@ -288,6 +289,7 @@ class Subscriber:
             raise _unavailable("subscribe", exc) from exc
 
     async def messages(self) -> AsyncIterator[str]:
+        """Each message's text, whatever it holds: what it means is the caller's to check."""
         try:
             async for message in self._pubsub.listen():
                 if message.get("type") == "message":
@@ -296,12 +298,113 @@ class Subscriber:
             raise _unavailable("subscription", exc) from exc
 
     async def close(self) -> None:
-        owned = self._client is not None and self._client is not self._target
         for closing in (
             self._pubsub.aclose() if self._pubsub is not None else None,
-            self._client.aclose() if owned and self._client is not None else None,
+            self._client.aclose() if self._client is not None else None,
             *(helper.aclose() for helper in self._helpers),
         ):
             if closing is not None:
                 with contextlib.suppress(Exception):
                     await closing
+
+
+class RedisConnection:
+    """A replica's one connection to Redis, shared by its stores (rate limits and call
+    control): the client and its pool (with Sentinel's helper clients), one bound on the
+    calls in flight, one deadline per call, the cluster's first initialize done once,
+    scripts run by SHA, pub/sub subscriptions, and one `close`. The stores keep their own
+    keys and scripts; the composition root (web.app) makes one per app and closes it
+    after both stores. Nothing connects before the first call.
+
+    `clock`: tests only. When given, scripts decide on it (`script_now`) instead of
+    Redis's TIME, so that contract suites move time without sleeping; production leaves
+    it None, so that every replica decides on the one clock of Redis.
+    """
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        *,
+        timeout_ms: int = 250,
+        max_connections: int = 64,
+        clock: Clock | None = None,
+    ) -> None:
+        self.target = target
+        self.cluster = target.kind == "cluster"
+        self.clock = clock
+        self.client, self._helpers = create_client(
+            target, timeout_ms=timeout_ms, max_connections=max_connections
+        )
+        self._timeout_ms = timeout_ms
+        self._deadline = timeout_ms / 1000
+        self._slots = asyncio.Semaphore(max_connections)
+        self._init_lock = asyncio.Lock()
+        self._uninitialized_cluster = self.client if isinstance(self.client, RedisCluster) else None
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout_ms: int = 250,
+        max_connections: int = 64,
+        clock: Clock | None = None,
+    ) -> RedisConnection:
+        """redis:// rediss:// unix:// (standalone), redis+sentinel:// rediss+sentinel://,
+        redis+cluster:// rediss+cluster:// (see stores.redis_url). `max_connections`:
+        Redis calls in flight from this replica, all stores together (more wait their
+        turn, within the timeout)."""
+        target = parse_redis_url(url)
+        return cls(target, timeout_ms=timeout_ms, max_connections=max_connections, clock=clock)
+
+    async def call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One Redis call under the deadline and the bound (see `guarded`)."""
+        if self._uninitialized_cluster is None:
+            return await guarded(what, self._deadline, self._slots, call)
+
+        async def run() -> T:
+            if self._uninitialized_cluster is not None:
+                await self._initialize_cluster(self._uninitialized_cluster)
+            return await call()
+
+        return await guarded(what, self._deadline, self._slots, run)
+
+    async def _initialize_cluster(self, cluster: RedisCluster) -> None:
+        # redis-py's cluster client initializes itself at its first command, but many
+        # first commands at once race in there; one explicit initialize avoids that.
+        async with self._init_lock:
+            if self._uninitialized_cluster is not None:
+                await cluster.initialize()
+                self._uninitialized_cluster = None
+
+    async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """One script, by SHA (see `run_script`), as one call."""
+        return await self.call(script.name, lambda: run_script(self.client, script, keys, args))
+
+    def script_now(self) -> str:
+        """The time argument of a script: "" (the script reads Redis's TIME), or the test
+        clock's, in microseconds."""
+        return "" if self.clock is None else repr(self.clock() * 1e6)
+
+    async def now_us(self) -> float:
+        """Redis's time (or the test clock's), in microseconds."""
+        if self.clock is not None:
+            return self.clock() * 1e6
+        seconds, micros = await self.call("time", lambda: self.client.time())
+        return float(seconds) * 1e6 + float(micros)
+
+    def subscriber(self) -> Subscriber:
+        """A new subscription, on a connection of its own (pub/sub holds it)."""
+        return Subscriber(self.target, timeout_ms=self._timeout_ms)
+
+    async def close(self) -> None:
+        """Close the client and Sentinel's helpers, each even when another fails; a second
+        close does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        async with contextlib.AsyncExitStack() as stack:
+            for helper in self._helpers:
+                stack.push_async_callback(helper.aclose)
+            stack.push_async_callback(self.client.aclose)

@@ -44,6 +44,10 @@ RETRY_BACKOFF = 0.05
 RETRIED_STATUSES = frozenset({502, 503, 504})
 MISCONFIGURED = "The broker is misconfigured: the upstream refused its credentials."
 MAX_MESSAGE_CHARS = 1000
+# URLs of fixed paths (the mints', `/realtime/calls`, `/vector_stores`) are built once;
+# a path with an id in it (a hangup) is built per call. The bound holds whatever a caller
+# passes: a cache keyed by every path ever seen grew by ~0.5 KB a hung-up call.
+MAX_CACHED_URLS = 32
 # Anything shaped like an OpenAI key or client secret is masked from upstream messages.
 _SECRET_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*]{4,}")
 _SAFE_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -122,7 +126,7 @@ class OpenAIUpstream:
         # is wanted here (no cookies, no redirects, no proxies from the environment).
         timeout = httpx.Timeout(deadline, connect=min(connect_timeout, deadline))
         self._extensions = {"timeout": timeout.as_dict()}
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, httpx.URL] = {}  # fixed paths only, at most MAX_CACHED_URLS
         self._base_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
 
     def __repr__(self) -> str:
@@ -204,7 +208,9 @@ class OpenAIUpstream:
     async def hangup_call(self, call_id: str) -> None:
         """POST /realtime/calls/{call_id}/hangup."""
         path = f"/realtime/calls/{quote(call_id, safe='')}/hangup"
-        await self._call("POST", path, headers=self._headers(None), ok=range(200, 300))
+        await self._call(
+            "POST", path, headers=self._headers(None), ok=range(200, 300), fixed_path=False
+        )
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -230,13 +236,14 @@ class OpenAIUpstream:
         headers: dict[str, str],
         ok: Container[int],
         retry: bool = False,
+        fixed_path: bool = True,
     ) -> httpx.Response:
-        """One call, its retry included, within the deadline; observed when it ends."""
+        """One call, its retry included, within the deadline; observed when it ends.
+        `fixed_path`: the path holds no id, so its URL may be kept for the next call."""
         started = time.perf_counter()
+        url = self._url(path, params, keep=fixed_path)
         try:
-            response = await self._within_deadline(
-                method, path, params, content, headers, ok, retry
-            )
+            response = await self._within_deadline(method, url, content, headers, ok, retry)
         except BrokerError as exc:
             if self._observer is not None:
                 self._observer(time.perf_counter() - started, exc)
@@ -248,8 +255,7 @@ class OpenAIUpstream:
     async def _within_deadline(
         self,
         method: str,
-        path: str,
-        params: dict[str, str] | None,
+        url: httpx.URL,
         content: bytes,
         headers: dict[str, str],
         ok: Container[int],
@@ -259,7 +265,7 @@ class OpenAIUpstream:
         deadline_at = loop.time() + self._deadline
         request = httpx.Request(
             method,
-            self._url(path, params),
+            url,
             headers=headers,
             content=content,
             extensions=self._extensions,
@@ -279,7 +285,9 @@ class OpenAIUpstream:
                 except _Retryable as second:
                     raise second.error from None
         except TimeoutError:
-            logger.warning("upstream %s %s: no answer within %.1fs", method, path, self._deadline)
+            logger.warning(
+                "upstream %s %s: no answer within %.1fs", method, url.path, self._deadline
+            )
             raise UpstreamTimeout("The upstream did not answer in time.") from None
 
     async def _attempt(
@@ -322,10 +330,12 @@ class OpenAIUpstream:
             self._raise_for_status(response)
         return response
 
-    def _url(self, path: str, params: dict[str, str] | None) -> httpx.URL:
+    def _url(self, path: str, params: dict[str, str] | None, *, keep: bool) -> httpx.URL:
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = httpx.URL(self._base_url.rstrip("/") + path)
+            url = httpx.URL(self._base_url.rstrip("/") + path)
+            if keep and len(self._urls) < MAX_CACHED_URLS:
+                self._urls[path] = url
         return url.copy_merge_params(params) if params else url
 
     def _raise_for_status(self, response: httpx.Response) -> NoReturn:

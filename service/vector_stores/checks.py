@@ -4,7 +4,9 @@
 after these checks, so that a malformed request costs no upstream call and the caller gets
 an OpenAI-shaped 400 naming the offending ``param``. The rules are those of
 ``CreateVectorStoreRequest`` and the list operation in the vendored OpenAPI subset, for
-every field the official SDK sends (it also sends ``description``).
+every field the official SDK sends (it also sends ``description``). A list's query is read
+by the one parser of list queries (web.handlers.parse_page_query: ``limit``, repeats,
+unknown names) with this module's cursor rule (``check_object_id``) and ``LIST_ORDERS``.
 
 Where the spec sets no bound, the broker sets a generous one of its own so that an oversized
 value is refused here rather than relayed: ``name`` ≤ 256 characters, ``description`` ≤ 512,
@@ -21,11 +23,8 @@ from typing import Any
 
 from service.errors import InvalidJSON, InvalidValue, UnknownParameter
 
-LIST_LIMIT_MIN = 1
-LIST_LIMIT_MAX = 100
-LIST_LIMIT_DEFAULT = 20
-LIST_ORDERS = ("asc", "desc")
-LIST_ORDER_DEFAULT = "desc"
+# A list's `order` values, upstream's default first.
+LIST_ORDERS = ("desc", "asc")
 MAX_CURSOR_CHARS = 256
 
 MAX_FILE_IDS = 500
@@ -43,66 +42,20 @@ CHUNK_SIZE_MAX = 4096
 # An unknown parameter's name is the caller's text: echoed, but no longer than this.
 MAX_ECHOED_NAME_CHARS = 64
 
-_LIST_PARAMS = ("limit", "order", "after", "before")
-_CURSOR = re.compile(r"[A-Za-z0-9_-]+")
-_DIGITS = re.compile(r"[0-9]{1,9}")
+# An object id as upstream writes them (`vs_...`): anything else is refused, not relayed.
+_OBJECT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CURSOR_CHARS}}}")
 
 
-def parse_list_params(query: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Validate the query of a vector-store list and return the params to send upstream.
-
-    Pass every (name, value) pair as received (Starlette: ``request.query_params.multi_items()``)
-    so that a repeated parameter is seen and refused rather than silently collapsed.
-    The result always holds ``limit`` and ``order`` (defaults filled in), then ``after``
-    and ``before`` when given.
-    """
-    pairs = query.items() if isinstance(query, Mapping) else query
-    given: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in _LIST_PARAMS:
-            raise _unknown(name)
-        if name in given:
-            raise InvalidValue(f"'{name}' must be given at most once.", param=name)
-        given[name] = value
-
-    params = {
-        "limit": _parse_limit(given.get("limit")),
-        "order": _parse_order(given.get("order")),
-    }
-    for cursor in ("after", "before"):
-        if cursor in given:
-            params[cursor] = _parse_cursor(cursor, given[cursor])
-    return params
-
-
-def _parse_limit(raw: str | None) -> str:
-    if raw is None:
-        return str(LIST_LIMIT_DEFAULT)
-    # Digits only: int() would also take " 5", "+5" and "5_0", which upstream may read otherwise.
-    if _DIGITS.fullmatch(raw) is None or not LIST_LIMIT_MIN <= int(raw) <= LIST_LIMIT_MAX:
+def check_object_id(param: str, value: str) -> str:
+    """A list cursor (`after`, `before`): the value, or an `InvalidValue` naming `param`
+    that does not echo it (web.handlers.parse_page_query calls this for each cursor)."""
+    if _OBJECT_ID.fullmatch(value) is None:
         raise InvalidValue(
-            f"'limit' must be an integer between {LIST_LIMIT_MIN} and {LIST_LIMIT_MAX}.",
-            param="limit",
-        )
-    return str(int(raw))
-
-
-def _parse_order(raw: str | None) -> str:
-    if raw is None:
-        return LIST_ORDER_DEFAULT
-    if raw not in LIST_ORDERS:
-        raise InvalidValue("'order' must be 'asc' or 'desc'.", param="order")
-    return raw
-
-
-def _parse_cursor(name: str, raw: str) -> str:
-    if len(raw) > MAX_CURSOR_CHARS or _CURSOR.fullmatch(raw) is None:
-        raise InvalidValue(
-            f"'{name}' must be an object id: 1 to {MAX_CURSOR_CHARS} characters "
+            f"'{param}' must be an object id: 1 to {MAX_CURSOR_CHARS} characters "
             "among letters, digits, '_' and '-'.",
-            param=name,
+            param=param,
         )
-    return raw
+    return value
 
 
 def validate_create(body: object) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from starlette.applications import Starlette
@@ -39,17 +39,20 @@ from service.stores.base import Store
 from service.stores.memory import MemoryStore
 from service.upstream.base import Upstream
 from service.upstream.openai import OpenAIUpstream
-from service.web import handlers
 from service.web.admin import admin_routes
 from service.web.calls import call_routes
 from service.web.cors import CORSMiddleware
 from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
+from service.web.handlers import health_routes, mint_routes
 from service.web.live import live_routes
 from service.web.middleware import RequestContextMiddleware, route_template
-from service.web.openapi import openapi_routes
+from service.web.openapi import STRING, DocumentedRoute, Operation, openapi_routes
 from service.web.relay import relay_routes
 from service.web.vector_stores import vector_store_routes
+
+if TYPE_CHECKING:  # a name for annotations only: memory-only deployments never load redis
+    from service.stores.redis_client import RedisConnection
 
 # What `create_app` returns, named so that its callers need not import starlette.
 BrokerApp = Starlette
@@ -61,18 +64,47 @@ FAKE_REFUSED = (
 )
 
 
-def build_store(
-    settings: Settings, clock: Clock, *, on_degraded: Callable[[str, str], None] | None = None
-) -> Store:
+def call_options_of(settings: Settings) -> CallOptions:
+    """Call control's options as the settings give them (BROKER_MAX_CALLS,
+    BROKER_CALL_LEASE_SECONDS)."""
+    return CallOptions(
+        lease_ttl=settings.call_lease_seconds,
+        # Orphans are looked for every tick: a dead replica's calls are adopted within
+        # one lease plus a fifth of it.
+        tick=min(1.0, settings.call_lease_seconds / 5),
+        max_calls=settings.max_calls,
+    )
+
+
+def connect_redis(settings: Settings) -> RedisConnection | None:
+    """The replica's one connection to Redis, shared by both stores; None without Redis.
+    Nothing connects before the first call."""
     if settings.redis_url is None:
-        return MemoryStore(clock=clock)
+        return None
     # Imported here so that dev mode and memory-only deployments never load redis.
+    from service.stores.redis_client import RedisConnection
+
+    return RedisConnection.from_url(
+        settings.redis_url.reveal(), timeout_ms=settings.redis_timeout_ms
+    )
+
+
+def build_store(
+    settings: Settings,
+    clock: Clock,
+    redis: RedisConnection | None,
+    *,
+    on_degraded: Callable[[str, str], None] | None = None,
+) -> Store:
+    if redis is None:
+        return MemoryStore(clock=clock)
     from service.stores.redis import RedisStore
     from service.stores.resilient import FailureAwareStore
 
-    primary = RedisStore.from_url(settings.redis_url.reveal(), timeout_ms=settings.redis_timeout_ms)
     modes = {tenant.id: tenant.rate_limit_failure_mode for tenant in settings.tenants}
-    return FailureAwareStore(primary, failure_modes=modes, clock=clock, on_degraded=on_degraded)
+    return FailureAwareStore(
+        RedisStore(redis), failure_modes=modes, clock=clock, on_degraded=on_degraded
+    )
 
 
 def build_upstream(
@@ -117,14 +149,12 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def build_call_store(settings: Settings, clock: Clock) -> CallStore:
-    if settings.redis_url is None:
+def build_call_store(clock: Clock, redis: RedisConnection | None) -> CallStore:
+    if redis is None:
         return MemoryCallStore(clock=clock)
     from service.calls.store_redis import RedisCallStore
 
-    return RedisCallStore.from_url(
-        settings.redis_url.reveal(), timeout_ms=settings.redis_timeout_ms
-    )
+    return RedisCallStore(redis)
 
 
 def sideband_connector(settings: Settings) -> WebSocketConnector:
@@ -134,6 +164,9 @@ def sideband_connector(settings: Settings) -> WebSocketConnector:
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+
+METRICS = Operation("Prometheus metrics.", STRING, secured=False, media_type="text/plain")
 
 
 def create_metrics_app(metrics: Metrics) -> Starlette:
@@ -170,18 +203,30 @@ def create_app(
     the memory store and the fake upstream; `call_options` replaces call control's
     store, sideband connector and timing.
     """
+    # What the lifespan closes, in the order made (it closes them in reverse).
+    closers: list[Callable[[], Awaitable[object]]] = []
     jwks_http = httpx.AsyncClient(transport=jwks_transport, timeout=httpx.Timeout(2.0))
+    closers.append(jwks_http.aclose)
     authenticator = Authenticator(settings.tenants, http=jwks_http, clock=clock)
+    closers.append(authenticator.aclose)
     # One registry per app: two apps in one process (tests) never share counts.
     metrics = Metrics(
         (tenant.id for tenant in settings.tenants),
         jwks_refreshes=lambda: authenticator.jwks_refreshes,
     )
+    options = call_options or call_options_of(settings)
+    # One Redis connection (pool, bound, deadline) for both stores, closed after them.
+    redis = connect_redis(settings) if store is None or options.store is None else None
+    if redis is not None:
+        closers.append(redis.close)
     state_store = (
         store
         if store is not None
-        else build_store(settings, clock, on_degraded=metrics.store_fallback)
+        else build_store(settings, clock, redis, on_degraded=metrics.store_fallback)
     )
+    closers.append(state_store.close)
+    call_store = options.store or build_call_store(clock, redis)
+    closers.append(call_store.close)
     per_tenant = transports or {}
     upstreams = {
         tenant.id: build_upstream(
@@ -191,6 +236,7 @@ def create_app(
         )
         for tenant in settings.tenants
     }
+    closers += [upstream.aclose for upstream in upstreams.values()]
     broker = Broker(
         settings,
         store=state_store,
@@ -199,15 +245,8 @@ def create_app(
         metrics=metrics,
     )
 
-    options = call_options or CallOptions(
-        lease_ttl=settings.call_lease_seconds,
-        # Orphans are looked for every tick: a dead replica's calls are adopted within
-        # one lease plus a fifth of it.
-        tick=min(1.0, settings.call_lease_seconds / 5),
-        max_calls=settings.max_calls,
-    )
     calls = CallController(
-        store=options.store or build_call_store(settings, clock),
+        store=call_store,
         connector=options.connector or sideband_connector(settings),
         upstreams=upstreams,
         tenants=settings.tenants,
@@ -216,47 +255,32 @@ def create_app(
         options=options,
         metrics=metrics,
     )
+    # Made last, so closed first: handing calls over (or hanging them up) needs the
+    # stores and the upstream clients still open.
+    closers.append(calls.aclose)
     metrics.watch_calls(lambda: len(calls))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # user_hash's keys before anything is logged or sent upstream (README "Logs").
-        hash_keys = UserHashKeys({t.id: t.user_hash_key for t in settings.tenants}, state_store)
-        await hash_keys.start()
-        # Supervision starts with the app: a replica that starts adopts orphaned calls.
-        calls.start()
-        try:
+        # Everything made is closed, last made first, each even when another's close
+        # raises (the exit stack raises the last failure once all are closed); a
+        # startup that fails closes them too.
+        async with contextlib.AsyncExitStack() as stack:
+            for close in closers:
+                stack.push_async_callback(close)
+            # user_hash's keys before anything is logged or sent upstream (README "Logs").
+            hash_keys = UserHashKeys({t.id: t.user_hash_key for t in settings.tenants}, state_store)
+            stack.push_async_callback(hash_keys.aclose)
+            await hash_keys.start()
+            # Supervision starts with the app: a replica that starts adopts orphaned calls.
+            calls.start()
             yield
-        finally:
-            await hash_keys.aclose()
-            # Calls first: handing them over (or hanging them up) needs the store and the
-            # upstream clients still open.
-            await calls.aclose()
-            await calls.store.close()
-            for upstream in upstreams.values():
-                await upstream.aclose()
-            await authenticator.aclose()
-            await jwks_http.aclose()
-            await state_store.close()
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", handlers.healthz, methods=["GET"]),
-        Route("/readyz", handlers.readyz, methods=["GET"]),
-        Route(
-            "/v1/realtime/client_secrets",
-            handlers.mint_handler("client_secrets"),
-            methods=["POST"],
-        ),
-        Route("/v1/realtime/sessions", handlers.mint_handler("sessions"), methods=["POST"]),
-        Route(
-            "/v1/realtime/transcription_sessions",
-            handlers.mint_handler("transcription_sessions"),
-            methods=["POST"],
-        ),
-    ]
+    # Each route carries its OpenAPI operations (web.openapi.DocumentedRoute).
+    routes: list[BaseRoute] = [*health_routes(), *mint_routes()]
     if settings.metrics_port is None:
         # Otherwise on a port of its own (create_metrics_app, served by the CLI).
-        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+        routes.append(DocumentedRoute("/metrics", metrics_endpoint, get=METRICS))
     routes += admin_routes(clock=clock)
     routes += call_routes(clock=clock)
     routes += relay_routes()
@@ -285,6 +309,7 @@ def create_app(
     )
     app.state.broker = broker
     app.state.calls = calls
+    app.state.relays = calls.relays
     app.state.metrics = metrics
     app.state.settings = settings
     return app

@@ -19,12 +19,58 @@ from service.calls.placing import place_call
 from service.calls.sdp import MAX_SDP_BYTES, check_offer
 from service.clock import Clock, system_clock
 from service.directory import Directory
-from service.errors import InvalidJSON, InvalidValue, UnknownParameter
+from service.errors import InvalidJSON, InvalidValue
 from service.web.bodies import MAX_BODY_BYTES, parse_json, read_body
-from service.web.handlers import authenticate, authorization_values, broker_of
+from service.web.handlers import authenticate, authorize, broker_of, parse_page_query
 from service.web.multipart import read_form
+from service.web.openapi import (
+    DIRECTORY,
+    LIMIT,
+    LIST,
+    STRING,
+    UPSTREAM,
+    DocumentedRoute,
+    Operation,
+    path_param,
+    query,
+)
 
 CALLS_PATH = "/v1/realtime/calls"
+
+PLACE_CALL = Operation(
+    "Place a WebRTC call through the broker (call control); the policy binds the call.",
+    STRING,
+    (*UPSTREAM, 404),
+    status=201,
+    description="Call placed: the SDP answer; `Location` names the call.",
+    media_type="application/sdp",
+    headers=("Location",),
+    request={
+        "application/sdp": STRING,
+        "multipart/form-data": {
+            "type": "object",
+            "required": ["sdp"],
+            "properties": {"sdp": STRING, "session": {"type": "object"}},
+        },
+    },
+    request_required=True,
+)
+LIST_CALLS = Operation(
+    "The tenant's supervised calls, by call id (owner or admin key).",
+    LIST,
+    (400, 401, 403, 503),
+    parameters=(query("limit", LIMIT), query("after", STRING)),
+)
+HANG_UP = Operation(
+    "Hang up an active call (owner or admin key).",
+    {
+        "type": "object",
+        "required": ["object", "id", "hung_up"],
+        "properties": {"object": {"const": "realtime.call"}},
+    },
+    (*DIRECTORY, 502, 504),
+    parameters=(path_param("call_id"),),
+)
 
 
 def controller_of(request: Request) -> CallController:
@@ -59,26 +105,13 @@ async def _offer_and_session(request: Request) -> tuple[str, dict[str, Any] | No
     return check_offer(parts["sdp"]), session
 
 
-LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 20, 100
+MAX_CALL_ID_CHARS = 256
 
 
-def page_params(request: Request) -> tuple[int, str | None]:
-    """`limit` (1..100, default 20) and `after` (a call id) of the admin listing."""
-    unknown = set(request.query_params) - {"limit", "after"}
-    if unknown:
-        raise UnknownParameter(f"Unknown parameter: '{sorted(unknown)[0][:64]}'.")
-    raw = request.query_params.get("limit")
-    limit = LIST_LIMIT_DEFAULT
-    if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
-            raise InvalidValue(
-                f"'limit' must be an integer from 1 to {LIST_LIMIT_MAX}.", param="limit"
-            )
-        limit = int(raw)
-    after = request.query_params.get("after")
-    if after is not None and not 0 < len(after) <= 256:
-        raise InvalidValue("'after' must be a call id.", param="after")
-    return limit, after
+def _call_id(param: str, value: str) -> str:
+    if not 0 < len(value) <= MAX_CALL_ID_CHARS:
+        raise InvalidValue(f"'{param}' must be a call id.", param=param)
+    return value
 
 
 def call_routes(*, clock: Clock = system_clock) -> list[Route]:
@@ -94,12 +127,16 @@ def call_routes(*, clock: Clock = system_clock) -> list[Route]:
             placed.answer, status_code=201, media_type="application/sdp", headers=headers
         )
 
-    async def list_calls(request: Request) -> Response:
+    def directory_of(request: Request) -> Directory:
         broker = broker_of(request)
-        directory = Directory(broker.store, broker.settings.tenants, clock=clock)
-        actor = await directory.authorize(authorization_values(request), broker.authenticate)
-        limit, after = page_params(request)
-        rows, more = await controller_of(request).listing(actor.tenant, limit=limit, after=after)
+        return Directory(broker.store, broker.settings.tenants, clock=clock)
+
+    async def list_calls(request: Request) -> Response:
+        actor = await authorize(request, directory_of(request))
+        page = parse_page_query(request.query_params.multi_items(), cursor=_call_id)
+        rows, more = await controller_of(request).listing(
+            actor.tenant, limit=page.limit, after=page.after
+        )
         data = [
             {
                 "object": "realtime.call",
@@ -125,15 +162,14 @@ def call_routes(*, clock: Clock = system_clock) -> list[Route]:
         )
 
     async def hangup(request: Request) -> Response:
-        broker = broker_of(request)
-        directory = Directory(broker.store, broker.settings.tenants, clock=clock)
-        actor = await directory.authorize(authorization_values(request), broker.authenticate)
+        actor = await authorize(request, directory_of(request))
         call_id = request.path_params["call_id"]
-        await controller_of(request).hangup(broker.tenant(actor.tenant), call_id, "admin")
+        tenant = broker_of(request).tenant(actor.tenant)
+        await controller_of(request).hangup(tenant, call_id, "admin")
         return JSONResponse({"object": "realtime.call", "id": call_id, "hung_up": True})
 
     return [
-        Route(CALLS_PATH, create, methods=["POST"]),
-        Route(CALLS_PATH, list_calls, methods=["GET"]),
-        Route(CALLS_PATH + "/{call_id}/hangup", hangup, methods=["POST"]),
+        DocumentedRoute(CALLS_PATH, create, post=PLACE_CALL),
+        DocumentedRoute(CALLS_PATH, list_calls, get=LIST_CALLS),
+        DocumentedRoute(CALLS_PATH + "/{call_id}/hangup", hangup, post=HANG_UP),
     ]

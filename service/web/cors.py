@@ -8,7 +8,6 @@ tenant, which is only known once the handler has authenticated the request.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import PermissionDenied
+from service.web.errors import render_broker_error
 from service.web.middleware import request_id_from
 
 logger = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class CORSMiddleware:
             if self.allowed(origin, None):
                 await self._preflight(scope, origin, headers, send)
             else:
-                await self._refuse(scope, origin, send)
+                await self._refuse(scope, origin, receive, send)
             return
         if not self._any_tenant:
             await self.app(scope, receive, send)
@@ -210,27 +211,18 @@ class CORSMiddleware:
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _refuse(self, scope: Scope, origin: str, send: Send) -> None:
+    async def _refuse(self, scope: Scope, origin: str, receive: Receive, send: Send) -> None:
         self.refusals.refused(origin[:100].encode("ascii", "replace").decode())
-        body = json.dumps(
-            {
-                "error": {
-                    "message": "This origin is not allowed to call the broker: its operator "
-                    "lists allowed origins in BROKER_CORS_ORIGINS.",
-                    "type": "permission_error",
-                    "param": None,
-                    "code": "origin_not_allowed",
-                }
-            }
-        ).encode()
-        response_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id_from(scope).encode()),
-            (b"vary", b"Origin"),
-        ]
-        await send({"type": "http.response.start", "status": 403, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
+        refusal = PermissionDenied(
+            "This origin is not allowed to call the broker: its operator lists allowed "
+            "origins in BROKER_CORS_ORIGINS.",
+            code="origin_not_allowed",
+        )
+        response = render_broker_error(refusal)
+        # Answered before RequestContextMiddleware runs: the request id is set here.
+        response.headers["X-Request-ID"] = request_id_from(scope)
+        response.headers["Vary"] = "Origin"
+        await response(scope, receive, send)
 
     async def _preflight(self, scope: Scope, origin: str, headers: Headers, send: Send) -> None:
         requested = headers.get("access-control-request-headers", "").strip()

@@ -18,25 +18,53 @@ from service.clock import Clock, system_clock
 from service.config.settings import Settings
 from service.directory import ALLOWED_ROLES, validate_user_id
 from service.errors import InvalidValue, UnknownParameter
+from service.policy.parse import render_policy
 from service.stores.base import ROLES
 from service.web.bodies import read_json_object
+from service.web.openapi import STRING, DocumentedRoute, Operation, json_body
 
 DEMO_PAGE = Path(__file__).parent / "static" / "demo.html"
 DEV_TOKEN_TTL_SECONDS = 3600
 
+SHOW_DEMO_PAGE = Operation(
+    "The demo page (dev mode only).", STRING, secured=False, media_type="text/html"
+)
+SIGN_DEV_TOKEN = Operation(
+    "A JWT signed with the dev secret (dev mode only).",
+    {
+        "type": "object",
+        "required": ["token", "expires_at", "upstream"],
+        "properties": {
+            "token": STRING,
+            "expires_at": {"type": "integer"},
+            "upstream": STRING,
+            "policy": {"type": "object"},
+        },
+    },
+    (400, 413),
+    secured=False,
+    request=json_body(
+        {
+            "type": "object",
+            "properties": {"user_id": STRING, "role": {"enum": ["owner", "reader"]}},
+        }
+    ),
+)
 
-async def demo_page(request: Request) -> Response:
-    return HTMLResponse(
-        DEMO_PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"}
-    )
 
-
-def demo_routes(settings: Settings, *, clock: Clock = system_clock) -> list[Route]:
-    """`GET /` and `POST /dev/token` for a dev-mode app; tokens are for the first tenant."""
+def demo_routes(
+    settings: Settings, *, clock: Clock = system_clock, page: Path = DEMO_PAGE
+) -> list[Route]:
+    """`GET /` and `POST /dev/token` for a dev-mode app; tokens are for the first tenant.
+    The page (`page`, the packaged demo by default) is read once, here."""
     tenant = settings.tenants[0]
     if tenant.jwt_secret is None:
         raise ValueError("dev mode needs an HMAC JWT secret to sign its tokens")
     secret = tenant.jwt_secret
+    html = page.read_text(encoding="utf-8")
+
+    async def demo_page(request: Request) -> Response:
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def dev_token(request: Request) -> Response:
         body = await read_json_object(request, empty={})
@@ -60,15 +88,17 @@ def demo_routes(settings: Settings, *, clock: Clock = system_clock) -> list[Rout
             issuer=tenant.jwt_issuer,
             audience=tenant.jwt_audience,
         )
-        # `upstream` lets the page say why WebRTC cannot work with the fake upstream.
+        # `upstream` lets the page say why WebRTC cannot work with the fake upstream;
+        # `policy` (the tenant's, as BROKER_POLICY spells it) lets it show the role's rules.
         payload = {
             "token": token,
             "expires_at": int(now) + DEV_TOKEN_TTL_SECONDS,
             "upstream": tenant.upstream,
+            "policy": render_policy(tenant.policy),
         }
         return JSONResponse(payload, headers={"Cache-Control": "no-store"})
 
     return [
-        Route("/", demo_page, methods=["GET"]),
-        Route("/dev/token", dev_token, methods=["POST"]),
+        DocumentedRoute("/", demo_page, get=SHOW_DEMO_PAGE),
+        DocumentedRoute("/dev/token", dev_token, post=SIGN_DEV_TOKEN),
     ]

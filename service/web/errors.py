@@ -1,57 +1,64 @@
-"""The one place errors become HTTP responses: OpenAI's error shape, always JSON."""
+"""The one place errors become HTTP responses: OpenAI's error shape, always JSON.
+
+Every refusal is a `BrokerError` (service.errors draws the tree) and
+`render_broker_error` is its only renderer: the exception handlers below, the
+middleware's 500 and the relay's denial all answer through it. Starlette's own refusals
+(no route, wrong method) are translated into `BrokerError`s first. Each handler also
+notes the error's code (and a refused token's reason) for the request's access line
+(web.middleware).
+"""
 
 from __future__ import annotations
-
-import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
-from service.errors import BrokerError, InvalidToken
-
-logger = logging.getLogger("service.web")
-
-_HTTP_CODES = {
-    404: ("invalid_request_error", "not_found", "No such route."),
-    405: ("invalid_request_error", "method_not_allowed", "Method not allowed on this route."),
-}
+from service.errors import BrokerError, InvalidRequest, InvalidToken, NotFound
 
 
-def error_response(
-    status: int, type_: str, code: str, message: str, param: str | None = None
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
 
 
 def render_broker_error(exc: BrokerError) -> Response:
-    response = JSONResponse(exc.body(), status_code=exc.status)
-    response.headers.update(exc.headers)
-    return response
+    """The error's JSON body (`BrokerError.body`), status and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+
+def note_error(scope: Scope, exc: BrokerError) -> None:
+    """For the access line: the error's code, and why a token was refused (a fixed word,
+    never the token); the caller's body stays the same whatever the reason."""
+    state = scope.setdefault("state", {})
+    state["error"] = exc.code
+    if isinstance(exc, InvalidToken) and exc.reason:
+        state["reason"] = exc.reason
+
+
+def http_error(exc: HTTPException) -> BrokerError:
+    """Starlette's refusals as the broker's own errors."""
+    error: BrokerError
+    if exc.status_code == 404:
+        error = NotFound("No such route.")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed("Method not allowed on this route.")
+    else:
+        error = InvalidRequest("Invalid request.", code="invalid_request")
+        error.status = exc.status_code
+    error.headers.update(exc.headers or {})
+    return error
 
 
 async def broker_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BrokerError)
-    if isinstance(exc, InvalidToken) and exc.reason:
-        # The reason helps an operator debug an identity-provider setup; it never holds
-        # the token itself.
-        logger.debug("token refused: %s", exc.reason)
+    note_error(request.scope, exc)
     return render_broker_error(exc)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    type_, code, message = _HTTP_CODES.get(
-        exc.status_code, ("invalid_request_error", "invalid_request", "Invalid request.")
-    )
-    response = error_response(exc.status_code, type_, code, message)
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-async def server_error_handler(request: Request, exc: Exception) -> Response:
-    # Starlette re-raises after this handler so the server still logs the traceback;
-    # the caller only ever sees the error shape, never a stack trace.
-    return error_response(500, "server_error", "internal_error", "Internal server error.")
+    error = http_error(exc)
+    note_error(request.scope, error)
+    return render_broker_error(error)

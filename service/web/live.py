@@ -17,10 +17,41 @@ from service.live.placing import place_live_session
 from service.web.bodies import parse_json_object, read_body
 from service.web.calls import controller_of
 from service.web.handlers import authenticate, broker_of
+from service.web.openapi import OBJECT, STRING, UPSTREAM, DocumentedRoute, Operation, json_body
 
 LIVE_PATH = "/v1/live/sessions"
 # An SDP offer (a few KiB) and up to 16,384 tokens of instructions and history.
 MAX_LIVE_BODY_BYTES = 256 * 1024
+
+_TRANSPORT = {
+    "type": "object",
+    "required": ["type", "sdp"],
+    "properties": {"type": {"const": "webrtc"}, "sdp": STRING},
+}
+START_LIVE_SESSION = Operation(
+    "Start a GPT-Live WebRTC session through the broker; the policy decides it and the "
+    "broker supervises it.",
+    {
+        "type": "object",
+        "required": ["session", "transport"],
+        "properties": {
+            "session": {"type": "object", "required": ["id"], "properties": {"id": STRING}},
+            "transport": _TRANSPORT,
+        },
+    },
+    UPSTREAM,
+    status=201,
+    description="Session started: `session.id` and the SDP answer.",
+    headers=("Location",),
+    request=json_body(
+        {
+            "type": "object",
+            "required": ["transport"],
+            "properties": {"session": OBJECT, "transport": _TRANSPORT},
+        }
+    ),
+    request_required=True,
+)
 
 
 def live_routes() -> list[Route]:
@@ -35,4 +66,4 @@ def live_routes() -> list[Route]:
         headers = {**placed.headers, "Location": f"{LIVE_PATH}/{placed.session_id}"}
         return JSONResponse(placed.created, status_code=201, headers=headers)
 
-    return [Route(LIVE_PATH, create, methods=["POST"])]
+    return [DocumentedRoute(LIVE_PATH, create, post=START_LIVE_SESSION)]

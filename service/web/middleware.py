@@ -16,14 +16,12 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import BrokerError
+from service.logs import REQUEST_ID
+from service.web.errors import note_error, render_broker_error
+
 access_logger = logging.getLogger("service.access")
 error_logger = logging.getLogger("service.web")
-
-_INTERNAL_ERROR = (
-    b'{"error":{"message":"Internal server error.","type":"server_error",'
-    b'"param":null,"code":"internal_error"}}'
-)
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -103,6 +101,8 @@ class RequestContextMiddleware:
         request_id = request_id_from(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        # For the lines written on this request's behalf below the web layer (audit).
+        bound = REQUEST_ID.set(request_id)
         status = 500
         started_response = False
 
@@ -124,27 +124,31 @@ class RequestContextMiddleware:
             error_logger.exception("unhandled error", extra={"request_id": request_id})
             if started_response:
                 raise
-            await send_with_id(
-                {"type": "http.response.start", "status": 500, "headers": _JSON_HEADERS}
-            )
-            await send_with_id({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            error = BrokerError("Internal server error.")
+            note_error(scope, error)
+            await render_broker_error(error)(scope, receive, send_with_id)
         finally:
+            REQUEST_ID.reset(bound)
             elapsed = time.perf_counter() - started
             if self.on_request is not None:
                 self.on_request(scope, status, elapsed)
             if access_logger.isEnabledFor(logging.INFO):
-                access_logger.info(
-                    "request",
-                    extra={
-                        "event": "access",
-                        "request_id": request_id,
-                        "method": scope.get("method"),
-                        # The path only, never the query: a client may put its JWT
-                        # there (`?access_token=`), and it is refused, not logged.
-                        "path": scope.get("path"),
-                        "status": status,
-                        "latency_ms": round(elapsed * 1000, 3),
-                        "tenant": state.get("tenant"),
-                        "user_hash": state.get("user_hash"),
-                    },
-                )
+                line = {
+                    "event": "access",
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    # The path only, never the query: a client may put its JWT
+                    # there (`?access_token=`), and it is refused, not logged.
+                    "path": scope.get("path"),
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "tenant": state.get("tenant"),
+                    "user_hash": state.get("user_hash"),
+                }
+                if status >= 400:
+                    # The error's code, and a refused token's reason (a fixed word):
+                    # what the caller was told, and why, at info level.
+                    line["error"] = state.get("error")
+                    if "reason" in state:
+                        line["reason"] = state["reason"]
+                access_logger.info("request", extra=line)

@@ -1,21 +1,28 @@
-"""`GET /openapi.json`: this service's own OpenAPI 3.1 document, written by hand.
+"""`GET /openapi.json`: this service's own OpenAPI 3.1 document, built from the app's routes.
 
-Hand-written rather than generated: the broker's shapes are OpenAI's, so the document
-only has to name the keys a caller relies on (the vendored OpenAI subset holds the rest),
-and the error shape and statuses (README "Using it from a browser app") for every route. The catalog
-below covers every route the broker can mount; the served document keeps the operations
-the running app really has (the dev-only demo routes exist only in dev mode).
+Each route says what the document holds of it beside its handler: a `DocumentedRoute`
+carries one `Operation` per method (web/handlers.py, admin.py, calls.py, live.py,
+vector_stores.py, demo.py, and `/metrics` in app.py). The document is built from the
+app's routes at the first GET and kept on the app, so it lists exactly the operations the
+running app mounts: the dev-only demo routes in dev mode only, `/metrics` only when it is
+not served on a port of its own. The relay is a WebSocket, which OpenAPI cannot describe.
+
+Only the keys a caller relies on are described (the broker's shapes are OpenAI's, and the
+vendored OpenAI subset holds the rest), and every error is an `ErrorResponse`
+(README "Using it from a browser app").
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 Schema = dict[str, Any]
@@ -29,14 +36,14 @@ _REASONS = {
     413: "Body over its limit: 64 KiB, 256 KiB for a GPT-Live session (`request_too_large`).",
     429: "A rate limit refused the request (`rate_limit_exceeded`, with `Retry-After`).",
     502: "The upstream refused or broke (`upstream_error`).",
-    503: "Rate limiter or upstream unavailable.",
+    503: "Rate limiter, state store or upstream unavailable.",
     504: "The upstream did not answer in time (`upstream_timeout`).",
 }
 
 # Statuses every operation of a kind can answer with, besides its success.
-_AUTHED = (400, 401, 403, 429, 503)
-_UPSTREAM = (*_AUTHED, 413, 502, 504)
-_DIRECTORY = (400, 401, 403, 404, 503)
+AUTHED = (400, 401, 403, 429, 503)
+UPSTREAM = (*AUTHED, 413, 502, 504)
+DIRECTORY = (400, 401, 403, 404, 503)
 
 ERROR_RESPONSE: Schema = {
     "type": "object",
@@ -54,351 +61,115 @@ ERROR_RESPONSE: Schema = {
         }
     },
 }
-
-_OBJECT: Schema = {"type": "object"}
-_SESSION_MINT_RESPONSE: Schema = {
-    "type": "object",
-    "required": ["client_secret"],
-    "properties": {
-        "client_secret": {
-            "type": "object",
-            "required": ["value", "expires_at"],
-            "properties": {"value": {"type": "string"}, "expires_at": {"type": "integer"}},
-        }
-    },
-}
-_USER: Schema = {
-    "type": "object",
-    "required": ["object", "id", "role"],
-    "properties": {
-        "object": {"const": "organization.user"},
-        "id": {"type": "string"},
-        "role": {"enum": ["owner", "reader"]},
-    },
-}
-_LIST: Schema = {
+OBJECT: Schema = {"type": "object"}
+STRING: Schema = {"type": "string"}
+LIST: Schema = {
     "type": "object",
     "required": ["object", "data"],
     "properties": {"object": {"const": "list"}, "data": {"type": "array"}},
 }
+LIMIT: Schema = {"type": "integer", "minimum": 1, "maximum": 100}
 
 
-def _json(schema: Schema) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
+def query(name: str, schema: Schema) -> Schema:
+    """An optional query parameter."""
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def path_param(name: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": STRING}
+
+
+def json_body(schema: Schema) -> dict[str, Schema]:
+    return {"application/json": schema}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What the document says of one method of one route: its success (`status`, a body
+    of `media_type` described by `ok`, `headers` by name), the error statuses it can
+    answer with, whether it takes a bearer token, its request body (by media type) and
+    its parameters."""
+
+    summary: str
+    ok: Schema
+    errors: tuple[int, ...] = ()
+    secured: bool = True
+    status: int = 200
+    description: str = "OK"
+    media_type: str = "application/json"
+    headers: tuple[str, ...] = ()
+    request: Mapping[str, Schema] | None = None
+    request_required: bool = False
+    parameters: tuple[Schema, ...] = ()
+
+    def document(self) -> dict[str, Any]:
+        success: dict[str, Any] = {
+            "description": self.description,
+            "content": {self.media_type: {"schema": self.ok}},
+        }
+        if self.headers:
+            success["headers"] = {name: {"schema": STRING} for name in self.headers}
+        responses: dict[str, Any] = {str(self.status): success}
+        responses.update({str(status): _error(status) for status in sorted(set(self.errors))})
+        operation: dict[str, Any] = {
+            "summary": self.summary,
+            "responses": responses,
+            "security": [{"bearer": []}] if self.secured else [],
+        }
+        if self.request is not None:
+            operation["requestBody"] = {
+                "required": self.request_required,
+                "content": {kind: {"schema": schema} for kind, schema in self.request.items()},
+            }
+        if self.parameters:
+            operation["parameters"] = list(self.parameters)
+        # A copy: the schemas are shared constants, and the document is the caller's.
+        return copy.deepcopy(operation)
 
 
 def _error(status: int) -> dict[str, Any]:
     return {
         "description": _REASONS[status],
-        "content": _json({"$ref": "#/components/schemas/ErrorResponse"}),
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
     }
 
 
-def _operation(
-    summary: str,
-    ok: Schema,
-    errors: Iterable[int] = (),
-    *,
-    secured: bool = True,
-    body: Schema | None = None,
-    parameters: list[dict[str, Any]] | None = None,
-    content_type: str = "application/json",
-) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        "200": {"description": "OK", "content": {content_type: {"schema": ok}}}
-    }
-    responses.update({str(status): _error(status) for status in sorted(set(errors))})
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    operation["security"] = [{"bearer": []}] if secured else []
-    if body is not None:
-        operation["requestBody"] = {"required": False, "content": _json(body)}
-    if parameters:
-        operation["parameters"] = parameters
-    return operation
+class DocumentedRoute(Route):
+    """A route with its operations, one per method, named by keyword:
+    `DocumentedRoute("/v1/vector_stores", handler, get=LIST_STORES, post=CREATE_STORE)`."""
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **operations: Operation) -> None:
+        super().__init__(path, endpoint, methods=[method.upper() for method in operations])
+        self.operations = {method.lower(): operation for method, operation in operations.items()}
 
-def _query(name: str, schema: Schema) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema}
-
-
-_USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_MINT_BODY: Schema = {
-    "type": "object",
-    "properties": {
-        "expires_after": {
-            "type": "object",
-            "properties": {"anchor": {"const": "created_at"}, "seconds": {"type": "integer"}},
-        },
-        "session": {"type": "object"},
-    },
-}
-
-
-def _place_call() -> dict[str, Any]:
-    """POST /v1/realtime/calls: an SDP offer in, an SDP answer out (201, `Location`)."""
-    operation = _operation(
-        "Place a WebRTC call through the broker (call control); the policy binds the call.",
-        {"type": "string"},
-        (*_UPSTREAM, 404),
-        content_type="application/sdp",
-    )
-    answer = operation["responses"].pop("200")
-    answer["description"] = "Call placed: the SDP answer; `Location` names the call."
-    answer["headers"] = {"Location": {"schema": {"type": "string"}}}
-    operation["responses"]["201"] = answer
-    operation["requestBody"] = {
-        "required": True,
-        "content": {
-            "application/sdp": {"schema": {"type": "string"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["sdp"],
-                    "properties": {"sdp": {"type": "string"}, "session": {"type": "object"}},
-                }
-            },
-        },
-    }
-    return operation
-
-
-def _start_live_session() -> dict[str, Any]:
-    """POST /v1/live/sessions: OpenAI's Live create shape in, its answer out (201)."""
-    transport: Schema = {
-        "type": "object",
-        "required": ["type", "sdp"],
-        "properties": {"type": {"const": "webrtc"}, "sdp": {"type": "string"}},
-    }
-    operation = _operation(
-        "Start a GPT-Live WebRTC session through the broker; the policy decides it and the "
-        "broker supervises it.",
-        {
-            "type": "object",
-            "required": ["session", "transport"],
-            "properties": {
-                "session": {
-                    "type": "object",
-                    "required": ["id"],
-                    "properties": {"id": {"type": "string"}},
-                },
-                "transport": transport,
-            },
-        },
-        (*_UPSTREAM,),
-    )
-    created = operation["responses"].pop("200")
-    created["description"] = "Session started: `session.id` and the SDP answer."
-    created["headers"] = {"Location": {"schema": {"type": "string"}}}
-    operation["responses"]["201"] = created
-    operation["requestBody"] = {
-        "required": True,
-        "content": _json(
-            {
-                "type": "object",
-                "required": ["transport"],
-                "properties": {"session": _OBJECT, "transport": transport},
-            }
-        ),
-    }
-    return operation
-
-
-def _catalog() -> dict[str, dict[str, Any]]:
-    """Every route the broker can mount: path -> method -> operation."""
-    health = {
-        "type": "object",
-        "required": ["status"],
-        "properties": {"status": {"type": "string"}},
-    }
-    return {
-        "/v1/realtime/client_secrets": {
-            "post": _operation(
-                "Mint a client secret (GA shape).",
-                {"type": "object", "required": ["value", "expires_at", "session"]},
-                _UPSTREAM,
-                body=_MINT_BODY,
-            )
-        },
-        "/v1/realtime/sessions": {
-            "post": _operation(
-                "Mint a session and its client secret (beta shape).",
-                _SESSION_MINT_RESPONSE,
-                _UPSTREAM,
-                body=_OBJECT,
-            )
-        },
-        "/v1/realtime/transcription_sessions": {
-            "post": _operation(
-                "Mint a transcription session (beta shape).",
-                _SESSION_MINT_RESPONSE,
-                _UPSTREAM,
-                body=_OBJECT,
-            )
-        },
-        "/v1/organization/users": {
-            "get": _operation(
-                "List the tenant's user directory (owner or admin key).",
-                _LIST,
-                _DIRECTORY,
-                parameters=[
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
-                    _query("after", {"type": "string"}),
-                ],
-            )
-        },
-        "/v1/organization/users/{user_id}": {
-            "get": _operation("One user.", _USER, _DIRECTORY, parameters=[_USER_ID]),
-            "post": _operation(
-                "Set a user's role (restores a revoked user).",
-                _USER,
-                (*_DIRECTORY, 413),
-                body={
-                    "type": "object",
-                    "required": ["role"],
-                    "properties": {"role": {"enum": ["owner", "reader"]}},
-                },
-                parameters=[_USER_ID],
-            ),
-            "delete": _operation(
-                "Revoke a user.",
-                {
-                    "type": "object",
-                    "required": ["object", "id", "deleted"],
-                    "properties": {"object": {"const": "organization.user.deleted"}},
-                },
-                _DIRECTORY,
-                parameters=[_USER_ID],
-            ),
-        },
-        "/v1/vector_stores": {
-            "get": _operation(
-                "List the tenant's vector stores (proxied).",
-                _LIST,
-                (*_UPSTREAM, 404),
-                parameters=[
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
-                    _query("order", {"enum": ["asc", "desc"]}),
-                    _query("after", {"type": "string"}),
-                    _query("before", {"type": "string"}),
-                ],
-            ),
-            "post": _operation(
-                "Create a vector store (owner; validated, then proxied).",
-                {"type": "object", "required": ["id", "object"]},
-                (*_UPSTREAM, 404),
-                body=_OBJECT,
-            ),
-        },
-        "/v1/realtime/calls": {
-            "post": _place_call(),
-            "get": _operation(
-                "The tenant's supervised calls, by call id (owner or admin key).",
-                _LIST,
-                (400, 401, 403, 503),
-                parameters=[
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
-                    _query("after", {"type": "string"}),
-                ],
-            ),
-        },
-        "/v1/live/sessions": {"post": _start_live_session()},
-        "/v1/realtime/calls/{call_id}/hangup": {
-            "post": _operation(
-                "Hang up an active call (owner or admin key).",
-                {
-                    "type": "object",
-                    "required": ["object", "id", "hung_up"],
-                    "properties": {"object": {"const": "realtime.call"}},
-                },
-                (*_DIRECTORY, 502, 504),
-                parameters=[
-                    {
-                        "name": "call_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-            )
-        },
-        "/healthz": {"get": _operation("Liveness: the process only.", health, secured=False)},
-        "/readyz": {
-            "get": _operation(
-                "Readiness: configuration loaded, the state store answers.",
-                health,
-                (503,),
-                secured=False,
-            )
-        },
-        "/metrics": {
-            "get": _operation(
-                "Prometheus metrics.",
-                {"type": "string"},
-                secured=False,
-                content_type="text/plain",
-            )
-        },
-        "/openapi.json": {
-            "get": _operation("This document.", _OBJECT, secured=False),
-        },
-        "/": {
-            "get": _operation(
-                "The demo page (dev mode only).",
-                {"type": "string"},
-                secured=False,
-                content_type="text/html",
-            )
-        },
-        "/dev/token": {
-            "post": _operation(
-                "A JWT signed with the dev secret (dev mode only).",
-                {
-                    "type": "object",
-                    "required": ["token", "expires_at", "upstream"],
-                    "properties": {
-                        "token": {"type": "string"},
-                        "expires_at": {"type": "integer"},
-                        "upstream": {"type": "string"},
-                    },
-                },
-                (400, 413),
-                secured=False,
-                body={
-                    "type": "object",
-                    "properties": {
-                        "user_id": {"type": "string"},
-                        "role": {"enum": ["owner", "reader"]},
-                    },
-                },
-            )
-        },
-    }
-
-
-CATALOG_PATHS = frozenset(_catalog())
 
 _CONVERTER = re.compile(r"{(\w+):\w+}")
+
+
+def openapi_path(path: str) -> str:
+    """A route's path as OpenAPI writes it: `{user_id:path}` → `{user_id}`."""
+    return _CONVERTER.sub(r"{\1}", path)
 
 
 def route_operations(routes: Iterable[BaseRoute]) -> set[tuple[str, str]]:
     """(OpenAPI path, lower-case method) of every HTTP route; HEAD is implied by GET."""
     found: set[tuple[str, str]] = set()
     for route in routes:
-        if not isinstance(route, Route):
-            continue
-        path = _CONVERTER.sub(r"{\1}", route.path)
-        found.update((path, m.lower()) for m in route.methods or () if m != "HEAD")
+        if isinstance(route, Route):
+            path = openapi_path(route.path)
+            found.update((path, m.lower()) for m in route.methods or () if m != "HEAD")
     return found
 
 
 def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
-    """The document for an app with `routes`: the catalog's operations it really mounts."""
-    catalog = _catalog()
-    paths: dict[str, Any] = {}
-    for path, method in sorted(route_operations(routes)):
-        operation = catalog.get(path, {}).get(method)
-        if operation is not None:
-            paths.setdefault(path, {})[method] = copy.deepcopy(operation)
+    """The document of an app with `routes`: the operations of its documented routes."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if isinstance(route, DocumentedRoute):
+            item = paths.setdefault(openapi_path(route.path), {})
+            for method, operation in route.operations.items():
+                item[method] = operation.document()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -407,15 +178,15 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
             "description": "Mints short-lived OpenAI Realtime client secrets for browser apps. "
             "Request and response shapes are OpenAI's; every error is an `ErrorResponse`.",
         },
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"ErrorResponse": ERROR_RESPONSE},
+            "schemas": {"ErrorResponse": copy.deepcopy(ERROR_RESPONSE)},
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "The app user's JWT, or the admin key on the "
-                    "organization-users endpoints.",
+                    "organization-users and call-control endpoints.",
                 }
             },
         },
@@ -423,8 +194,17 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi_document(request.app.routes))
+    # Built at the first GET rather than in create_app: dev mode adds routes after it.
+    state = request.app.state
+    body: bytes | None = getattr(state, "openapi", None)
+    if body is None:
+        document = openapi_document(request.app.routes)
+        body = state.openapi = json.dumps(document, separators=(",", ":")).encode()
+    return Response(body, media_type="application/json")
+
+
+OPENAPI = Operation("This document.", OBJECT, secured=False)
 
 
 def openapi_routes() -> list[Route]:
-    return [Route("/openapi.json", openapi_json, methods=["GET"])]
+    return [DocumentedRoute("/openapi.json", openapi_json, get=OPENAPI)]

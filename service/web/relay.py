@@ -5,9 +5,9 @@ Auth is the app JWT, in `Authorization: Bearer ...` or, from a browser (which ca
 headers on a WebSocket), in the subprotocol `openai-insecure-api-key.<JWT>` next to
 `realtime`, as OpenAI's own browser WebSocket does; never in the URL. Only the call's own
 user may attach, one relay per call. Refusals happen at the handshake (an HTTP answer,
-no WebSocket). Events in both directions go through `calls.relay.RelayPolicy`; whichever
+no WebSocket). Events in both directions go through `relay.policing.RelayPolicy`; whichever
 replica the browser reaches, the call's supervisor sends and receives them
-(`CallController.attach_relay`).
+(`relay.hub.RelayHub`).
 
 Every frame the browser sends, text or binary, counts against the relay's bounds: at most
 `MAX_FRAME_BYTES` (larger closes the relay, 1009), `RATE` a second in bursts of `BURST`
@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -36,9 +35,8 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from service.auth.tokens import MISSING
 from service.calls.controller import CallController
-from service.calls.relay import RelayPolicy, error_event
-from service.calls.relaying import RelaySession
 from service.errors import (
     BrokerError,
     Conflict,
@@ -51,6 +49,8 @@ from service.errors import (
 )
 from service.mint.broker import Broker
 from service.redact import user_hash
+from service.relay.hub import CLAIM_SECONDS, Relay, RelayHub
+from service.relay.policing import RelayPolicy, error_event
 from service.web.errors import render_broker_error
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ MAX_FRAME_BYTES = 64 * 1024
 # Per relay: a burst of BURST frames, refilled at RATE a second; a browser that keeps
 # flooding after MAX_REFUSED refusals is disconnected.
 RATE, BURST, MAX_REFUSED = 20.0, 50.0, 20
-CLAIM_SECONDS = 30.0
 
 
 def _credential(websocket: WebSocket) -> str | None:
@@ -100,19 +99,20 @@ class _Bucket:
         return True
 
 
-async def relay(websocket: WebSocket) -> None:
+async def relay_endpoint(websocket: WebSocket) -> None:
     broker: Broker = websocket.app.state.broker
-    controller: CallController = websocket.app.state.calls
+    calls: CallController = websocket.app.state.calls
+    hub: RelayHub = websocket.app.state.relays
     call_id = websocket.query_params.get("call_id") or ""
     credential = _credential(websocket)
     try:
         if not credential:
-            raise InvalidToken("no credential on the relay")
+            raise InvalidToken(MISSING)
         if not call_id or len(call_id) > 256:
             raise InvalidValue("Name the call: /v1/realtime?call_id=...", param="call_id")
         identity = await broker.authenticate([f"Bearer {credential}"])
         tenant = broker.tenant(identity.tenant)
-        record = await controller.store.record(tenant.id, call_id)
+        record = await calls.store.record(tenant.id, call_id)
         if record is None or record.user_id != identity.user_id:
             # Another user's call and no call at all look the same from outside.
             raise PermissionDenied("No call of yours with that id.", code="call_forbidden")
@@ -126,8 +126,8 @@ async def relay(websocket: WebSocket) -> None:
         user = await broker.store.get_user(tenant.id, identity.user_id)
         if user is not None and user.revoked:
             raise UserRevoked()
-        relay_id = f"{controller.owner}:{secrets.token_hex(4)}"
-        if not await controller.store.claim_relay(tenant.id, call_id, relay_id, CLAIM_SECONDS):
+        relay = await hub.claim(tenant.id, call_id)
+        if relay is None:
             raise Conflict("This call already has a relay.", code="relay_in_use")
     except StoreUnavailable:
         unavailable = ServiceUnavailable("Try again shortly.", code="store_unavailable")
@@ -137,51 +137,38 @@ async def relay(websocket: WebSocket) -> None:
         await _deny(websocket, exc)
         return
     offered = websocket.scope.get("subprotocols") or ()
-    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
-    session = await controller.attach_relay(tenant.id, call_id)
     policy = RelayPolicy(tenant.policy, record.policy.role)
-    logger.info(
-        "relay attached",
-        extra={
-            "tenant": tenant.id,
-            "user_hash": user_hash(tenant.id, identity.user_id),
-            "call_id": call_id,
-        },
-    )
-    down = asyncio.create_task(_down(websocket, session, policy, controller, relay_id))
+    down: asyncio.Task[None] | None = None
     try:
-        await _up(websocket, session, policy, controller)
+        await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        await hub.attach(relay)
+        logger.info(
+            "relay attached",
+            extra={
+                "tenant": tenant.id,
+                "user_hash": user_hash(tenant.id, identity.user_id),
+                "call_id": call_id,
+            },
+        )
+        down = asyncio.create_task(_down(websocket, hub, relay, policy))
+        await _up(websocket, hub, relay, policy)
     finally:
-        down.cancel()
+        if down is not None:
+            down.cancel()
         # Shielded: a relay cancelled with its server still frees its slot and tells the
         # supervisor, or the call could not get a relay again until the slot lapsed.
-        await asyncio.shield(_detach(controller, session, relay_id))
+        await asyncio.shield(hub.detach(relay))
         await _close(websocket)
 
 
-async def _detach(controller: CallController, session: RelaySession, relay_id: str) -> None:
-    await controller.detach_relay(session)
-    with contextlib.suppress(StoreUnavailable):
-        await controller.store.release_relay(session.tenant, session.call_id, relay_id)
-
-
-async def _down(
-    websocket: WebSocket,
-    session: RelaySession,
-    policy: RelayPolicy,
-    controller: CallController,
-    relay_id: str,
-) -> None:
+async def _down(websocket: WebSocket, hub: RelayHub, relay: Relay, policy: RelayPolicy) -> None:
     """The call's server events to the browser, filtered by `server_events`."""
     while True:
         try:
             async with asyncio.timeout(CLAIM_SECONDS / 3):
-                text = await session.down.get()
+                text = await relay.events.get()
         except TimeoutError:
-            with contextlib.suppress(StoreUnavailable):
-                await controller.store.claim_relay(
-                    session.tenant, session.call_id, relay_id, CLAIM_SECONDS
-                )
+            await hub.renew(relay)
             continue
         if text is None:
             # The call is over: so is its relay.
@@ -199,9 +186,7 @@ async def _down(
                 return
 
 
-async def _up(
-    websocket: WebSocket, session: RelaySession, policy: RelayPolicy, controller: CallController
-) -> None:
+async def _up(websocket: WebSocket, hub: RelayHub, relay: Relay, policy: RelayPolicy) -> None:
     """The browser's events to the call, each policed first."""
     bucket, refused = _Bucket(), 0
     while True:
@@ -237,7 +222,7 @@ async def _up(
             await _send(websocket, policed.error)
             continue
         assert policed.event is not None
-        if not await controller.relay_up(session, policed.event):
+        if not await hub.up(relay, policed.event):
             await _send(
                 websocket,
                 error_event("The call is not supervised right now.", code="call_unavailable"),
@@ -272,4 +257,4 @@ async def _close(websocket: WebSocket, code: int = 1000, reason: str | None = No
 
 
 def relay_routes() -> list[WebSocketRoute]:
-    return [WebSocketRoute(RELAY_PATH, relay)]
+    return [WebSocketRoute(RELAY_PATH, relay_endpoint)]

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.vector_stores.checks import parse_list_params, validate_create
+from service.vector_stores.checks import LIST_ORDERS, check_object_id, validate_create
 from service.vector_stores.proxy import (
     CREATE_ROLES,
     LIST_ROLES,
@@ -21,7 +21,37 @@ from service.vector_stores.proxy import (
     forward,
 )
 from service.web.bodies import read_json_object
-from service.web.handlers import authenticate, broker_of
+from service.web.handlers import authenticate, broker_of, parse_page_query
+from service.web.openapi import (
+    LIMIT,
+    LIST,
+    OBJECT,
+    STRING,
+    UPSTREAM,
+    DocumentedRoute,
+    Operation,
+    json_body,
+    query,
+)
+
+PATH = "/v1/vector_stores"
+LIST_STORES = Operation(
+    "List the tenant's vector stores (proxied).",
+    LIST,
+    (*UPSTREAM, 404),
+    parameters=(
+        query("limit", LIMIT),
+        query("order", {"enum": sorted(LIST_ORDERS)}),
+        query("after", STRING),
+        query("before", STRING),
+    ),
+)
+CREATE_STORE = Operation(
+    "Create a vector store (owner; validated, then proxied).",
+    {"type": "object", "required": ["id", "object"]},
+    (*UPSTREAM, 404),
+    request=json_body(OBJECT),
+)
 
 
 def _render(proxied: Proxied) -> Response:
@@ -33,8 +63,13 @@ def _render(proxied: Proxied) -> Response:
 async def list_vector_stores(request: Request) -> Response:
     broker = broker_of(request)
     identity = await authenticate(request)
-    # multi_items, so that a repeated parameter is refused rather than silently collapsed.
-    params = parse_list_params(request.query_params.multi_items())
+    page = parse_page_query(
+        request.query_params.multi_items(),
+        cursor=check_object_id,
+        cursors=("after", "before"),
+        orders=LIST_ORDERS,
+    )
+    params = {"limit": str(page.limit), "order": page.order or LIST_ORDERS[0], **page.cursors}
     call = UpstreamCall("GET", VECTOR_STORES_PATH, params=params)
     return _render(await forward(broker, identity, call, roles=LIST_ROLES))
 
@@ -52,6 +87,6 @@ async def create_vector_store(request: Request) -> Response:
 def vector_store_routes() -> list[Route]:
     """The routes to add to the app: one path, one handler per method."""
     return [
-        Route("/v1/vector_stores", list_vector_stores, methods=["GET"]),
-        Route("/v1/vector_stores", create_vector_store, methods=["POST"]),
+        DocumentedRoute(PATH, list_vector_stores, get=LIST_STORES),
+        DocumentedRoute(PATH, create_vector_store, post=CREATE_STORE),
     ]

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from service.auth.tokens import Authenticator, Identity, sign_dev_token
+from service.auth.tokens import REASONS, Authenticator, Identity, sign_dev_token
 from service.clock import ManualClock
 from service.config.settings import TenantSettings
 from service.errors import ConfigError, InvalidToken
@@ -458,11 +458,77 @@ async def test_every_refusal_looks_the_same_and_leaks_nothing(
         "code": "invalid_token",
     }
     assert exc.headers == {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    assert exc.reason in REASONS
     shown = f"{exc} {exc!r} {exc.reason} {exc.args}"
     for value in authorization:
         token = value.partition(" ")[2]
         for piece in [token, *token.split(".")]:
             assert len(piece) <= 8 or piece not in shown
+
+
+# The reason each refusal is logged with (the access line); any other is `malformed`.
+REASON_OF = {
+    "no header": "missing",
+    "alg missing": "algorithm",
+    "alg not a string": "algorithm",
+    "alg not allowed": "algorithm",
+    "crit": "critical_header",
+    "crit b64": "critical_header",
+    "exp missing": "missing_exp",
+    "expired": "expired",
+    "sub missing": "user_claim",
+    "sub empty": "user_claim",
+    "sub number": "user_claim",
+    "sub too long": "user_claim",
+    "wrong secret": "bad_signature",
+    "signature of another token": "bad_signature",
+    # A 44th character: a well-formed signature of 33 bytes, which does not verify.
+    "char appended": "bad_signature",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "authorization"), [pytest.param(k, v, id=k) for k, v in REFUSALS.items()]
+)
+async def test_every_refusal_names_its_reason(
+    http: httpx.AsyncClient, clock: ManualClock, name: str, authorization: list[str]
+) -> None:
+    auth = Authenticator([tenant()], http=http, clock=clock)
+
+    exc = await refused(auth, authorization)
+
+    assert exc.reason == REASON_OF.get(name, "malformed")
+
+
+async def test_claim_refusals_name_the_claim_at_fault(
+    http: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    auth = Authenticator(
+        [tenant(jwt_issuer="https://idp", jwt_audience="broker")], http=http, clock=clock
+    )
+    cases = {
+        "unknown_issuer": [claims(aud="broker"), claims(iss="https://evil", aud="broker")],
+        "audience": [claims(iss="https://idp"), claims(iss="https://idp", aud=["other"])],
+        "not_yet_valid": [
+            claims(iss="https://idp", aud="broker", nbf=NOW + 60),
+            claims(iss="https://idp", aud="broker", iat=NOW + 60),
+        ],
+    }
+    for reason, payloads in cases.items():
+        for payload in payloads:
+            assert (await refused(auth, bearer(hs_token(payload)))).reason == reason
+
+
+async def test_a_kid_the_jwks_does_not_hold_is_an_unknown_key(
+    http: httpx.AsyncClient, clock: ManualClock, idp: Idp, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    idp.keys = [public_jwk(rsa_key, "k1")]
+    settings = tenant(jwt_secret=None, jwt_jwks_url=JWKS_URL, jwt_algorithms=("RS256",))
+    auth = Authenticator([settings], http=http, clock=clock)
+
+    token = jwt.encode(claims(), rsa_key, "RS256", headers={"kid": "k2"})
+
+    assert (await refused(auth, bearer(token))).reason == "unknown_key"
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
@@ -607,8 +673,16 @@ async def test_token_of_one_tenant_never_passes_for_another(
         hs_token(claims(aud="broker"), secret=ACME_SECRET.encode()),
         hs_token(claims(iss="https://acme"), secret=ACME_SECRET.encode()),
     ]
-    for token in attempts:
-        await refused(auth, bearer(token))
+    reasons = [(await refused(auth, bearer(token))).reason for token in attempts]
+
+    assert reasons == [
+        "bad_signature",
+        "bad_signature",
+        "audience",
+        "unknown_issuer",
+        "unknown_issuer",
+        "audience",
+    ]
 
 
 async def test_configuration_problems_are_startup_errors(

@@ -1,22 +1,29 @@
-"""CallController against stubs: hangups retried until upstream takes them, a sideband
-that cannot be joined ends the call, a handed-over call is not hung up, one scheduler
-for every call."""
+"""CallController against stubs: hangups retried until upstream takes them (and an
+admin's refused one answered the same by every replica), a sideband that cannot be joined
+ends the call, a handed-over call is not hung up, one scheduler for every call, background
+tasks that end are started again, side tasks that fail are logged, sideband losses and
+call ends counted as what they are."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from service.calls.controller import CallController
+from service.calls.ending import HANGUP_ATTEMPTS
 from service.calls.model import CallPolicy, Supervision
+from service.calls.store import EventHandler, Reconnected
 from service.calls.store_memory import MemoryCallStore
-from service.calls.supervised import CallOptions
+from service.calls.supervised import CallMetrics, CallOptions, IsRevoked
 from service.config.settings import TenantSettings, load_settings
-from service.errors import NotFound, UpstreamUnavailable
+from service.errors import NotFound, UpstreamError, UpstreamUnavailable
 from service.logs import Throttled
 
 TENANT = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 32}).tenants[0]
@@ -60,7 +67,10 @@ class Upstream:
         self.failures, self.hangups = failures, list[str]()
 
     async def hangup_call(self, call_id: str) -> None:
+        """Refused `failures` times; every call is gone when `failures` is negative."""
         self.hangups.append(call_id)
+        if self.failures < 0:
+            raise NotFound("No such call.")
         if self.failures:
             self.failures -= 1
             raise UpstreamUnavailable("The upstream is unavailable.")
@@ -71,8 +81,39 @@ def record(call_id: str = "rtc_1", deadline: float = 1e12) -> Supervision:
     return Supervision("default", "alice", call_id, policy, 0.0, deadline)
 
 
+class Counts(Counter[tuple[str, ...]]):
+    """CallMetrics that count what they are told, by (hook, label...)."""
+
+    def call_placed(self, tenant: str, kind: str) -> None:
+        self["placed", kind] += 1
+
+    def call_ended(self, tenant: str, reason: str) -> None:
+        self["ended", reason] += 1
+
+    def call_adopted(self, tenant: str) -> None:
+        self["adopted",] += 1
+
+    def call_reverted(self, tenant: str) -> None:
+        self["reverted",] += 1
+
+    def sideband_lost(self, tenant: str) -> None:
+        self["sideband_lost",] += 1
+
+    def hangup_failed(self, tenant: str) -> None:
+        self["hangup_failed",] += 1
+
+    def lease_renewal_failed(self) -> None:
+        self["lease_renewal_failed",] += 1
+
+
 def controller(
-    connector: Connector, upstream: Upstream, store: MemoryCallStore | None = None, **opts: Any
+    connector: Connector,
+    upstream: Upstream,
+    store: MemoryCallStore | None = None,
+    *,
+    metrics: CallMetrics | None = None,
+    is_revoked: IsRevoked | None = None,
+    **opts: Any,
 ) -> CallController:
     options = CallOptions(tick=0.01, lease_ttl=1.0, rejoin_seconds=0.3, **opts)
     return CallController(
@@ -81,6 +122,8 @@ def controller(
         upstreams={"default": upstream},  # type: ignore[dict-item]
         tenants=[TENANT],
         options=options,
+        metrics=metrics,
+        is_revoked=is_revoked,
     )
 
 
@@ -88,6 +131,10 @@ async def until(check: Any, seconds: float = 3.0) -> None:
     async with asyncio.timeout(seconds):
         while not check():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
+
+
+def audited(caplog: pytest.LogCaptureFixture, action: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "action", None) == action]
 
 
 async def test_a_failed_hangup_is_retried_and_the_lease_kept_meanwhile() -> None:
@@ -105,6 +152,54 @@ async def test_a_failed_hangup_is_retried_and_the_lease_kept_meanwhile() -> None
     assert len(upstream.hangups) == 5
     assert await store.user_calls("default", "alice") == []
     assert await store.record("default", "rtc_1") is None
+
+
+async def test_an_admin_hangup_upstream_refuses_is_a_502_on_every_replica_and_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    upstream, store = Upstream(failures=1000), MemoryCallStore()
+    holder = controller(Connector(), upstream, store)
+    other = controller(Connector(), upstream, store)  # another replica, on the same store
+    await store.acquire("default", "alice", "rtc_1", 1, 60)
+    await holder.supervise(TENANT, record())
+    try:
+        with caplog.at_level(logging.INFO, logger="service.audit"):
+            for replica in (holder, other):
+                with pytest.raises(UpstreamError) as refused:
+                    await replica.hangup(TENANT, "rtc_1", "admin")
+                assert (refused.value.status, refused.value.code) == (502, "upstream_error")
+            # Ending, not ended: the scheduler keeps trying, the lease and the call stay.
+            tried = len(upstream.hangups)
+            await until(lambda: len(upstream.hangups) > tried)
+            assert holder.held("default") == ["rtc_1"]
+            assert await store.user_calls("default", "alice") == ["rtc_1"]
+            assert audited(caplog, "call.hung_up") == []
+
+            upstream.failures = 0
+            await until(lambda: holder.held("default") == [], seconds=10)
+    finally:
+        await holder.aclose()
+        await other.aclose()
+    assert [getattr(r, "reason", None) for r in audited(caplog, "call.hung_up")] == ["admin"]
+    assert await store.user_calls("default", "alice") == []
+
+
+async def test_an_admin_hangup_of_a_call_upstream_no_longer_has_is_a_404_everywhere() -> None:
+    upstream, store = Upstream(), MemoryCallStore()
+    connector = Connector()
+    holder = controller(connector, upstream, store)
+    other = controller(Connector(), upstream, store)
+    for call_id in ("rtc_1", "rtc_2"):
+        await holder.supervise(TENANT, record(call_id))
+    try:
+        await until(lambda: len(connector.lines) == 2)
+        upstream.failures = -1  # gone: every hangup answers 404 from now on
+        for replica, call_id in ((holder, "rtc_1"), (other, "rtc_2")):
+            with pytest.raises(NotFound):
+                await replica.hangup(TENANT, call_id, "admin")
+    finally:
+        await holder.aclose()
+        await other.aclose()
 
 
 async def test_a_sideband_that_cannot_be_joined_ends_the_call() -> None:
@@ -167,6 +262,23 @@ async def test_a_shared_store_hands_calls_over_instead(monkeypatch: pytest.Monke
     assert [r.call_id for r in claimed] == ["rtc_1"]
 
 
+async def test_a_call_being_ended_is_hung_up_at_a_stop_not_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upstream, store = Upstream(failures=HANGUP_ATTEMPTS), MemoryCallStore()
+    monkeypatch.setattr(MemoryCallStore, "shared", property(lambda self: True))
+    calls = controller(Connector(), upstream, store)
+    await store.acquire("default", "alice", "rtc_1", 1, 60)
+    await calls.supervise(TENANT, record(deadline=0.0))
+    await until(lambda: len(upstream.hangups) == HANGUP_ATTEMPTS)  # a round refused
+
+    await calls.aclose()
+
+    assert len(upstream.hangups) == HANGUP_ATTEMPTS + 1
+    assert await store.claim_orphans("default", "next", 10.0, 10) == []
+    assert await store.user_calls("default", "alice") == []
+
+
 async def test_one_scheduler_supervises_every_call() -> None:
     connector = Connector()
     calls = controller(connector, Upstream())
@@ -215,3 +327,133 @@ def test_an_outage_is_one_line_per_cause_per_interval(caplog: pytest.LogCaptureF
         "store unavailable",
         "usage not metered",
     ]
+
+
+# --- background and side tasks -------------------------------------------------------
+
+GARBAGE: list[Any] = [
+    {"type": 5},
+    {"type": "call.hangup", "tenant": "default", "call_id": 7},
+    {"type": "call.hangup", "tenant": "default", "call_id": ["rtc_1"]},
+    {"type": "user.revoked", "tenant": "default", "user_id": {"id": "alice"}},
+    {"type": "relay.attach", "tenant": "default", "call_id": "rtc_1", "relay": 3},
+    {"type": ["user.revoked"], "tenant": "default"},
+    {"type": "user.revoked", "tenant": None, "user_id": "alice"},
+    [1, 2, 3],
+    "user.revoked",
+    None,
+]
+
+
+async def test_garbage_on_the_channel_leaves_revocations_crossing_replicas() -> None:
+    upstream, store, connector = Upstream(), MemoryCallStore(), Connector()
+    holder = controller(connector, upstream, store)
+    other = controller(Connector(), upstream, store)
+    await holder.supervise(TENANT, record())
+    try:
+        await until(lambda: len(connector.lines) == 1)
+        for event in GARBAGE:
+            await store.publish(event)
+        await asyncio.sleep(0.05)
+        assert holder.held("default") == ["rtc_1"]  # nothing in it ended the call
+
+        await other.hangup_user(TENANT, "alice", "user_revoked")
+        await until(lambda: holder.held("default") == [])
+    finally:
+        await holder.aclose()
+        await other.aclose()
+    assert upstream.hangups == ["rtc_1"]
+
+
+class EndsOnce(MemoryCallStore):
+    """A store whose first `listen` raises (or returns at once); later ones work."""
+
+    def __init__(self, first: str) -> None:
+        super().__init__()
+        self.first, self.listens = first, 0
+
+    async def listen(self, handler: EventHandler, reconnected: Reconnected, inbox: str) -> None:
+        self.listens += 1
+        if self.listens == 1:
+            if self.first == "raises":
+                raise RuntimeError("subscriber bug")
+            return
+        await super().listen(handler, reconnected, inbox)
+
+
+@pytest.mark.parametrize("first", ["raises", "returns"])
+async def test_an_event_listener_that_ends_is_started_again(
+    first: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream, store = Upstream(), EndsOnce(first)
+    holder = controller(Connector(), upstream, store)
+    other = controller(Connector(), upstream, store)
+    with caplog.at_level(logging.ERROR, logger="service.calls.controller"):
+        await holder.supervise(TENANT, record())
+        try:
+            await until(lambda: store.listens == 2)
+            await other.hangup_user(TENANT, "alice", "user_revoked")
+            await until(lambda: upstream.hangups == ["rtc_1"])
+        finally:
+            await holder.aclose()
+            await other.aclose()
+    [logged] = [r for r in caplog.records if "event listener" in r.getMessage()]
+    assert (logged.exc_info is not None) == (first == "raises")
+
+
+async def test_a_side_task_that_fails_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    asked: list[Sequence[str]] = []
+
+    async def broken_directory(tenant: str, users: Sequence[str]) -> set[str]:
+        asked.append(users)
+        raise RuntimeError("directory bug")
+
+    calls = controller(Connector(), Upstream(), is_revoked=broken_directory)
+    with caplog.at_level(logging.ERROR):
+        await calls.supervise(TENANT, record())
+        try:
+            # Checked when the listener starts, and by the scheduler's backstop.
+            await until(lambda: len(asked) >= 2)
+            await asyncio.sleep(0.05)
+        finally:
+            await calls.aclose()
+        gc.collect()
+    failed = [r for r in caplog.records if r.name == "service.calls.controller"]
+    assert len(failed) == len(asked)
+    assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in failed)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+# --- what is counted -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("after_the_drop", "lost", "ended"),
+    [
+        ("joined again", 1, "shutdown"),  # the call went on (ended by the stop below)
+        ("gone", 0, "ended_upstream"),  # the call was over: an end, not a loss
+        ("unreachable", 1, "sideband_unavailable"),  # hung up for want of a sideband
+    ],
+)
+async def test_a_sideband_that_closed_is_a_loss_only_if_the_call_went_on(
+    after_the_drop: str, lost: int, ended: str
+) -> None:
+    counts, connector = Counts(), Connector()
+    calls = controller(connector, Upstream(), metrics=counts)
+    await calls.supervise(TENANT, record())
+    try:
+        await until(lambda: len(connector.lines) == 1)
+        connector.gone = after_the_drop == "gone"
+        connector.refuse = 1000 if after_the_drop == "unreachable" else 0
+        connector.lines[0].queue.put_nowait(None)
+        if after_the_drop == "joined again":
+            await until(lambda: len(connector.lines) == 2)
+        else:
+            await until(lambda: calls.held("default") == [])
+    finally:
+        await calls.aclose()
+    assert counts["sideband_lost",] == lost
+    assert {k: v for k, v in counts.items() if k[0] in ("placed", "ended")} == {
+        ("placed", "realtime"): 1,
+        ("ended", ended): 1,
+    }

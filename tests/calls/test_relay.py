@@ -13,14 +13,16 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from service.auth.tokens import sign_dev_token
+from service.calls.controller import CallController
 from service.calls.model import CallPolicy
-from service.calls.relay import RelayPolicy
 from service.calls.state import CallState
+from service.calls.supervised import Held
 from service.config.settings import load_settings
 from service.dev import create_dev_app
 from service.fake.calls import FakeCalls
 from service.policy.model import DEFAULT_CLIENT_EVENTS
 from service.policy.parse import parse_policy
+from service.relay.policing import RelayPolicy
 from service.web.relay import MAX_FRAME_BYTES
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -76,6 +78,11 @@ class Relay:
             f"/v1/realtime?call_id={call_id}",
             subprotocols=["realtime", f"openai-insecure-api-key.{jwt}"],
         )
+
+    def held(self, call_id: str) -> Held:
+        """The call as its supervisor holds it (this app supervises every call)."""
+        controller: CallController = self.client.app.state.calls  # type: ignore[attr-defined]
+        return controller._held[("default", call_id)]
 
     def browser(self, call_id: str, event: dict[str, Any]) -> None:
         """What the browser's media connection would make happen at OpenAI."""
@@ -150,7 +157,7 @@ def test_server_events_reach_the_relay_filtered(relay: Relay) -> None:
     call_id = relay.placed()
     with relay.connect(call_id) as ws:
         assert ws.accepted_subprotocol == "realtime"
-        relay.wait(lambda: relay.client.app.state.calls._held[("default", call_id)].relay)  # type: ignore[attr-defined]
+        relay.wait(lambda: relay.held(call_id).relay_replica)
         relay.browser(call_id, {"type": "response.create"})
         assert receive(ws, "response.created")["response"]["status"] == "in_progress"
         done = ws.receive_json()
@@ -326,7 +333,7 @@ def test_an_oversize_frame_closes_the_relay_text_or_binary(relay: Relay, frame: 
 def test_the_relay_closes_when_the_call_ends(relay: Relay) -> None:
     call_id = relay.placed()
     with relay.connect(call_id) as ws:
-        relay.wait(lambda: relay.client.app.state.calls._held[("default", call_id)].relay)  # type: ignore[attr-defined]
+        relay.wait(lambda: relay.held(call_id).relay_replica)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         hung = relay.client.post(f"/v1/realtime/calls/{call_id}/hangup", headers=admin)
         assert hung.status_code == 200

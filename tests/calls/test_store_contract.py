@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from service.calls.model import CallPolicy, Supervision
-from service.calls.store import CallStore, UsageDelta
+from service.calls.store import USAGE_TTL_SECONDS, CallStore, EventHandler, UsageDelta
 from service.calls.store_memory import MemoryCallStore
-from service.calls.store_redis import RedisCallStore, lease_key, supervision_keys
+from service.calls.store_redis import (
+    CHANNEL,
+    RedisCallStore,
+    lease_key,
+    supervision_keys,
+    usage_key,
+)
 from service.clock import ManualClock, system_clock
 from tests.redis_servers import RedisClusterServers, RedisServer, start_server
 
@@ -124,6 +131,25 @@ async def test_usage_adds_up_per_user_and_day_in_one_batch(store: CallStore) -> 
     assert await store.usage("t", "alice", "2025-01-01") == totals[2]
     assert (await store.usage("t", "alice", "2025-01-02")).tokens == 0
     assert await store.add_usage([]) == []
+
+
+async def test_memory_usage_is_kept_as_long_as_redis_keeps_it(clock: ManualClock) -> None:
+    # Redis gives a usage key USAGE_TTL_SECONDS more at every update; so does memory, and
+    # a day not updated for that long is dropped, not kept forever.
+    store = MemoryCallStore(clock=clock)
+    await store.add_usage([UsageDelta("t", "alice", "2025-01-01", 10, 1.0)])
+    await store.add_usage([UsageDelta("t", "bob", "2025-01-01", 20, 2.0)])
+    clock.advance(USAGE_TTL_SECONDS - 1)
+    await store.add_usage([UsageDelta("t", "bob", "2025-01-01", 1, 0.0)])  # kept longer
+    kept = await store.usage("t", "alice", "2025-01-01")
+    clock.advance(2)
+
+    await store.add_usage([UsageDelta("t", "carol", "2025-01-03", 5, 0.5)])
+
+    assert kept.tokens == 10
+    assert (await store.usage("t", "alice", "2025-01-01")).tokens == 0
+    assert (await store.usage("t", "bob", "2025-01-01")).tokens == 21
+    assert len(store._usage) == 2  # alice's day is gone, not only hidden
 
 
 # --- supervision ---------------------------------------------------------------------
@@ -267,6 +293,66 @@ async def test_a_message_to_one_inbox_reaches_that_listener_only(
     assert [e["n"] for e in seen["a"]] == [2]
 
 
+async def _listen_until(
+    store: CallStore, send: Callable[[], Awaitable[None]], handler: EventHandler
+) -> asyncio.Task[None]:
+    """Listen, `send` once listening, and wait (5 s at most) for the handler to see an
+    event of type "wanted". The listening task is returned still running."""
+    ready, arrived = asyncio.Event(), asyncio.Event()
+
+    async def reconnected() -> None:
+        ready.set()
+
+    def handle(event: dict[str, Any]) -> None:
+        handler(event)
+        if event.get("type") == "wanted":
+            arrived.set()
+
+    task = asyncio.create_task(store.listen(handle, reconnected, "a"))
+    try:
+        async with asyncio.timeout(5):
+            await ready.wait()
+            await send()
+            await arrived.wait()
+    except BaseException:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    return task
+
+
+def _causes(caplog: pytest.LogCaptureFixture) -> set[str]:
+    return {str(getattr(r, "cause", "")) for r in caplog.records if r.levelno == logging.WARNING}
+
+
+async def test_a_listener_outlives_events_it_cannot_handle(
+    live: tuple[CallStore, CallStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = live
+    seen: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any]) -> None:
+        if event.get("type") == "boom":
+            raise RuntimeError("a handler's bug")
+        seen.append(event)
+
+    async def send() -> None:
+        await b.publish(cast(Any, ["not", "an", "object"]))
+        await b.publish(cast(Any, "text"))
+        await b.publish({"type": "boom"})
+        await b.publish({"type": "wanted"})
+
+    with caplog.at_level(logging.WARNING):
+        task = await _listen_until(a, send, handler)
+    running = not task.done()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert running
+    assert seen == [{"type": "wanted"}]
+    assert {"event_not_object", "event_failed"} <= _causes(caplog)
+
+
 async def test_one_relay_per_call(live: tuple[CallStore, CallStore]) -> None:
     a, b = live
     assert await a.claim_relay("t", "c1", "r1", 30.0)
@@ -288,10 +374,13 @@ async def test_redis_keys_are_hash_tagged_and_expire(
     store = RedisCallStore.from_url(clean_redis.url, clock=clock)
     try:
         await store.acquire("t", "a:b", "c1", 1, TTL)
+        await store.add_usage([UsageDelta("t", "a:b", "2025-01-01", 1, 0.0)])
         key = lease_key("t", "a:b")
         assert key == "tb:{t:a%3Ab}:calls"
         with clean_redis.client() as c:
             assert 0 < c.pttl(key) <= TTL * 1000 + 1
+            # The memory store keeps a day as long (test_memory_usage_is_kept_...).
+            assert c.ttl(usage_key("t", "a:b", "2025-01-01")) == USAGE_TTL_SECONDS
         # A tenant's supervision keys share one slot: no cross-slot command on a Cluster.
         assert {k.split("}")[0] for k in supervision_keys("t")} == {"tb:{t"}
     finally:
@@ -327,3 +416,36 @@ async def test_the_event_listener_reconnects_after_redis_restarts(tmp_path: Path
         await store.close()
         server.stop()
     assert seen == [{"type": "user.revoked", "tenant": "t", "user_id": "x"}]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+async def test_a_listener_outlives_garbage_published_on_its_channel(
+    kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    servers: RedisServer | RedisClusterServers = request.getfixturevalue(
+        "clean_redis" if kind == "redis" else "clean_cluster"
+    )
+    node = servers if isinstance(servers, RedisServer) else servers.nodes[-1]
+    store = RedisCallStore.from_url(servers.url, timeout_ms=2000)
+    seen: list[dict[str, Any]] = []
+
+    async def send() -> None:
+        # Anyone who may PUBLISH on Redis may send anything: none of it ends the listener.
+        with node.client() as c:
+            for garbage in [b"not json", b"\xff\xfe{}", b"[" * 100_000, b"42", b'"text"']:
+                c.publish(CHANNEL, garbage)
+            c.publish(CHANNEL, '{"type":"wanted"}')
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            task = await _listen_until(store, send, seen.append)
+        running = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()
+
+    assert running
+    assert seen == [{"type": "wanted"}]
+    assert {"event_unreadable", "event_not_object"} <= _causes(caplog)

@@ -192,6 +192,23 @@ async def test_admin_lists_and_hangs_up_calls(harness: HarnessFactory) -> None:
     assert (await h.client.get("/v1/realtime/calls", headers=admin)).json()["data"] == []
 
 
+async def test_an_admin_hangups_audit_line_carries_its_requests_id(
+    harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = await harness()
+    call_id = (await h.place()).headers["location"].rsplit("/", 1)[1]
+    await h.joined(call_id)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Request-ID": "req-hangup-1"}
+
+    with caplog.at_level(logging.INFO, logger="service.audit"):
+        done = await h.client.post(f"/v1/realtime/calls/{call_id}/hangup", headers=admin)
+        await h.until(lambda: h.controller.held("default") == [])
+
+    assert done.headers["x-request-id"] == "req-hangup-1"
+    hung_up = [r for r in caplog.records if getattr(r, "action", "") == "call.hung_up"]
+    assert [getattr(r, "request_id", None) for r in hung_up] == ["req-hangup-1"]
+
+
 async def test_a_revoked_users_live_calls_are_hung_up(harness: HarnessFactory) -> None:
     h = await harness()
     first = (await h.place()).headers["location"].rsplit("/", 1)[1]

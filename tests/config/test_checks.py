@@ -82,7 +82,10 @@ def test_policy_problems_are_prefixed_with_the_tenant(tmp_path: Path) -> None:
     problems = problems_of(multi(ACME_POLICY_FILE=str(path)))
 
     assert len(problems) == 2
-    assert all(p.startswith("tenant acme: POLICY: roles.reader.") for p in problems)
+    # Named by the variable the operator set, not the setting's bare name.
+    assert all(
+        p.startswith("tenant acme: BROKER_ACME_POLICY_FILE: roles.reader.") for p in problems
+    )
     assert any("roles.reader.voices:" in p for p in problems)
     assert any("roles.reader.limits[0]:" in p for p in problems)
 

@@ -230,7 +230,7 @@ INVALID_CASES: list[tuple[dict[str, str], str]] = [
     ({"POLICY": "{"}, "BROKER_POLICY: invalid JSON at line 1 column 2"),
     ({"POLICY": '{"default_role": NaN}'}, "BROKER_POLICY: invalid JSON: NaN"),
     ({"POLICY": '{"roles": {"reader": {"voices": "alloy"}}}'},
-     "tenant default: POLICY: roles.reader.voices: must be a non-empty list"),
+     "tenant default: BROKER_POLICY: roles.reader.voices: must be a non-empty list"),
 ]  # fmt: skip
 
 
@@ -331,6 +331,66 @@ def test_two_tenants_with_the_same_issuer_and_audience_are_refused() -> None:
     ]
 
 
+# --- one admin key per tenant (issue 23) ------------------------------------------------------
+
+
+def test_one_admin_key_for_several_tenants_is_refused_naming_the_per_tenant_form() -> None:
+    # An admin key names its tenant: one shared key would match none of them, so every
+    # admin call would be a bare 401 (service.directory.admin_tenant).
+    problems = problems_of(multi(ADMIN_API_KEY=ADMIN_KEY))
+
+    assert problems == [
+        "BROKER_ADMIN_API_KEY: tenants acme, globex-eu have the same admin key, which would "
+        "match none of them (an admin key names one tenant); give each tenant its own: "
+        "BROKER_ACME_ADMIN_API_KEY, BROKER_GLOBEX_EU_ADMIN_API_KEY"
+    ]
+    assert not any(CANARY in problem for problem in problems)
+
+
+def test_the_same_admin_key_set_per_tenant_is_refused_too(tmp_path: Path) -> None:
+    key_file = tmp_path / "admin-key"
+    key_file.write_text(ADMIN_KEY + "\n")
+
+    problems = problems_of(
+        multi(ACME_ADMIN_API_KEY=ADMIN_KEY, GLOBEX_EU_ADMIN_API_KEY_FILE=str(key_file))
+    )
+
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "BROKER_ACME_ADMIN_API_KEY, BROKER_GLOBEX_EU_ADMIN_API_KEY_FILE: tenants acme, "
+        "globex-eu have the same admin key"
+    )
+    assert not any(CANARY in problem for problem in problems)
+
+
+def test_a_global_admin_key_beside_the_others_own_is_the_one_named() -> None:
+    problems = problems_of(
+        {
+            **multi(ADMIN_API_KEY=ADMIN_KEY, GLOBEX_EU_ADMIN_API_KEY="globex-own-admin-key-0123"),
+            "BROKER_TENANTS": "acme,globex-eu,initech",
+            "BROKER_INITECH_JWT_ISSUER": "https://initech.example",
+            "BROKER_INITECH_JWT_AUDIENCE": "broker",
+        }
+    )
+
+    assert len(problems) == 1
+    assert problems[0].startswith("BROKER_ADMIN_API_KEY: tenants acme, initech have the same")
+    assert problems[0].endswith("BROKER_ACME_ADMIN_API_KEY, BROKER_INITECH_ADMIN_API_KEY")
+
+
+def test_distinct_admin_keys_and_one_tenant_with_the_global_key_are_accepted() -> None:
+    several = load_settings(
+        multi(ACME_ADMIN_API_KEY=ADMIN_KEY, GLOBEX_EU_ADMIN_API_KEY="globex-own-admin-key-0123")
+    )
+    one = load_settings(env(ADMIN_API_KEY=ADMIN_KEY))
+
+    assert [t.admin_api_key for t in several.tenants] == [
+        Secret(ADMIN_KEY),
+        Secret("globex-own-admin-key-0123"),
+    ]
+    assert one.tenants[0].admin_api_key == Secret(ADMIN_KEY)
+
+
 def test_issuer_and_audience_are_optional_with_one_tenant() -> None:
     tenant = one_tenant(env())
 
@@ -347,7 +407,9 @@ def full_env(tmp_path: Path) -> dict[str, str]:
         **multi(),
         "BROKER_REDIS_URL": f"rediss://user:{REDIS_PASSWORD}@redis.internal:6380/0"
         f"?password={REDIS_PASSWORD}&db=0",
-        "BROKER_ADMIN_API_KEY": ADMIN_KEY,
+        # One key per tenant: a shared one is refused (it would match neither).
+        "BROKER_ACME_ADMIN_API_KEY": ADMIN_KEY,
+        "BROKER_GLOBEX_EU_ADMIN_API_KEY": "globex-admin-key-LEAKCANARY",
         "BROKER_ACME_JWT_SECRET_FILE": str(secret_file),
         "BROKER_ACME_UPSTREAM_API_KEY": "sk-acme-LEAKCANARY",
         "BROKER_ACME_USER_HASH_KEY": HASH_KEY,

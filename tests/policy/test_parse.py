@@ -179,3 +179,16 @@ def test_every_role_key_renders() -> None:
     rendered = render_policy(policy)["roles"]["reader"]
     assert set(rendered) == set(_ROLE_KEYS)
     assert parse_policy({"default_role": "reader", "roles": {"reader": rendered}}) == policy
+
+
+def test_the_readme_sample_policy_parses_and_names_every_roles_models() -> None:
+    import json
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    sample = readme.split("\n## Policy\n", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+
+    policy = parse_policy(json.loads(sample))
+
+    for role in ("reader", "owner"):
+        assert policy.rules_for(role).models, f"the sample's {role} may use any model"

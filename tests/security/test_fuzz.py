@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,11 +26,15 @@ PATHS = [
     "/v1/organization/users/alice",
     "/v1/organization/users/%2e%2e%2fadmin",
     "/v1/vector_stores",
+    "/v1/realtime/calls",
+    "/v1/realtime/calls/rtc_1/hangup",
+    "/v1/live/sessions",
     "/healthz",
     "/readyz",
     "/metrics",
     "/openapi.json",
 ]
+LISTS = ["/v1/realtime/calls", "/v1/organization/users", "/v1/vector_stores"]
 FUZZ = settings(
     max_examples=100,
     deadline=None,
@@ -76,6 +81,17 @@ paths = st.one_of(
         lambda p: st.text(
             alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=10
         ).map(lambda q: f"{p}?limit={q}")
+    ),
+    # Any character in a list's query, percent-encoded: "²".isdigit() is true and
+    # int("²") raises, which once answered 500.
+    st.sampled_from(PATHS).flatmap(
+        lambda p: st.tuples(
+            st.sampled_from(["limit", "after", "before", "order"]),
+            st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6),
+        ).map(lambda pair: f"{p}?{pair[0]}={quote(pair[1], safe='')}")
+    ),
+    st.sampled_from(["²", "³", "¹", "٣", "\uff15", "1²"]).flatmap(
+        lambda digits: st.sampled_from(LISTS).map(lambda p: f"{p}?limit={quote(digits, safe='')}")
     ),
 )
 

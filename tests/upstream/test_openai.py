@@ -28,7 +28,7 @@ from service.errors import (
 from service.fake.app import create_fake_app
 from service.redact import Secret
 from service.upstream.base import Upstream
-from service.upstream.openai import MISCONFIGURED, OpenAIUpstream
+from service.upstream.openai import MAX_CACHED_URLS, MISCONFIGURED, OpenAIUpstream
 from tests.fake.conftest import FAKE_KEY
 
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -575,6 +575,26 @@ async def test_a_hangup_of_a_gone_call_is_not_found() -> None:
     async with scripted(httpx.Response(404, json=error_body("no such call"))) as (upstream, _):
         with pytest.raises(NotFound):
             await upstream.hangup_call("rtc_gone")
+
+
+async def test_hangups_leave_nothing_behind_and_fixed_urls_are_kept_bounded() -> None:
+    async with scripted(ok({})) as (upstream, calls):
+        await mint(upstream)
+        for n in range(200):
+            await upstream.hangup_call(f"rtc_{n}")
+        for n in range(2 * MAX_CACHED_URLS):
+            await upstream.request("GET", f"/vector_stores/vs_{n}")
+        await upstream.request("GET", "/vector_stores", params={"limit": "2"})
+
+    # Each call went to its own URL, query included.
+    assert str(calls[1].url) == f"{BASE}/realtime/calls/rtc_0/hangup"
+    assert str(calls[-1].url) == f"{BASE}/vector_stores?limit=2"
+    # A path with an id is built per call: 200 hangups keep no URL (each kept ~0.5 KB);
+    # what other callers pass is kept up to the bound, and no further.
+    kept = upstream._urls
+    assert PATH in kept
+    assert not [path for path in kept if "hangup" in path]
+    assert len(kept) == MAX_CACHED_URLS
 
 
 async def test_calls_are_observed_like_mints() -> None:

@@ -17,7 +17,7 @@ from service.errors import (
     InvalidValue,
     UnknownParameter,
 )
-from service.vector_stores.checks import parse_list_params, validate_create
+from service.vector_stores.checks import LIST_ORDERS, check_object_id, validate_create
 
 SPEC = Path(__file__).parents[1] / "schemas" / "openai-openapi-subset.yaml"
 CODES: dict[type[BrokerError], str] = {
@@ -47,70 +47,24 @@ def _raises(
     return exc
 
 
-# ---------------------------------------------------------------- list parameters
+# ---------------------------------------------------------------- list cursors
+# The rest of a list's query (limit, order, repeats, unknown names) is the shared parser's:
+# tests/web/test_handlers.py, and through HTTP tests/web/test_vector_stores_api.py.
 
 
-def test_list_defaults() -> None:
-    assert parse_list_params({}) == {"limit": "20", "order": "desc"}
-    assert parse_list_params([]) == {"limit": "20", "order": "desc"}
-
-
-def test_list_passes_every_param() -> None:
-    query = [("limit", "5"), ("order", "asc"), ("after", "vs_abc-1"), ("before", "vs_Z_9")]
-    assert parse_list_params(query) == {
-        "limit": "5",
-        "order": "asc",
-        "after": "vs_abc-1",
-        "before": "vs_Z_9",
-    }
-
-
-@pytest.mark.parametrize(("raw", "expected"), [("1", "1"), ("100", "100"), ("020", "20")])
-def test_list_limit_accepted(raw: str, expected: str) -> None:
-    assert parse_list_params({"limit": raw})["limit"] == expected
-
-
-@pytest.mark.parametrize(
-    "raw", ["0", "101", "", "-1", "+5", " 5", "5.0", "5_0", "ten", "\u0661\u0660"]
-)
-def test_list_limit_refused(raw: str) -> None:
-    _raises(InvalidValue, "limit", lambda: parse_list_params({"limit": raw}))
-
-
-@pytest.mark.parametrize("raw", ["asc", "desc"])
-def test_list_order_accepted(raw: str) -> None:
-    assert parse_list_params({"order": raw})["order"] == raw
-
-
-@pytest.mark.parametrize("raw", ["", "ASC", "ascending", "random"])
-def test_list_order_refused(raw: str) -> None:
-    _raises(InvalidValue, "order", lambda: parse_list_params({"order": raw}))
+@pytest.mark.parametrize("value", ["v", "vs_abc-1", "vs_Z_9", "v" * 256])
+def test_an_object_id_is_passed_as_given(value: str) -> None:
+    assert check_object_id("after", value) == value
 
 
 @pytest.mark.parametrize("name", ["after", "before"])
-def test_list_cursor_length_boundary(name: str) -> None:
-    assert parse_list_params({name: "v" * 256})[name] == "v" * 256
-    _raises(InvalidValue, name, lambda: parse_list_params({name: "v" * 257}))
+@pytest.mark.parametrize("raw", ["", "v" * 257, "vs 1", "vs/1", "vs.1", "vs%1", "vs\n", "vs_é"])
+def test_anything_else_is_refused_naming_the_cursor(name: str, raw: str) -> None:
+    _raises(InvalidValue, name, lambda: check_object_id(name, raw))
 
 
-@pytest.mark.parametrize("name", ["after", "before"])
-@pytest.mark.parametrize("raw", ["", "vs 1", "vs/1", "vs.1", "vs%1", "vs\n"])
-def test_list_cursor_refused(name: str, raw: str) -> None:
-    _raises(InvalidValue, name, lambda: parse_list_params({name: raw}))
-
-
-def test_list_unknown_param() -> None:
-    _raises(UnknownParameter, "page", lambda: parse_list_params({"page": "2"}))
-
-
-@pytest.mark.parametrize("name", ["limit", "order", "after", "before"])
-def test_list_repeated_param(name: str) -> None:
-    value = {"limit": "5", "order": "asc", "after": "a", "before": "b"}[name]
-    _raises(InvalidValue, name, lambda: parse_list_params([(name, value), (name, value)]))
-
-
-def test_list_error_does_not_echo_value() -> None:
-    exc = _raises(InvalidValue, "after", lambda: parse_list_params({"after": "secret value!"}))
+def test_a_refused_cursor_is_not_echoed() -> None:
+    exc = _raises(InvalidValue, "after", lambda: check_object_id("after", "secret value!"))
     assert "secret" not in exc.message
 
 
@@ -163,7 +117,6 @@ SHOWN = "x" * 64 + "…"
 @pytest.mark.parametrize(
     ("act", "param"),
     [
-        (lambda: parse_list_params({LONG_NAME: "1"}), SHOWN),
         (lambda: validate_create({LONG_NAME: "x"}), SHOWN),
         (
             lambda: validate_create({"expires_after": {LONG_NAME: 1}}),
@@ -424,8 +377,10 @@ def test_fields_and_bounds_match_vendored_spec() -> None:
     assert (days["minimum"], days["maximum"]) == (1, 365)
     size = schemas["StaticChunkingStrategy"]["properties"]["max_chunk_size_tokens"]
     assert (size["minimum"], size["maximum"]) == (100, 4096)
-    list_params = {p["name"] for p in spec["paths"]["/vector_stores"]["get"]["parameters"]}
-    assert list_params == {"limit", "order", "after", "before"}
+    list_params = {p["name"]: p for p in spec["paths"]["/vector_stores"]["get"]["parameters"]}
+    assert set(list_params) == {"limit", "order", "after", "before"}
+    order = list_params["order"]["schema"]
+    assert (sorted(order["enum"]), order["default"]) == (sorted(LIST_ORDERS), LIST_ORDERS[0])
 
 
 def _sdk_client(seen: list[httpx2.Request]) -> openai.OpenAI:
@@ -443,9 +398,6 @@ def _sdk_client(seen: list[httpx2.Request]) -> openai.OpenAI:
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        if request.method == "GET":
-            page = {"object": "list", "data": [store], "first_id": "vs_1", "last_id": "vs_1"}
-            return httpx2.Response(200, json={**page, "has_more": False})
         return httpx2.Response(200, json=store)
 
     transport = httpx2.MockTransport(handler)
@@ -474,16 +426,3 @@ def test_sdk_create_body_is_accepted() -> None:
     sent = json.loads(seen[0].content)
     assert set(sent) == set(FULL_BODY)
     assert validate_create(sent) == sent
-
-
-def test_sdk_list_query_is_accepted() -> None:
-    seen: list[httpx2.Request] = []
-    with _sdk_client(seen) as client:
-        client.vector_stores.list(limit=100, order="asc", after="vs_a", before="vs_b")
-    query = seen[0].url.params.multi_items()
-    assert parse_list_params(query) == {
-        "limit": "100",
-        "order": "asc",
-        "after": "vs_a",
-        "before": "vs_b",
-    }

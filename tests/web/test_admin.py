@@ -275,10 +275,26 @@ async def test_malformed_user_ids_are_400(h: Harness, path: str) -> None:
         ("limit=0", "invalid_value", "limit"),
         ("limit=101", "invalid_value", "limit"),
         ("limit=ten", "invalid_value", "limit"),
+        ("limit=-1", "invalid_value", "limit"),
+        ("limit=1.5", "invalid_value", "limit"),
+        ("limit=", "invalid_value", "limit"),
+        ("limit=%205", "invalid_value", "limit"),
+        ("limit=0100", "invalid_value", "limit"),
+        ("limit=%D9%A3", "invalid_value", "limit"),  # an Arabic-Indic digit
+        ("limit=%C2%B2", "invalid_value", "limit"),
         ("limit=2&limit=3", "invalid_value", "limit"),
+        # `after` is a user id, by the authenticator's rule (service.auth.user_ids).
         ("after=a%20b", "invalid_value", "after"),
-        ("order=asc", "unknown_parameter", None),
+        ("after=", "invalid_value", "after"),
+        ("after=..", "invalid_value", "after"),
+        ("after=a%00b", "invalid_value", "after"),
+        ("after=" + "u" * 257, "invalid_value", "after"),
+        ("after=u1&after=u2", "invalid_value", "after"),
+        ("order=asc", "unknown_parameter", "order"),
+        ("before=u1", "unknown_parameter", "before"),
+        # Filtering would need an email index the store does not keep: refused, by name.
         ("emails=a%40acme.example", "unknown_parameter", "emails"),
+        ("limit=5&emails=a%40acme.example", "unknown_parameter", "emails"),
     ],
 )
 async def test_bad_list_queries_are_400(
@@ -301,6 +317,22 @@ async def test_list_pages_with_limit_and_after(h: Harness) -> None:
     assert last["has_more"] is False
     empty = (await h.call("GET", "?after=u5")).json()
     assert (empty["data"], empty["first_id"], empty["last_id"]) == ([], None, None)
+
+
+async def test_list_limit_at_its_bounds_and_an_after_of_any_valid_id(h: Harness) -> None:
+    await seed(h, "a/b", "u1", "u2")
+
+    one = (await h.call("GET", "?limit=1")).json()
+    hundred = (await h.call("GET", "?limit=100")).json()
+    padded = (await h.call("GET", "?limit=002")).json()
+    after = (await h.call("GET", "?after=a%2Fb")).json()  # the id `a/b`
+    longest = await h.call("GET", "?after=" + "u" * 256)
+
+    assert ([u["id"] for u in one["data"]], one["has_more"]) == (["a/b"], True)
+    assert ([u["id"] for u in hundred["data"]], hundred["has_more"]) == (["a/b", "u1", "u2"], False)
+    assert [u["id"] for u in padded["data"]] == ["a/b", "u1"]
+    assert [u["id"] for u in after["data"]] == ["u1", "u2"]
+    assert (longest.status_code, longest.json()["data"]) == (200, [])
 
 
 # --- roles drive the mint --------------------------------------------------------------
@@ -408,23 +440,26 @@ async def test_a_revocation_through_one_replica_holds_on_the_other(
     config = settings({"BROKER_REDIS_URL": redis_server.url})
     one = Harness(build(config, clock), clock)
     two = Harness(build(config, clock), clock)
-    try:
-        jwt = one.token("alice")
-        assert (await two.mint(jwt)).status_code == 200
-        assert (await one.call("DELETE", "/alice")).status_code == 200
-        assert error(await two.mint(jwt))[:2] == (403, "user_revoked")
-        assert (await two.call("GET", "/alice")).status_code == 404
+    # The apps' own lifespans: each closes what it made (its stores and their one Redis
+    # connection; the revocation reaches every replica through the call store's pub/sub).
+    async with (
+        one.app.router.lifespan_context(one.app),
+        two.app.router.lifespan_context(two.app),
+    ):
+        try:
+            jwt = one.token("alice")
+            assert (await two.mint(jwt)).status_code == 200
+            assert (await one.call("DELETE", "/alice")).status_code == 200
+            assert error(await two.mint(jwt))[:2] == (403, "user_revoked")
+            assert (await two.call("GET", "/alice")).status_code == 404
 
-        assert (await two.call("POST", "/alice", json={"role": "owner"})).status_code == 200
-        minted = await one.mint(jwt)
-        assert minted.status_code == 200
-        assert minted.json()["session"]["model"] == "gpt-realtime"
-    finally:
-        for harness in (one, two):
-            await harness.http.aclose()
-            await harness.app.state.broker.store.close()
-            # The revocation was published to every replica through the call store.
-            await harness.app.state.calls.store.close()
+            assert (await two.call("POST", "/alice", json={"role": "owner"})).status_code == 200
+            minted = await one.mint(jwt)
+            assert minted.status_code == 200
+            assert minted.json()["session"]["model"] == "gpt-realtime"
+        finally:
+            for harness in (one, two):
+                await harness.http.aclose()
 
 
 async def test_an_owner_token_without_an_owner_role_in_the_policy_is_told_why() -> None:

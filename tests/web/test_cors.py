@@ -231,12 +231,27 @@ async def test_a_preflight_from_an_origin_not_allowed_is_403_and_logged(
         transport=httpx.ASGITransport(app=dev_app()), base_url="http://broker"
     ) as client:
         refused = await client.options(
-            MINT, headers={"Origin": EVIL_ORIGIN, "Access-Control-Request-Method": "POST"}
+            MINT,
+            headers={
+                "Origin": EVIL_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "X-Request-ID": "refused-1",
+            },
         )
         # Production with no origin configured answers the same way, not 405.
     assert refused.status_code == 403
-    assert refused.json()["error"]["code"] == "origin_not_allowed"
-    assert "BROKER_CORS_ORIGINS" in refused.json()["error"]["message"]
+    assert refused.json() == {
+        "error": {
+            "message": "This origin is not allowed to call the broker: its operator lists "
+            "allowed origins in BROKER_CORS_ORIGINS.",
+            "type": "permission_error",
+            "param": None,
+            "code": "origin_not_allowed",
+        }
+    }
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.headers["x-request-id"] == "refused-1"
+    assert refused.headers["vary"] == "Origin"
     assert "access-control-allow-origin" not in refused.headers
     assert any("BROKER_CORS_ORIGINS" in r.getMessage() for r in caplog.records)
 

@@ -225,3 +225,20 @@ async def test_a_configured_key_is_the_one_the_fake_requires() -> None:
         )
     assert listed.status_code == 200
     assert placed.status_code == 201
+
+
+# --- call control's settings hold in dev mode (issue 30) ----------------------------------
+
+
+async def test_dev_mode_holds_to_max_calls_and_the_call_lease_setting() -> None:
+    app = dev_app({"BROKER_MAX_CALLS": "1", "BROKER_CALL_LEASE_SECONDS": "7"}, local_only=False)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        placed = [
+            await client.post(
+                "/v1/realtime/calls", content=OFFER, headers={**bearer(user_jwt()), **SDP}
+            )
+            for _ in range(2)
+        ]
+    assert [response.status_code for response in placed] == [201, 503]
+    assert placed[1].json()["error"]["code"] == "calls_unavailable"
+    assert app.state.calls.lease_ttl == 7.0

@@ -3,17 +3,19 @@ one access line per request, an audit event per mint."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from service.auth.tokens import sign_dev_token
 from service.dev import create_dev_app
-from service.logs import ConsoleFormatter, JsonFormatter
+from service.logs import ConsoleFormatter, JsonFormatter, current_request_id
 from tests.web.conftest import SECRET, make_settings
 
 UPSTREAM_KEY = "sk-proj-upstreamkey01234"
@@ -158,6 +160,31 @@ async def test_a_full_run_logs_no_secret_and_one_access_line_per_request(
         assert isinstance(m["adjusted"], list)
     assert {a["action"] for a in audits} >= {"secret.minted", "user.role_updated", "user.deleted"}
 
+    # Every 4xx/5xx line carries its error code, a 401's its reason; a 2xx line neither.
+    assert [(e["error"], e["reason"]) for e in access if e["status"] == 401] == [
+        ("invalid_token", "bad_signature")
+    ]
+    assert [e["error"] for e in access if e["status"] == 429] == ["rate_limit_exceeded"]
+    assert all(e["error"] for e in access if e["status"] >= 400)
+    assert not [e for e in access if e["status"] < 400 and {"error", "reason"} & set(e)]
+    # The admin key's requests are its tenant's (it has no user to hash).
+    users = [e for e in access if str(e["path"]).startswith("/v1/organization/users")]
+    assert [e["tenant"] for e in users] == ["default"] * 3
+    # A mint's audit line joins its access line by the request id, and so does a
+    # directory change's (the role update by olga, the revocation by the admin key).
+    by_id = {e["request_id"]: e for e in access}
+    for m in mints:
+        joined = by_id[m["request_id"]]
+        assert (joined["status"], joined["user_hash"]) == (200, m["user_hash"])
+    changes = [a for a in audits if a["action"].startswith("user.")]
+    assert [
+        (a["action"], by_id[a["request_id"]]["method"], by_id[a["request_id"]]["path"])
+        for a in changes
+    ] == [
+        ("user.role_updated", "POST", "/v1/organization/users/bob"),
+        ("user.deleted", "DELETE", "/v1/organization/users/bob"),
+    ]
+
 
 def test_httpx_request_lines_are_not_logged_at_info(restored_logging: None) -> None:
     from service.logs import configure_logging
@@ -237,3 +264,121 @@ async def test_no_query_string_reaches_the_access_line(capture: Capture) -> None
     broker = [r for r in capture.records if r.name.startswith("service.")]
     assert broker
     assert not [r for r in broker if JWT_IN_URL in f"{r.getMessage()} {vars(r)}"]
+
+
+def unsigned(header: dict[str, object], payload: dict[str, object]) -> str:
+    def segment(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{segment(header)}.{segment(payload)}.AAAA"
+
+
+async def test_a_401s_access_line_says_why_and_the_caller_is_told_nothing_more(
+    capture: Capture,
+) -> None:
+    settings = make_settings({"BROKER_JWT_ISSUER": "https://idp", "BROKER_JWT_AUDIENCE": "app"})
+    now = time.time()
+
+    def signed(**kwargs: Any) -> str:
+        options: dict[str, Any] = {"issuer": "https://idp", "audience": "app", "now": now}
+        return sign_dev_token(SECRET, sub="mallory", role="owner", **{**options, **kwargs})
+
+    good = signed()
+    attempts = {
+        "missing": None,
+        "malformed": "Basic bWFsbG9yeQ==",
+        "expired": f"Bearer {signed(now=now - 7200)}",
+        "bad_signature": f"Bearer {good[:-4]}AAAA",
+        "unknown_issuer": f"Bearer {signed(issuer='https://evil')}",
+        "audience": f"Bearer {signed(audience=None)}",
+        "algorithm": f"Bearer {unsigned({'alg': 'none'}, {'sub': 'mallory', 'exp': now + 60})}",
+    }
+    app = create_dev_app(settings)
+    bodies = set()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        for authorization in attempts.values():
+            headers = {} if authorization is None else {"Authorization": authorization}
+            response = await client.post("/v1/realtime/client_secrets", headers=headers, json={})
+            assert response.status_code == 401
+            bodies.add(response.content)
+
+    access = [r.__dict__ for r in capture.records if r.name == "service.access"]
+    assert [(e["status"], e["error"], e["reason"]) for e in access] == [
+        (401, "invalid_token", reason) for reason in attempts
+    ]
+    assert len(bodies) == 1  # the same body whatever the cause
+    tokens = [a.partition(" ")[2] for a in attempts.values() if a is not None]
+    for line in capture.lines:
+        assert not [t for t in tokens if t in line], line
+
+
+async def test_the_call_admin_endpoints_note_their_caller(capture: Capture) -> None:
+    app = create_dev_app(make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY}))
+    owner = {"Authorization": f"Bearer {jwt('olga', role='owner')}"}
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        statuses = [
+            (await client.get("/v1/realtime/calls", headers=admin)).status_code,
+            (await client.get("/v1/realtime/calls", headers=owner)).status_code,
+            (await client.post("/v1/realtime/calls/rtc_gone/hangup", headers=admin)).status_code,
+        ]
+
+    access = [r.__dict__ for r in capture.records if r.name == "service.access"]
+    assert statuses == [200, 200, 404]
+    assert [e["tenant"] for e in access] == ["default"] * 3
+    assert [bool(e["user_hash"]) for e in access] == [False, True, False]
+    assert access[2]["error"] == "not_found"
+
+
+async def test_an_audit_line_carries_the_id_its_request_came_with(capture: Capture) -> None:
+    app = create_dev_app(make_settings())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        headers = {"Authorization": f"Bearer {jwt('alice')}", "X-Request-ID": "req-42"}
+        minted = await client.post("/v1/realtime/client_secrets", headers=headers, json={})
+
+    assert minted.status_code == 200
+    audits = [r.__dict__ for r in capture.records if r.name.startswith("service.audit")]
+    assert [(a["action"], a["request_id"]) for a in audits] == [("secret.minted", "req-42")]
+    # The id is the request's only: none is left behind for what runs after it.
+    assert current_request_id() is None
+
+
+async def test_a_directory_changes_audit_line_carries_its_requests_id(capture: Capture) -> None:
+    app = create_dev_app(make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY}))
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        minted = await client.post(
+            "/v1/realtime/client_secrets",
+            headers={"Authorization": f"Bearer {jwt('bob')}"},
+            json={},
+        )
+        updated = await client.post(
+            "/v1/organization/users/bob",
+            headers={**admin, "X-Request-ID": "req-role"},
+            json={"role": "owner"},
+        )
+        deleted = await client.delete(
+            "/v1/organization/users/bob", headers={**admin, "X-Request-ID": "req-revoke"}
+        )
+
+    assert [r.status_code for r in (minted, updated, deleted)] == [200, 200, 200]
+    audits = [r.__dict__ for r in capture.records if r.name == "service.audit"]
+    changes = [(a["action"], a["request_id"]) for a in audits if a["action"].startswith("user.")]
+    assert changes == [("user.role_updated", "req-role"), ("user.deleted", "req-revoke")]
+    access = [r.__dict__ for r in capture.records if r.name == "service.access"]
+    by_id = {e["request_id"]: e for e in access}
+    joined = [by_id[request_id] for request_id in ("req-role", "req-revoke")]
+    assert [(e["method"], e["path"], e["status"]) for e in joined] == [
+        ("POST", "/v1/organization/users/bob", 200),
+        ("DELETE", "/v1/organization/users/bob", 200),
+    ]
+    json_audits = [json.loads(line) for line in capture.lines if '"action":"user.' in line]
+    assert [line["request_id"] for line in json_audits] == ["req-role", "req-revoke"]

@@ -1,13 +1,21 @@
-"""Request ids made by the middleware: random, unique, and never shared with a fork."""
+"""The middleware: request ids (random, unique, never shared with a fork), the error
+shape even for an unexpected failure, and each error's code on its access line."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
+import httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from service.dev import create_dev_app
 from service.web.middleware import _RandomIds, request_id_from
+from tests.web.conftest import make_settings
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -61,3 +69,45 @@ def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
 
     assert HEX_ID.match(child)
     assert child != parent
+
+
+async def boom(request: Request) -> Response:
+    raise RuntimeError("unexpected")
+
+
+async def test_every_error_is_the_error_shape_and_its_code_is_on_the_access_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_dev_app(make_settings())
+    app.router.routes.append(Route("/boom", boom, methods=["GET"]))
+    caplog.set_level(logging.INFO, logger="service.access")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        responses = [
+            await client.get("/boom"),
+            await client.get("/nowhere"),
+            await client.delete("/healthz"),
+        ]
+
+    assert [r.status_code for r in responses] == [500, 404, 405]
+    assert responses[0].json() == {
+        "error": {
+            "message": "Internal server error.",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        }
+    }
+    assert [r.json()["error"]["code"] for r in responses[1:]] == ["not_found", "method_not_allowed"]
+    assert set(responses[2].headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert all(HEX_ID.match(r.headers["x-request-id"]) for r in responses)
+    access = [r.__dict__ for r in caplog.records if r.name == "service.access"]
+    assert [(e["status"], e["error"]) for e in access] == [
+        (500, "internal_error"),
+        (404, "not_found"),
+        (405, "method_not_allowed"),
+    ]
+    assert [r.getMessage() for r in caplog.records if r.name == "service.web"] == [
+        "unhandled error"
+    ]

@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from service.auth.tokens import sign_dev_token
 from service.dev import create_dev_app
+from service.relay.hub import Relay, RelayHub
 from tests.web.conftest import SECRET, make_settings
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -69,16 +70,16 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
         {"BROKER_POLICY": json.dumps(POLICY), "BROKER_ADMIN_API_KEY": ADMIN_KEY}
     )
     app = create_dev_app(settings)
-    controller = app.state.calls
-    detach = controller.detach_relay
+    hub: RelayHub = app.state.relays
+    detach = hub.detach
 
-    async def detach_over_the_network(session: Any) -> None:
+    async def detach_over_the_network(relay: Relay) -> None:
         # Against Redis, detaching takes round trips: the browser's connection is gone
         # by the time the relay closes its side, as in production.
         await asyncio.sleep(0.1)
-        await detach(session)
+        await detach(relay)
 
-    monkeypatch.setattr(controller, "detach_relay", detach_over_the_network)
+    monkeypatch.setattr(hub, "detach", detach_over_the_network)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
@@ -101,7 +102,7 @@ def above_info(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def relay_gone(served: Served, call_id: str) -> None:
     held = served.app.state.calls._held[("default", call_id)]
-    await served.wait(lambda: held.relay is None)
+    await served.wait(lambda: held.relay_replica is None)
 
 
 async def test_a_browser_that_closes_its_relay_is_a_normal_end(
@@ -140,7 +141,7 @@ async def test_a_call_that_ends_closes_its_relay_as_a_normal_end(
     call_id = await served.place()
     async with served.relay(call_id) as ws:
         held = served.app.state.calls._held[("default", call_id)]
-        await served.wait(lambda: held.relay is not None)
+        await served.wait(lambda: held.relay_replica is not None)
         await served.hang_up(call_id)
         async for _ in ws:  # until the relay closes
             pass

@@ -337,21 +337,78 @@ async def test_a_body_that_is_not_json_is_refused_before_upstream(h: Harness) ->
     assert h.upstream.requests == []
 
 
-@pytest.mark.parametrize("limit", ["1", "100"])
-async def test_list_limit_at_its_bounds_is_forwarded(h: Harness, limit: str) -> None:
-    response = await h.client.get(PATH, params={"limit": limit, "order": "asc"}, headers=h.auth())
+@pytest.mark.parametrize(("limit", "sent_limit"), [("1", "1"), ("100", "100"), ("020", "20")])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_list_limit_at_its_bounds_and_either_order_is_forwarded(
+    h: Harness, limit: str, sent_limit: str, order: str
+) -> None:
+    response = await h.client.get(PATH, params={"limit": limit, "order": order}, headers=h.auth())
     assert response.status_code == 200, response.text
     [sent] = h.upstream.requests
-    assert dict(sent.url.params) == {"limit": limit, "order": "asc"}
+    assert dict(sent.url.params) == {"limit": sent_limit, "order": order}
+
+
+@pytest.mark.parametrize("cursor", ["after", "before"])
+async def test_a_cursor_of_256_characters_is_forwarded_and_257_is_refused(
+    h: Harness, cursor: str
+) -> None:
+    longest = await h.client.get(PATH, params={cursor: "v" * 256}, headers=h.auth())
+    # Upstream knows no such store (a 400 of its own), but the cursor reached it whole.
+    [sent] = h.upstream.requests
+    assert sent.url.params[cursor] == "v" * 256
+    assert "no vector store with id" in longest.json()["error"]["message"]
+
+    too_long = await h.client.get(PATH, params={cursor: "v" * 257}, headers=h.auth())
+    assert too_long.status_code == 400
+    error = too_long.json()["error"]
+    assert (error["param"], error["code"]) == (cursor, "invalid_value")
+    assert "256 characters" in error["message"]
+    assert len(h.upstream.requests) == 1
+
+
+async def test_the_sdks_list_query_is_forwarded_as_sent(h: Harness) -> None:
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=h.app)) as http:
+        owner = openai.AsyncOpenAI(
+            base_url="http://broker/v1",
+            api_key=h.token("olga", "owner"),
+            http_client=http,
+            max_retries=0,
+        )
+        created = [(await owner.vector_stores.create(name=f"kb-{n}")).id for n in range(3)]
+        page = await owner.vector_stores.list(
+            limit=100, order="asc", after=created[0], before=created[2]
+        )
+
+    assert [store.id for store in page.data] == [created[1]]
+    sent = h.upstream.requests[-1]
+    assert dict(sent.url.params) == {
+        "limit": "100",
+        "order": "asc",
+        "after": created[0],
+        "before": created[2],
+    }
 
 
 INVALID_LISTS: list[tuple[str, str, str, str]] = [
     ("limit 0", "limit=0", "limit", "invalid_value"),
     ("limit 101", "limit=101", "limit", "invalid_value"),
+    ("limit empty", "limit=", "limit", "invalid_value"),
     ("limit not a number", "limit=ten", "limit", "invalid_value"),
+    ("limit a decimal", "limit=5.0", "limit", "invalid_value"),
+    ("limit a superscript digit", "limit=%C2%B2", "limit", "invalid_value"),
+    ("limit arabic-indic digits", "limit=%D9%A1%D9%A0", "limit", "invalid_value"),
+    ("limit signed", "limit=%2B5", "limit", "invalid_value"),
+    ("limit spaced", "limit=%205", "limit", "invalid_value"),
+    ("before not an id", "before=vs%2F1", "before", "invalid_value"),
+    ("before empty", "before=", "before", "invalid_value"),
     ("order sideways", "order=sideways", "order", "invalid_value"),
+    ("order upper case", "order=ASC", "order", "invalid_value"),
+    ("order spelled out", "order=ascending", "order", "invalid_value"),
+    ("order empty", "order=", "order", "invalid_value"),
     ("cursor not an id", "after=vs_1%20OR%201", "after", "invalid_value"),
     ("repeated limit", "limit=5&limit=50", "limit", "invalid_value"),
+    ("repeated order", "order=asc&order=asc", "order", "invalid_value"),
+    ("repeated after", "after=vs_1&after=vs_1", "after", "invalid_value"),
     ("unknown parameter", "offset=5", "offset", "unknown_parameter"),
 ]
 
@@ -367,6 +424,12 @@ async def test_list_past_a_bound_is_a_400_naming_the_param_and_reaches_nothing(
     error = response.json()["error"]
     assert (error["param"], error["code"]) == (param, code)
     assert h.upstream.requests == []
+
+
+async def test_a_refused_cursor_is_not_echoed(h: Harness) -> None:
+    response = await h.client.get(PATH, params={"after": "secret value!"}, headers=h.auth())
+    assert response.status_code == 400
+    assert "secret" not in response.text
 
 
 # --- rate limits ----------------------------------------------------------------------------
