@@ -190,8 +190,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # Levels as well as the handler's guard: a record below its floor is then not even
     # made (and a handler added later, pytest's caplog, sees none either).
+    # A floor only ever raises a library's level: under BROKER_LOG_LEVEL=warning uvicorn's
+    # INFO lines stay out too.
     for name, floor in LIBRARY_FLOORS.items():
-        logging.getLogger(name).setLevel(floor)
+        logging.getLogger(name).setLevel(max(floor, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -184,3 +184,14 @@ async def test_the_request_id_is_the_served_requests_and_its_tasks() -> None:
 
     assert await task == "req-1"
     assert current_request_id() is None
+
+
+@pytest.mark.parametrize(("level", "uvicorn_info_shown"), [("info", True), ("warning", False)])
+def test_a_librarys_floor_never_lowers_the_configured_level(
+    restored_logging: None, level: str, uvicorn_info_shown: bool
+) -> None:
+    # uvicorn.error's floor is INFO (held up from DEBUG); under "warning" its INFO stays out.
+    configure_logging(level, "json")
+
+    assert logging.getLogger("uvicorn.error").isEnabledFor(logging.INFO) is uvicorn_info_shown
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)

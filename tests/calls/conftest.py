@@ -21,6 +21,7 @@ from service.clock import ManualClock
 from service.config.settings import load_settings
 from service.dev import create_dev_app
 from service.fake.calls import FakeCalls
+from tests.eventually import eventually
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -70,9 +71,7 @@ class Harness:
     async def until(self, check: Callable[[], bool]) -> None:
         """Wait (at most 2 s) for the controller's tasks to act: they run on this loop and
         signal nothing a test could await, so polling is the honest way to watch them."""
-        async with asyncio.timeout(2):
-            while not check():  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+        await eventually(check, seconds=2)
 
     async def ticks(self, count: int = 5) -> None:
         """Let the watcher run a few ticks (5 ms each) on the unchanged manual clock."""
@@ -83,12 +82,12 @@ class Harness:
 
     async def until_usage(self, user: str, *, tokens: int = 0, seconds: float = 0) -> None:
         """Wait (at most 2 s) until the user's metered usage today reaches these."""
-        async with asyncio.timeout(2):
-            while True:
-                usage = await self.controller.store.usage("default", user, self.day())
-                if usage.tokens >= tokens and usage.seconds >= seconds:
-                    return
-                await asyncio.sleep(0.005)
+
+        async def reached() -> bool:
+            usage = await self.controller.store.usage("default", user, self.day())
+            return usage.tokens >= tokens and usage.seconds >= seconds
+
+        await eventually(reached, seconds=2, what=f"{user}'s usage")
 
     async def joined(self, call_id: str) -> None:
         calls = self.fake.calls

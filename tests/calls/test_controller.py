@@ -25,6 +25,7 @@ from service.calls.supervised import CallMetrics, CallOptions, IsRevoked
 from service.config.settings import TenantSettings, load_settings
 from service.errors import NotFound, UpstreamError, UpstreamUnavailable
 from service.logs import Throttled
+from tests.eventually import eventually
 
 TENANT = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 32}).tenants[0]
 
@@ -128,9 +129,7 @@ def controller(
 
 
 async def until(check: Any, seconds: float = 3.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+    await eventually(check, seconds=seconds)
 
 
 def audited(caplog: pytest.LogCaptureFixture, action: str) -> list[logging.LogRecord]:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from service.auth.tokens import sign_dev_token
+from tests.eventually import eventually_sync
 from tests.processes import fake_upstream, free_port, running
 from tests.redis_servers import start_cluster, start_server
 
@@ -44,12 +45,7 @@ POLICY = {
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> float:
     """Seconds until `check()` held; fails after `seconds`."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {seconds} s")
+    return eventually_sync(check, seconds=seconds, what=what)
 
 
 class Deployment:

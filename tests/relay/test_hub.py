@@ -14,6 +14,7 @@ from service.calls.store_memory import MemoryCallStore
 from service.errors import StoreUnavailable
 from service.relay.hub import Relay, RelayHub
 from service.relay.messages import RelayAttach, RelayDown, UserRevoked
+from tests.eventually import eventually
 
 TENANT, CALL = "acme", "rtc_1"
 
@@ -85,9 +86,7 @@ class Replica:
 
 
 async def until(check: Callable[[], object]) -> None:
-    async with asyncio.timeout(2.0):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+    await eventually(check, seconds=2.0)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from service.auth.tokens import sign_dev_token
+from tests.eventually import eventually_sync
 from tests.processes import fake_upstream, free_port, running
 
 pytestmark = pytest.mark.process
@@ -58,10 +59,7 @@ def jwt(sub: str) -> str:
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.05)
+    eventually_sync(check, seconds=seconds, what=what)
 
 
 def user_message(text: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from service.limits import parse_limits
 from service.stores.base import AdmitRequest
 from service.stores.redis import RedisStore
 from service.stores.redis_client import RedisConnection
+from tests.eventually import eventually
 from tests.redis_servers import RedisClusterServers, RedisServer, command_calls
 
 pytestmark = pytest.mark.redis
@@ -42,9 +43,8 @@ def clients_connected(server: RedisServer) -> int:
 
 
 async def until(check: Any) -> None:
-    async with asyncio.timeout(2):
-        while not check():  # noqa: ASYNC110 - the server drops a closed client on its own time
-            await asyncio.sleep(0.01)
+    # The server drops a closed client on its own time.
+    await eventually(check, seconds=2, what="the server dropping closed clients")
 
 
 async def test_both_stores_use_one_pool(own_server: RedisServer) -> None:

@@ -28,6 +28,7 @@ import pytest
 
 from service.cli import DEV_INSTRUCTIONS, DEV_POLICY
 from service.dev import create_dev_app
+from tests.eventually import eventually
 from tests.processes import free_port, running
 from tests.web.conftest import make_settings
 
@@ -356,11 +357,10 @@ def supervised_calls(base: str) -> set[str]:
 
 async def until_gone(base: str, call_id: str) -> None:
     # The broker frees a call once the fake sees its browser leave: another process.
-    for _ in range(200):
-        if call_id not in await asyncio.to_thread(supervised_calls, base):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the broker still supervises {call_id}")
+    async def gone() -> bool:
+        return call_id not in await asyncio.to_thread(supervised_calls, base)
+
+    await eventually(gone, seconds=10, what=f"the broker letting go of {call_id}")
 
 
 async def test_two_calls_in_a_row_on_plain_dev_mode_each_alone_and_reverted(

@@ -4,7 +4,6 @@ both stores and is closed after them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from service.calls.store_memory import MemoryCallStore
 from service.calls.supervised import CallOptions
 from service.stores.memory import MemoryStore
 from service.web.app import BrokerApp, create_app
+from tests.eventually import eventually
 from tests.redis_servers import RedisServer, start_server
 from tests.web.conftest import make_settings
 
@@ -110,9 +110,11 @@ def _stat(server: RedisServer, section: str, name: str) -> int:
 async def _until_no_clients(server: RedisServer) -> None:
     """Wait (2 s at most) until no client but the asking one is connected: the server
     notices a closed socket on its own time."""
-    async with asyncio.timeout(2):
-        while _stat(server, "clients", "connected_clients") > 1:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: _stat(server, "clients", "connected_clients") <= 1,
+        seconds=2,
+        what="every client but the asking one gone",
+    )
 
 
 @pytest.mark.redis
