@@ -120,13 +120,7 @@ async def answer(calls: Calls, call_id: str, offer: str) -> str:
         if channel.label != "oai-events":
             return
 
-        def deliver(event: dict[str, Any]) -> None:
-            if channel.readyState == "open":
-                channel.send(json.dumps(event))
-            if event.get("type") in SPEAKING:
-                voice.speak(1.0)
-
-        calls.attach_channel(call_id, deliver)
+        calls.attach_channel(call_id, deliverer(peer, channel, voice))
 
         @channel.on("message")  # type: ignore[untyped-decorator]
         def on_message(message: object) -> None:
@@ -183,6 +177,22 @@ async def answer(calls: Calls, call_id: str, offer: str) -> str:
     _TASKS.add(watchdog := asyncio.ensure_future(give_up_unless_connected()))
     watchdog.add_done_callback(_TASKS.discard)
     return sdp
+
+
+def deliverer(peer: Any, channel: Any, voice: Any) -> Callable[[dict[str, Any]], None]:
+    """The call's events onto its data channel while the browser is there. A channel
+    still says "open" for a moment after the browser left; a send then fails inside
+    aiortc's own task ("Task exception was never retrieved ... Cannot send encrypted
+    data, not connected"), so the peer's state is asked too: a browser leaving is a
+    normal end, not an error in the log."""
+
+    def deliver(event: dict[str, Any]) -> None:
+        if channel.readyState == "open" and peer.connectionState == "connected":
+            channel.send(json.dumps(event))
+        if event.get("type") in SPEAKING:
+            voice.speak(1.0)
+
+    return deliver
 
 
 def _peak(frame: Any) -> int:

@@ -174,3 +174,39 @@ async def test_a_turn_on_the_microphone_gets_voice_activity_events_and_a_respons
     ]
     assert [e for e in events if e in turn][: len(turn)] == turn
     assert events.index("response.output_audio.done") < events.index("response.done")
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.readyState = "open"
+        self.sent: list[str] = []
+
+    def send(self, text: str) -> None:
+        self.sent.append(text)
+
+
+class _Peer:
+    def __init__(self, state: str) -> None:
+        self.connectionState = state
+
+
+class _Voice:
+    def __init__(self) -> None:
+        self.spoken = 0
+
+    def speak(self, seconds: float) -> None:
+        self.spoken += 1
+
+
+@pytest.mark.parametrize(("state", "sent"), [("connected", 1), ("closed", 0), ("failed", 0)])
+def test_the_fake_sends_on_a_channel_only_while_its_browser_is_connected(
+    state: str, sent: int
+) -> None:
+    # A channel still "open" after its browser left: sending there fails inside aiortc's
+    # own task, logged as "Task exception was never retrieved" (a browser leaving is no error).
+    channel, voice = _Channel(), _Voice()
+    deliver = webrtc.deliverer(_Peer(state), channel, voice)
+
+    deliver({"type": "response.output_audio.delta"})
+
+    assert len(channel.sent) == sent
