@@ -10,7 +10,11 @@ venv=${BROKER_TEST_VENV:-.venv-test}
 scripts/install-chromium.sh
 # A virtualenv of its own: nothing installed beside the project (a pytest plugin, another
 # package's pins) changes what the suite runs on, and the lock changes nothing outside it.
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# Made again when the lock changed: pip never removes what a new lock dropped.
+stamp=$(sha256sum "$lock" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.lock-sha256" 2>/dev/null)" != "$stamp" ]; then
+    python3 -m venv --clear "$venv"
+fi
 py="$venv/bin/python"
 # The lock's environment markers were evaluated on one Python; say so when this one differs.
 "$py" scripts/lock.py --check-python "$lock"
@@ -19,6 +23,7 @@ py="$venv/bin/python"
 # The project itself, built by the locked setuptools (no isolated build that would fetch one).
 "$py" -m pip install -q --no-deps --no-build-isolation -e .
 "$py" -m pip check
+echo "$stamp" > "$venv/.lock-sha256"
 "$py" -m ruff check .
 "$py" -m ruff format --check .
 "$py" -m mypy

@@ -100,6 +100,9 @@ class Relay:
         return (self.tenant, self.call_id)
 
     def deliver(self, text: str | None) -> None:
+        if text is None and self.events.full():
+            # The end always gets through (it closes the relay): an event makes room.
+            self.events.get_nowait()
         with contextlib.suppress(asyncio.QueueFull):
             # A browser that stopped reading loses events rather than growing the broker.
             self.events.put_nowait(text)
@@ -210,7 +213,7 @@ class RelayHub:
                 relay.deliver(text)
             return
         tenant, call_id = call.key
-        if len(self._outbox) >= OUTBOX:
+        if len(self._outbox) >= OUTBOX and text is not None:  # the end always goes
             self._warn.warning("outbox", "relay events lost: %d waiting for the store", OUTBOX)
             return
         self._outbox.append((relay_replica, RelayDown(tenant, call_id, text).encode()))

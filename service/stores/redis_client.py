@@ -268,6 +268,7 @@ class Subscriber:
                 encoding_errors="replace",
                 socket_connect_timeout=self._timeout_ms / 1000,
                 retry=Retry(NoBackoff(), 0),
+                protocol=2,  # as every other connection (create_client)
                 **_driver_info(),
             )
             return connection

@@ -137,9 +137,12 @@ class RequestContextMiddleware:
                     "event": "access",
                     "request_id": request_id,
                     "method": scope.get("method"),
-                    # The path only, never the query: a client may put its JWT
-                    # there (`?access_token=`), and it is refused, not logged.
-                    "path": scope.get("path"),
+                    # The route's template, as the metrics have it: never the query (a
+                    # client may put its JWT there, `?access_token=`, refused, not
+                    # logged), nor a user id of the path (the line's `user_hash` is the
+                    # keyed hash: an id beside it would pair the two), nor an unmatched
+                    # path (whatever a caller sent: "other").
+                    "path": route_template(scope) or "other",
                     "status": status,
                     "latency_ms": round(elapsed * 1000, 3),
                     "tenant": state.get("tenant"),

@@ -141,7 +141,12 @@ async def relay_endpoint(websocket: WebSocket) -> None:
     down: asyncio.Task[None] | None = None
     try:
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
-        await hub.attach(relay)
+        try:
+            await hub.attach(relay)
+        except StoreUnavailable:
+            # Accepted already: a close code, not an HTTP denial (the browser may retry).
+            await _close(websocket, 1011, "store unavailable")
+            return
         logger.info(
             "relay attached",
             extra={
@@ -162,13 +167,19 @@ async def relay_endpoint(websocket: WebSocket) -> None:
 
 
 async def _down(websocket: WebSocket, hub: RelayHub, relay: Relay, policy: RelayPolicy) -> None:
-    """The call's server events to the browser, filtered by `server_events`."""
+    """The call's server events to the browser, filtered by `server_events`. The relay's
+    slot is renewed on a schedule of its own, busy or idle: a slot that lapsed during a
+    lively call would let a second relay claim the call."""
+    loop = asyncio.get_running_loop()
+    renew_at = loop.time() + CLAIM_SECONDS / 3
     while True:
+        if loop.time() >= renew_at:
+            await hub.renew(relay)
+            renew_at = loop.time() + CLAIM_SECONDS / 3
         try:
-            async with asyncio.timeout(CLAIM_SECONDS / 3):
+            async with asyncio.timeout(max(0.0, renew_at - loop.time())):
                 text = await relay.events.get()
         except TimeoutError:
-            await hub.renew(relay)
             continue
         if text is None:
             # The call is over: so is its relay.

@@ -266,3 +266,16 @@ async def test_the_supervisor_never_waits_for_the_store_to_pass_events_to_a_rela
         await b.stop()
 
     assert received == [f'{{"n":{n}}}' for n in range(50)] + [None]  # in order, none lost
+
+
+def test_the_end_of_a_call_reaches_a_relay_whose_queue_is_full() -> None:
+    # A browser that stopped reading loses events, never the end (it closes the relay).
+    relay = Relay(TENANT, CALL, "replica-b:1")
+    for n in range(relay.events.maxsize + 5):
+        relay.deliver(f'{{"n":{n}}}')
+
+    relay.deliver(None)
+
+    items = [relay.events.get_nowait() for _ in range(relay.events.qsize())]
+    assert items[-1] is None
+    assert len(items) == relay.events.maxsize

@@ -18,6 +18,9 @@ from service.dev import create_dev_app
 from service.logs import ConsoleFormatter, JsonFormatter, current_request_id
 from tests.web.conftest import SECRET, make_settings
 
+# The access line names a route by its template: never a user id of the path.
+USER_ROUTE = "/v1/organization/users/{user_id:path}"
+
 UPSTREAM_KEY = "sk-proj-upstreamkey01234"
 ADMIN_KEY = "admin-key-0123456789-abcdef"
 POLICY = '{"roles": {"reader": {"limits": ["4/minute"]}, "owner": {"limits": ["4/minute"]}}}'
@@ -181,8 +184,8 @@ async def test_a_full_run_logs_no_secret_and_one_access_line_per_request(
         (a["action"], by_id[a["request_id"]]["method"], by_id[a["request_id"]]["path"])
         for a in changes
     ] == [
-        ("user.role_updated", "POST", "/v1/organization/users/bob"),
-        ("user.deleted", "DELETE", "/v1/organization/users/bob"),
+        ("user.role_updated", "POST", USER_ROUTE),
+        ("user.deleted", "DELETE", USER_ROUTE),
     ]
 
 
@@ -377,8 +380,27 @@ async def test_a_directory_changes_audit_line_carries_its_requests_id(capture: C
     by_id = {e["request_id"]: e for e in access}
     joined = [by_id[request_id] for request_id in ("req-role", "req-revoke")]
     assert [(e["method"], e["path"], e["status"]) for e in joined] == [
-        ("POST", "/v1/organization/users/bob", 200),
-        ("DELETE", "/v1/organization/users/bob", 200),
+        ("POST", USER_ROUTE, 200),
+        ("DELETE", USER_ROUTE, 200),
     ]
     json_audits = [json.loads(line) for line in capture.lines if '"action":"user.' in line]
     assert [line["request_id"] for line in json_audits] == ["req-role", "req-revoke"]
+
+
+async def test_the_access_line_never_names_a_user_or_an_unmatched_path(
+    capture: Capture,
+) -> None:
+    app = create_dev_app(make_settings({"BROKER_ADMIN_API_KEY": ADMIN_KEY}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://broker"
+    ) as client:
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        await client.get("/v1/organization/users/alice-the-user", headers=admin)
+        await client.get("/v1/eyJhbGciOiJIUzI1NiJ9.a-token-in-a-path")
+
+    access = [r.__dict__ for r in capture.records if r.name == "service.access"]
+    assert [(e["path"], e["status"]) for e in access] == [(USER_ROUTE, 404), ("other", 404)]
+    # The broker's own lines (the test's httpx client logs its URLs itself).
+    broker = [JsonFormatter().format(r) for r in capture.records if r.name.startswith("service.")]
+    assert broker
+    assert not any("alice-the-user" in line or "eyJhbG" in line for line in broker)
