@@ -11,13 +11,18 @@ sideband a real WebSocket) and this load generator on core 1:
 - placement: calls/s at 64 in flight, the broker's CPU per placement, statuses (every
   one should be 201: a 503 or a Redis timeout is a failure);
 - memory: the broker's RSS before and after, KiB per held call;
-- idle CPU: the broker's CPU share over 10 s while it holds the calls and nothing happens;
+- idle CPU: the broker's CPU share over 16 s while it holds the calls and nothing happens
+  (two keepalive rounds at the default BROKER_SIDEBAND_PING_SECONDS, 8: every idle
+  sideband is pinged once);
 - reverts: 200 sampled calls get a client `session.update` (through the fake); the fake
   times each until the broker's reverting `session.update` arrives (p50 / p99 / max, and
   how many never came);
 - mints on the same replica while it holds the calls: 500 at 8 in flight, p50 / p99.
 
-Prints one line per N and writes the figures as JSON (`--out`).
+Prints one line per N and writes the figures as JSON (`--out`). With `--ping-cost`, then
+what the sidebands' keepalive pings cost: the largest N again with pings off
+(BROKER_SIDEBAND_PING_SECONDS=0), its idle CPU, memory and reverts beside the run with
+pings.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ POLICY = {
     },
 }
 PLACE_CONCURRENCY, MINT_CONCURRENCY = 64, 8
-REVERT_SAMPLE, MINTS, IDLE_SECONDS = 200, 500, 10.0
+REVERT_SAMPLE, MINTS, IDLE_SECONDS = 200, 500, 16.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -70,9 +75,16 @@ def pct(values: list[float], q: float) -> float:
 class Run:
     """One deployment (Redis, fake upstream, one `serve`) and the measurements of one N."""
 
-    def __init__(self, workdir: Path, calls: int, profile: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        calls: int,
+        profile: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.calls = calls
         self.profile = profile
+        self.env = env or {}
         self.procs = fx.Processes(workdir)
         self.redis_port, self.fake_port, self.port = fx.free_port(), fx.free_port(), fx.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -112,6 +124,7 @@ class Run:
                 "BROKER_POLICY": json.dumps(POLICY),
                 "BROKER_MAX_CALLS": str(self.calls + 1000),
                 "BROKER_LOG_LEVEL": "warning",
+                **self.env,
             },
         )
         fx.wait_http(self.base + "/healthz", self.broker)
@@ -263,6 +276,26 @@ def describe(r: dict[str, Any]) -> str:
     )
 
 
+def ping_cost(on: dict[str, Any], off: dict[str, Any]) -> str:
+    return (
+        f"pings ({on['calls']} calls, every 8 s; off: BROKER_SIDEBAND_PING_SECONDS=0): idle CPU "
+        f"{off['idle_cpu'] * 100:.1f} % off → {on['idle_cpu'] * 100:.1f} % on "
+        f"({(on['idle_cpu'] - off['idle_cpu']) * 100:+.1f} points); "
+        f"{off['kib_per_call']:.1f} → {on['kib_per_call']:.1f} KiB/call; revert p99 "
+        f"{off['revert_p99_ms']:.1f} → {on['revert_p99_ms']:.1f} ms"
+    )
+
+
+def run_once(count: int, profile: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        run = Run(Path(tmp), count, profile, env)
+        try:
+            run.start()
+            return asyncio.run(run.measure())
+        finally:
+            run.procs.stop_all()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -273,6 +306,9 @@ def main() -> int:
         "--out", default=str(Path(__file__).parent / "results" / "calls-latest.json")
     )
     parser.add_argument("--profile", default=None, help="write the broker's cProfile here")
+    parser.add_argument(
+        "--ping-cost", action="store_true", help="the largest N again with pings off"
+    )
     args = parser.parse_args()
     counts = [
         int(n) for n in (args.calls or ("200" if args.quick else "1000,5000,10000")).split(",")
@@ -286,17 +322,19 @@ def main() -> int:
     os.sched_setaffinity(0, {int(fx.OTHER_CORE)})
     results = []
     for count in counts:
-        with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
-            run = Run(Path(tmp), count, args.profile)
-            try:
-                run.start()
-                result = asyncio.run(run.measure())
-            finally:
-                run.procs.stop_all()
+        result = run_once(count, args.profile)
         print(describe(result), flush=True)
         results.append(result)
+    without_pings = None
+    if args.ping_cost:
+        without_pings = run_once(max(counts), None, {"BROKER_SIDEBAND_PING_SECONDS": "0"})
+        print(describe(without_pings) + " (pings off)", flush=True)
+        largest = next(r for r in results if r["calls"] == max(counts))
+        print(ping_cost(largest, without_pings), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"runs": results, "soft_nofile": soft}, indent=2))
+    Path(args.out).write_text(
+        json.dumps({"runs": results, "without_pings": without_pings, "soft_nofile": soft}, indent=2)
+    )
     print(f"bench: results in {args.out}")
     return 0 if all(r["statuses"] == {201: r["calls"]} for r in results) else 1
 

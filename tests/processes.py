@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.eventually import eventually_sync
+
 # The installed console script, as operators run it; `-m` where scripts are not on disk.
 _SCRIPT = Path(sys.executable).parent / "token-broker"
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "service.cli"]
@@ -28,17 +30,17 @@ def free_port() -> int:
 
 
 def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
             raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
         try:
             httpx.get(url, timeout=0.5)
-            return
         except httpx.HTTPError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+            return False
+        return True
+
+    eventually_sync(answers, seconds=timeout, what=f"an answer from {url}", every=0.05)
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:

@@ -7,23 +7,25 @@ the caller gives.
 
     server = start_server(tmp_path)          # standalone; server.url == "redis://127.0.0.1:PORT"
     server.stop(); server.start()            # same port: a Redis restart, for fault tests
+    replica = start_replica(tmp_path, server)    # replicates `server`, in sync on return
     cluster = start_cluster(tmp_path)        # 3 masters, all slots; cluster.url == "redis+cluster://..."
+    cluster = start_cluster(tmp_path, replicas=1)  # and a replica of each master
     sentinel = start_sentinel(tmp_path, server)  # sentinel.url == "redis+sentinel://.../mymaster"
     ...; server.stop(); cluster.stop(); sentinel.stop()
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
+
+from tests.eventually import eventually_sync
 
 STARTUP_TIMEOUT = 10.0
 
@@ -80,6 +82,8 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", str(self.directory),
             "--logfile", f"server-{self.port}.log",
+            # A replica's first sync starts at once (Redis waits 5 s for more replicas).
+            "--repl-diskless-sync-delay", "0",
             *self.extra_args,
         ]  # fmt: skip
 
@@ -106,19 +110,16 @@ class RedisServer:
 
 
 def wait_for_ping(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
+    def answers() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server on port {port} exited with {process.returncode}")
         try:
             with client(port) as c:
-                if c.ping():
-                    return
+                return bool(c.ping())
         except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server on port {port} did not answer PING")
-        time.sleep(0.02)
+            return False
+
+    eventually_sync(answers, seconds=STARTUP_TIMEOUT, what=f"PING to the server on port {port}")
 
 
 def start_server(directory: Path, *, extra_args: tuple[str, ...] = ()) -> RedisServer:
@@ -126,9 +127,32 @@ def start_server(directory: Path, *, extra_args: tuple[str, ...] = ()) -> RedisS
     return RedisServer(directory / "standalone", extra_args=extra_args).start()
 
 
+def start_replica(directory: Path, master: RedisServer) -> RedisServer:
+    """A replica of `master` (Redis replication: asynchronous), in sync when this returns."""
+    replica = RedisServer(
+        directory / f"replica-of-{master.port}",
+        extra_args=("--replicaof", "127.0.0.1", str(master.port)),
+    ).start()
+    _wait_replicating([replica])
+    return replica
+
+
+def _wait_replicating(replicas: list[RedisServer]) -> None:
+    def in_sync(replica: RedisServer) -> bool:
+        with replica.client() as c:
+            info: Any = c.info("replication")  # redis-py 6: `Awaitable | dict`
+        return bool(info.get("master_link_status") == "up")
+
+    eventually_sync(
+        lambda: all(in_sync(replica) for replica in replicas),
+        seconds=STARTUP_TIMEOUT,
+        what="the test replicas in sync with their masters",
+    )
+
+
 @dataclass
 class RedisClusterServers:
-    nodes: list[RedisServer]
+    nodes: list[RedisServer]  # masters first, then their replicas (if any)
 
     @property
     def url(self) -> str:
@@ -144,13 +168,13 @@ class RedisClusterServers:
             node.stop()
 
 
-def start_cluster(directory: Path, *, size: int = 3) -> RedisClusterServers:
-    """`size` masters, no replicas, the 16384 slots split evenly; cluster_state:ok on
-    every node when this returns."""
+def start_cluster(directory: Path, *, size: int = 3, replicas: int = 0) -> RedisClusterServers:
+    """`size` masters, the 16384 slots split evenly, and `replicas` replicas of each;
+    cluster_state:ok on every node (and every replica in sync) when this returns."""
     nodes: list[RedisServer] = []
     bus_ports: list[int] = []
     try:
-        for i in range(size):
+        for i in range(size * (1 + replicas)):
             port = free_port()
             bus_ports.append(free_port())
             node = RedisServer(
@@ -166,7 +190,7 @@ def start_cluster(directory: Path, *, size: int = 3) -> RedisClusterServers:
             )  # fmt: skip
             nodes.append(node.start())
         step = 16384 // size
-        for i, node in enumerate(nodes):
+        for i, node in enumerate(nodes[:size]):
             first, last = i * step, (16383 if i == size - 1 else (i + 1) * step - 1)
             with node.client() as c:
                 c.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
@@ -174,6 +198,8 @@ def start_cluster(directory: Path, *, size: int = 3) -> RedisClusterServers:
             for node, bus_port in zip(nodes[1:], bus_ports[1:], strict=True):
                 c.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus_port)
         _wait_cluster_ok(nodes)
+        if replicas:
+            _replicate(nodes[:size], nodes[size:])
     except BaseException:
         for node in nodes:
             node.stop()
@@ -181,21 +207,40 @@ def start_cluster(directory: Path, *, size: int = 3) -> RedisClusterServers:
     return RedisClusterServers(nodes)
 
 
+def _replicate(masters: list[RedisServer], replicas: list[RedisServer]) -> None:
+    """Each replica node replicates a master, in turn; in sync on return."""
+    ids = []
+    for master in masters:
+        with master.client() as c:
+            ids.append(str(c.execute_command("CLUSTER", "MYID")))
+    for i, replica in enumerate(replicas):
+
+        def replicates(node: RedisServer = replica, master: str = ids[i % len(ids)]) -> bool:
+            try:
+                with node.client() as c:
+                    c.execute_command("CLUSTER", "REPLICATE", master)
+            except redis.RedisError:
+                return False  # refused until the node heard of the master on the bus
+            return True
+
+        eventually_sync(replicates, seconds=STARTUP_TIMEOUT, what="CLUSTER REPLICATE")
+    _wait_replicating(replicas)
+    _wait_cluster_ok(masters + replicas)
+
+
 def _wait_cluster_ok(nodes: list[RedisServer]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        ready = True
-        for node in nodes:
-            with node.client() as c:
-                info = c.execute_command("CLUSTER", "INFO")
-            text = info if isinstance(info, str) else str(info)
-            if "cluster_state:ok" not in text or f"cluster_known_nodes:{len(nodes)}" not in text:
-                ready = False
-                break
-        if ready:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the test cluster did not reach cluster_state:ok")
+    def node_ok(node: RedisServer) -> bool:
+        with node.client() as c:
+            info = c.execute_command("CLUSTER", "INFO")
+        text = info if isinstance(info, str) else str(info)
+        return "cluster_state:ok" in text and f"cluster_known_nodes:{len(nodes)}" in text
+
+    eventually_sync(
+        lambda: all(node_ok(node) for node in nodes),
+        seconds=STARTUP_TIMEOUT,
+        what="cluster_state:ok on every node of the test cluster",
+        every=0.05,
+    )
 
 
 @dataclass
@@ -212,18 +257,30 @@ class SentinelServer:
 
 
 def start_sentinel(
-    directory: Path, master: RedisServer, *, service_name: str = "mymaster"
+    directory: Path,
+    master: RedisServer,
+    *,
+    service_name: str = "mymaster",
+    down_after_ms: int | None = None,
 ) -> SentinelServer:
     """One Sentinel monitoring `master` (quorum 1). Sentinel rewrites its config file,
-    so it gets one of its own in `directory`."""
+    so it gets one of its own in `directory`. `down_after_ms`: how long the master may
+    not answer before it fails over to a replica (Sentinel's default: 30 s)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = directory / f"sentinel-{port}.conf"
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-        f"sentinel monitor {service_name} 127.0.0.1 {master.port} 1\n",
-        encoding="utf-8",
-    )
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {directory}",
+        f"sentinel monitor {service_name} 127.0.0.1 {master.port} 1",
+    ]
+    if down_after_ms is not None:
+        lines += [
+            f"sentinel down-after-milliseconds {service_name} {down_after_ms}",
+            f"sentinel failover-timeout {service_name} {max(1000, 3 * down_after_ms)}",
+        ]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     server = RedisServer(directory, port=port)
     # The config file must come first, then --sentinel.
     server.process = subprocess.Popen(
@@ -239,15 +296,16 @@ def start_sentinel(
 
 
 def _wait_sentinel(port: int, service_name: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
+    def knows_the_master() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"sentinel on port {port} exited with {process.returncode}")
-        with contextlib.suppress(redis.RedisError), client(port) as c:
-            if c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service_name):
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"sentinel on port {port} did not come up")
+        try:
+            with client(port) as c:
+                return bool(c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service_name))
+        except redis.RedisError:
+            return False
+
+    eventually_sync(knows_the_master, seconds=STARTUP_TIMEOUT, what=f"the sentinel on port {port}")
 
 
 def command_calls(connection: redis.Redis) -> dict[str, int]:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from service.auth.tokens import sign_dev_token
+from tests.eventually import eventually_sync
 from tests.processes import fake_upstream, free_port, running, wait_http
 
 pytestmark = pytest.mark.process
@@ -102,10 +103,18 @@ def test_sigterm_finishes_the_in_flight_mint_then_exits_cleanly(
         assert slow_upstream.request_arrived.wait(10), "the mint never reached the upstream"
 
         proc.send_signal(signal.SIGTERM)
-        # The listener closes at once: a new connection is refused while the mint finishes.
-        time.sleep(0.3)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{base}/healthz", timeout=1)
+
+        # The listener closes: a new connection is refused while the mint finishes.
+        def refused() -> bool:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+            except httpx.ConnectError:
+                return True
+            except httpx.TransportError:  # a connection made just before the close
+                return False
+            return False
+
+        eventually_sync(refused, seconds=5, what="new connections refused after SIGTERM")
 
         client.join(15)
         try:

@@ -3,19 +3,25 @@
 
 Per call, one task reads its sideband (`_read`); everything periodic is one scheduler per
 replica (`_schedule`), whatever the number of calls: deadlines from a heap, usage and
-heartbeats in one batch per interval, orphans claimed in batches. Nothing slow (Redis,
-upstream HTTP) runs on a call's event path (`state.CallState.on_text`).
+heartbeats in one batch per interval, orphans claimed in batches, the sidebands'
+keepalive pings in rounds (`sideband.Keepalive`). Nothing slow (Redis, upstream HTTP)
+runs on a call's event path (`state.CallState.on_text`).
 
 The life of a supervised call:
 
 - placed here (`start`), or adopted: another replica stopped renewing its heartbeat
   (crash, OOM, partition) or handed it over (SIGTERM), and this one claimed the record;
-- its sideband is joined, and joined again with backoff when it drops; a call whose
-  sideband cannot be joined within `rejoin_seconds` is hung up;
+- its sideband is joined, and joined again with backoff when it drops (or stops
+  answering pings: its path died silently); a call whose sideband cannot be joined
+  within `rejoin_seconds` is ended;
+- it is acted on (reverts, hangups) only while this replica knows its lease is its own:
+  one cut off from Redis for a whole lease TTL holds back what it would do until a
+  renewal tells it whose the call is (`leases.Leases`);
 - it ends when upstream says it is over (its sideband closes and cannot be joined: the
   call is gone; a GPT-Live session also says `session.closed`), or when the broker ends
   it (deadline, budget, revocation, admin, a forbidden change): a Realtime call is hung
-  up over REST, a GPT-Live session is sent `session.close` on its sideband. An ending
+  up over REST, a GPT-Live session is sent `session.close` on its sideband (over REST
+  too when its sideband is not joined, service.calls.ending). An ending
   that fails is retried, and the lease and record stay until the call is known to be
   over. Its phases (held, ending, ended, released) and their transitions are
   `lifecycle.Lifecycle`'s; the reader never waits for an ending: the hangup runs beside
@@ -35,6 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from service.calls.ending import Endings, Hangup, answer, close_sideband
+from service.calls.leases import Leases
 from service.calls.lifecycle import END_REASONS, Phase
 from service.calls.model import (
     SupervisedCall,
@@ -43,7 +50,9 @@ from service.calls.model import (
     over_budget,
     utc_day,
 )
-from service.calls.sideband import SidebandConnection, SidebandConnector
+from service.calls.revocations import REVOCATION_BACKSTOP_SECONDS, RevocationWatch
+from service.calls.sideband import Keepalive, SidebandConnection, SidebandConnector
+from service.calls.state import Action
 from service.calls.store import CallStore, UsageDelta
 from service.calls.supervised import (
     CallMetrics,
@@ -51,6 +60,7 @@ from service.calls.supervised import (
     Held,
     IsRevoked,
     NoMetrics,
+    Revocations,
     replica_id,
 )
 from service.clock import Clock, system_clock
@@ -73,9 +83,6 @@ T = TypeVar("T")
 # Orphans claimed per tenant per scheduler pass: a replica that starts takes its share in
 # steps, and the others get theirs.
 CLAIM_BATCH = 500
-# How often every held user is checked against the directory, beside the events that
-# tell it at once: a revocation published while a replica's subscription was down.
-REVOCATION_BACKSTOP_SECONDS = 30.0
 # A background task (scheduler, event listener) that ends is started again after this
 # long, doubling while it keeps failing within RESTART_RESET_SECONDS of its start.
 RESTART_DELAY = 0.1
@@ -111,6 +118,8 @@ class CallController:
         options: CallOptions | None = None,
         metrics: CallMetrics | None = None,
         owner: str | None = None,
+        revocations: Revocations | None = None,
+        keepalive: Keepalive | None = None,
     ) -> None:
         options = options or CallOptions()
         self.store = store
@@ -120,10 +129,11 @@ class CallController:
         self._upstreams = dict(upstreams)
         self._tenants = {t.id: t for t in tenants}
         self._clock = clock
-        self._is_revoked = is_revoked
         self._tick = options.tick
         self._max_calls = options.max_calls
         self._rejoin_seconds = options.rejoin_seconds
+        self._keepalive = keepalive if options.ping_seconds > 0 else None
+        self._ping_seconds = options.ping_seconds
         self._metrics: CallMetrics = metrics if metrics is not None else NoMetrics()
         self._held: dict[tuple[str, str], Held] = {}
         self._deadlines: list[tuple[float, str, str]] = []
@@ -131,6 +141,8 @@ class CallController:
         self._ended_early = 0
         self._background: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        # Whether this replica's leases are its own, per tenant (service.calls.leases).
+        self._leases = Leases(self.lease_ttl)
         self._endings = Endings(
             upstreams=self._upstreams,
             clock=clock,
@@ -138,6 +150,7 @@ class CallController:
             metrics=self._metrics,
             audit=self._audit,
             spawn=self._side_task,
+            may_act=self._may_act,
         )
         # Calls whose supervision record is not written yet (the store was down).
         self._unrecorded: set[Held] = set()
@@ -147,6 +160,14 @@ class CallController:
         # Calls with tokens not yet metered: the only ones a tick must look at.
         self._pending: set[Held] = set()
         self._warn = Throttled(logger, interval=30.0)
+        self._revocations = RevocationWatch(
+            tenants=self._tenants,
+            is_revoked=is_revoked,
+            revocations=revocations,
+            end_user=self._end_user,
+            spawn=self._spawn,
+            warn=self._warn,
+        )
         self.relays = RelayHub(
             store=store,
             replica=self.owner,
@@ -174,6 +195,10 @@ class CallController:
         """Call ids whose deadline the scheduler holds for `tenant` (tests, diagnostics)."""
         return sorted(call_id for _, t, call_id in self._deadlines if t == tenant)
 
+    async def step(self) -> None:
+        """Run one scheduler pass now: tests and diagnostics."""
+        await self._pass()
+
     def start(self) -> None:
         """Start the scheduler and the event listener (idempotent): at app startup, so a
         replica that starts adopts orphans, and at the first call placed here."""
@@ -191,8 +216,10 @@ class CallController:
         self._metrics.call_placed(record.tenant, record.kind)
         self._unrecorded.add(held)
         try:
+            sent_at = self._clock()
             await self.store.supervise(record, self.owner, self.lease_ttl)
             self._unrecorded.discard(held)
+            self._leases.recorded(record.tenant, sent_at)
         except StoreUnavailable:
             # The call is supervised here all the same; the scheduler writes the record
             # when the store is back.
@@ -228,13 +255,11 @@ class CallController:
             ) from exc
         if record is None:
             raise NotFound("No active call with that id.", param="call_id")
-        outcome = Hangup.TAKEN
-        if record.kind == "realtime":
-            # Upstream first (it ends the call whoever supervises it); then its supervisor
-            # is told, so that it records why and frees the lease without waiting, or,
-            # when upstream refused, keeps trying.
-            outcome = await self._endings.hang_up_elsewhere(record, reason)
-        # A GPT-Live session is closed on its sideband, which only its supervisor holds.
+        # Upstream first, over REST (it ends the call whoever supervises it, or a GPT-Live
+        # session whose supervisor died before another adopted it); then its supervisor
+        # is told, so that it records why and frees the lease without waiting, or, when
+        # upstream refused, keeps trying.
+        outcome = await self._endings.hang_up_elsewhere(record, reason)
         event = {"type": "call.hangup", "tenant": tenant.id, "call_id": call_id, "reason": reason}
         if outcome is not Hangup.GONE:
             with contextlib.suppress(StoreUnavailable):
@@ -364,7 +389,6 @@ class CallController:
         return None
 
     async def _read(self, held: Held, connection: SidebandConnection) -> None:
-        record = held.record
         while (text := await connection.recv()) is not None:
             if held.relay_replica is not None:
                 self.relays.down(held, text)
@@ -375,16 +399,36 @@ class CallController:
                 return
             if action is None:
                 continue
-            if action.kind == "revert" and action.event is not None:
-                await connection.send(action.event)
-                self._metrics.call_reverted(record.tenant)
-                self._audit("call.session_reverted", record, fields=list(action.changed))
-            elif action.kind == "cancel" and action.event is not None:
-                await connection.send(action.event)
-                self._metrics.call_reverted(record.tenant)
-                self._audit("call.response_cancelled", record, fields=list(action.changed))
-            else:
-                self._endings.end(held, "session_update", fields=list(action.changed))
+            if not self._may_act(held):
+                # Another replica may have adopted the call: held back until a renewal
+                # of the lease tells whose it is (service.calls.leases).
+                self._leases.hold_back(held, action)
+                self._warn.warning(
+                    "stale", "calls: leases not renewed for a TTL; reverts and hangups held back"
+                )
+                continue
+            await self._act(held, action)
+
+    async def _act(self, held: Held, action: Action) -> None:
+        """What the call's event path asked for: a revert or a cancel sent on the
+        sideband (none while it is being joined again), or the call ended."""
+        record, connection = held.record, held.connection
+        if action.kind == "hangup":
+            self._endings.end(held, "session_update", fields=list(action.changed))
+        elif connection is None or action.event is None:
+            return
+        elif action.kind == "revert":
+            await connection.send(action.event)
+            self._metrics.call_reverted(record.tenant)
+            self._audit("call.session_reverted", record, fields=list(action.changed))
+        else:
+            await connection.send(action.event)
+            self._metrics.call_reverted(record.tenant)
+            self._audit("call.response_cancelled", record, fields=list(action.changed))
+
+    def _may_act(self, held: Held) -> bool:
+        """Whether this replica knows the call's lease is its own (service.calls.leases)."""
+        return self._leases.fresh(held.record.tenant, self._clock())
 
     async def _settle(self, held: Held) -> None:
         """The call is over: its last usage, its lease and its record."""
@@ -393,6 +437,7 @@ class CallController:
         reason = life.end_reason if life.end_reason in END_REASONS else "other"
         self._metrics.call_ended(record.tenant, reason)
         self._unrecorded.discard(held)
+        self._leases.let_go(held)
         if held.relay_replica is not None:
             self.relays.down(held, None)
         try:
@@ -417,6 +462,7 @@ class CallController:
     async def _hand_over(self, held: list[Held]) -> None:
         for h in held:
             h.life.release()
+            self._leases.let_go(h)
         # In chunks, as every batch: 10,000 calls' usage in one pipeline (or their records
         # in one script) outlasts a Redis command's deadline (bench/calls.py).
         for chunk in _chunks(held):
@@ -486,13 +532,20 @@ class CallController:
                 pending = list({*pending, *budgeted})
         for chunk in _chunks(pending):
             await self._meter(chunk)
-        if beat:
+        # Stale leases are renewed every tick: whose the calls are is learnt at once.
+        if beat or self._leases.any_stale(now):
             await self._heartbeat()
         # Every tick: one script per tenant, which finds nothing most of the time.
         await self._claim()
-        if now >= self._backstop_at and self._is_revoked is not None:
+        if now >= self._backstop_at:
             self._backstop_at = now + REVOCATION_BACKSTOP_SECONDS
-            self._spawn(self._check_revocations())
+            self._revocations.missed(self._held_users())
+        if self._keepalive is not None:
+            # A share of the sidebands each tick: each once per ping interval.
+            _, dropped = await self._keepalive.step(self._tick / self._ping_seconds)
+            if dropped:
+                # Their readers join them again (or end the calls), each logging it.
+                logger.warning("calls: %d sidebands did not answer a ping; dropped", dropped)
 
     def _unschedule(self) -> None:
         """A call ended: its deadline entry goes too. Removing one entry from a heap is
@@ -551,34 +604,75 @@ class CallController:
         for h in self._held.values():
             if h.life.phase is not Phase.RELEASED:
                 by_tenant.setdefault(h.record.tenant, []).append(h)
+        self._leases.only(by_tenant)
         for tenant, all_held in by_tenant.items():
+            sent_at, renewed = self._clock(), True
             for held in _chunks(all_held):
-                await self._beat(tenant, held)
+                renewed = await self._beat(tenant, held) and renewed
+            if renewed:
+                self._leases.renewed(tenant, sent_at)
+                await self._act_held_back(tenant)
 
-    async def _beat(self, tenant: str, held: list[Held]) -> None:
+    async def _act_held_back(self, tenant: str) -> None:
+        """The tenant's calls are this replica's after all: what was held back while
+        their leases were stale is done now (endings held back are retried by the
+        scheduler)."""
+        for held, action in self._leases.due(tenant):
+            if held.life.holding:
+                await self._act(held, action)
+
+    async def _beat(self, tenant: str, held: list[Held]) -> bool:
+        """Renew these calls' heartbeats; whether the store answered. A call another
+        replica adopted meanwhile is let go; one whose record the store lost is written
+        again."""
         try:
             for h in held:
                 if h in self._unrecorded:
-                    await self.store.supervise(h.record, self.owner, self.lease_ttl)
-                    self._unrecorded.discard(h)
+                    await self._record(h)
             lost = set(
                 await self.store.heartbeat(
                     tenant, self.owner, [h.record.call_id for h in held], self.lease_ttl
                 )
             )
-        except StoreUnavailable:
-            self._metrics.lease_renewal_failed()
-            self._warn.warning("heartbeat", "calls: heartbeats not renewed, store unavailable")
-            return
-        for h in held:
-            if h.record.call_id in lost:
+            for h in held:
+                if h.record.call_id not in lost:
+                    continue
+                if await self.store.record(tenant, h.record.call_id) is None:
+                    # Not taken but lost: a failover promoted a replica that had not
+                    # received the last writes (replication is asynchronous), or the data
+                    # was flushed; or the call ended meanwhile. Nobody else can hold it.
+                    if h.life.holding:
+                        logger.warning("call %s: record lost; written again", h.record.call_id)
+                        await self._record(h)
+                    continue
                 # Another replica adopted it (this one was cut off from the store for
                 # longer than a heartbeat): it supervises the call now.
                 logger.warning("call %s: adopted elsewhere; let go", h.record.call_id)
                 h.life.release()
+                self._leases.let_go(h)
                 if self._held.get(h.key) is h:
                     del self._held[h.key]
                 await close_sideband(h)
+        except StoreUnavailable:
+            self._metrics.lease_renewal_failed()
+            self._warn.warning("heartbeat", "calls: heartbeats not renewed, store unavailable")
+            return False
+        return True
+
+    async def _record(self, held: Held) -> None:
+        """Write the call's record (owned here) and its user's lease on it: a record the
+        store did not take when the call was placed, or lost since."""
+        record = held.record
+        if held.life.holding:
+            await self.store.supervise(record, self.owner, self.lease_ttl)
+            ttl = max(1.0, record.deadline - self._clock())
+            await self.store.acquire(record.tenant, record.user_id, record.call_id, None, ttl)
+        self._unrecorded.discard(held)
+        if not held.life.holding:
+            # It ended while these were written, and its end may have been settled (lease
+            # released, record forgotten) before them: undone.
+            await self.store.release(record.tenant, record.user_id, record.call_id)
+            await self.store.forget(record.tenant, record.call_id)
 
     async def _claim(self) -> None:
         for tenant_id, tenant in self._tenants.items():
@@ -586,12 +680,15 @@ class CallController:
             if room <= 0:
                 return
             try:
+                sent_at = self._clock()
                 claimed = await self.store.claim_orphans(
                     tenant_id, self.owner, self.lease_ttl, room
                 )
             except StoreUnavailable:
                 self._warn.warning("claim", "calls: orphans not claimed, store unavailable")
                 continue
+            if claimed:
+                self._leases.recorded(tenant_id, sent_at)
             for record in claimed:
                 if (record.tenant, record.call_id) in self._held:
                     continue  # ours already (handed over and claimed back)
@@ -600,27 +697,17 @@ class CallController:
                 self._audit("call.adopted", record)
                 await self.relays.adopted(tenant_id, record.call_id)
 
-    async def _check_revocations(self) -> None:
-        assert self._is_revoked is not None
+    def _held_users(self) -> dict[str, set[str]]:
         by_tenant: dict[str, set[str]] = {}
         for h in self._held.values():
             by_tenant.setdefault(h.record.tenant, set()).add(h.record.user_id)
-        for tenant, users in by_tenant.items():
-            for chunk in _chunks(sorted(users)):
-                try:
-                    revoked = await self._is_revoked(tenant, chunk)
-                except StoreUnavailable:
-                    self._warn.warning("revocations", "calls: revocations not checked")
-                    return
-                for user_id in revoked:
-                    self._end_user(tenant, user_id, "user_revoked")
+        return by_tenant
 
     # --- events ----------------------------------------------------------------------
 
     async def _listen(self) -> None:
         async def reconnected() -> None:
-            if self._is_revoked is not None:
-                self._spawn(self._check_revocations())
+            self._revocations.missed(self._held_users())
 
         await self.store.listen(self._on_event, reconnected, self.owner)
 
@@ -631,7 +718,7 @@ class CallController:
         if self.relays.receive(event):
             return
         if kind == "user.revoked" and isinstance(event.get("user_id"), str):
-            self._end_user(tenant, event["user_id"], "user_revoked")
+            self._revocations.revoked(tenant, event["user_id"])
         elif kind == "call.hangup" and isinstance(event.get("call_id"), str):
             held = self._held.get((tenant, event["call_id"]))
             if held is not None:

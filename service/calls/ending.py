@@ -3,9 +3,12 @@ flight per call, its attempts, and the transition its outcome tells
 (service.calls.lifecycle). A call's reader never waits for any of it: `end` starts the
 hangup beside the reader, and the scheduler calls `retry` for hangups upstream refused.
 
-A Realtime call is hung up over REST (which ends it whoever supervises it); a GPT-Live
+A Realtime call is hung up over REST (which ends it whoever supervises it). A GPT-Live
 session is sent `session.close` on its sideband, then read until `session.closed` (its
-final usage), within LIVE_CLOSE_GRACE.
+final usage), within LIVE_CLOSE_GRACE; one whose sideband is not joined (it dropped and
+is being joined again, or cannot be), or that did not say `session.closed` in time, is
+hung up over REST (`POST /live/sessions/{id}/hangup`), as is one an admin ends from a
+replica that does not hold it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 from service.calls.model import Supervision
 from service.calls.supervised import CallMetrics, Held
 from service.clock import Clock
-from service.errors import BrokerError, NotFound, UpstreamError, UpstreamUnavailable
+from service.errors import BrokerError, NotFound, UpstreamError
 from service.logs import Throttled
 from service.upstream.base import Upstream
 
@@ -69,8 +72,10 @@ class Endings:
         metrics: CallMetrics,
         audit: Audit,
         spawn: Spawn,
+        may_act: Callable[[Held], bool] = lambda held: True,
     ) -> None:
         self._upstreams = upstreams
+        self._may_act = may_act
         self._clock = clock
         self._tick = tick
         self._metrics = metrics
@@ -82,12 +87,17 @@ class Endings:
 
     def end(self, held: Held, reason: str, **detail: Any) -> asyncio.Task[Hangup] | None:
         """End the call for `reason` (the first one stays): a hangup starts beside the
-        caller, unless one is in flight. Its task; None when the call is over already or
-        no longer held here. `detail` goes into the audit line of the hangup."""
+        caller, unless one is in flight. Its task; None when the call is over already, no
+        longer held here, or may not be acted on now (`may_act`: this replica's lease on
+        it is stale; the scheduler tries again every tick). `detail` goes into the audit
+        line of the hangup."""
         if not held.life.end(reason):
             return None
         task = self._hangups.get(held)
         if task is None:
+            if not self._may_act(held):
+                held.life.held_back(self._clock())
+                return None
             task = self._hangups[held] = self._spawn(self._hang_up(held, **detail))
             task.add_done_callback(lambda done: self._done(held, done))
         return task
@@ -129,11 +139,10 @@ class Endings:
                 self._spawn(close_sideband(held))
 
     async def hang_up_elsewhere(self, record: Supervision, reason: str) -> Hangup:
-        """Hang up a Realtime call another replica supervises (an admin's hangup)."""
-        upstream = self._upstreams[record.tenant]
+        """Hang up, over REST, a call or GPT-Live session another replica supervises, or
+        nobody does yet (an admin's hangup): it ends whoever holds it."""
         outcome = await _with_retries(
-            lambda: upstream.hangup_call(record.call_id),
-            lambda exc: self._refused(record, exc),
+            lambda: self._rest_hangup(record), lambda exc: self._refused(record, exc)
         )
         if outcome is Hangup.TAKEN:
             self._audit("call.hung_up", record, reason=reason)
@@ -152,7 +161,7 @@ class Endings:
                 if held.life.ended():
                     self._audit("call.hung_up", held.record, reason=held.life.reason, **detail)
                     if held.record.kind == "live":
-                        self._spawn(_close_after(held, LIVE_CLOSE_GRACE))
+                        self._spawn(self._close_after(held, LIVE_CLOSE_GRACE))
                     elif held.connection is not None:
                         self._spawn(close_sideband(held))
             elif outcome is Hangup.GONE:
@@ -163,15 +172,35 @@ class Endings:
     async def _attempt(self, held: Held) -> None:
         """One attempt at ending the call upstream; NotFound when it is over already."""
         record = held.record
-        if record.kind == "realtime":
-            await self._upstreams[record.tenant].hangup_call(record.call_id)
-            return
-        # GPT-Live has no REST hangup: the trusted sideband closes the session.
-        if held.state.over:
-            raise NotFound("The session is over.")
-        if held.connection is None:
-            raise UpstreamUnavailable("The session's sideband is not joined.")
-        await held.connection.send({"type": "session.close"})
+        if record.kind == "live":
+            if held.state.over:
+                raise NotFound("The session is over.")
+            if held.connection is not None:
+                # The trusted sideband closes the session, and then reports its final
+                # usage (`session.closed`), which a REST hangup may not wait for.
+                await held.connection.send({"type": "session.close"})
+                return
+        await self._rest_hangup(record)
+
+    async def _rest_hangup(self, record: Supervision) -> None:
+        upstream = self._upstreams[record.tenant]
+        if record.kind == "live":
+            await upstream.hangup_live_session(record.call_id)
+        else:
+            await upstream.hangup_call(record.call_id)
+
+    async def _close_after(self, held: Held, seconds: float) -> None:
+        """A GPT-Live session sent `session.close`: its sideband is read for `seconds`
+        more (its final usage), then closed. One that did not say `session.closed` (the
+        close was lost on a path that died) is hung up over REST."""
+        await asyncio.sleep(seconds)
+        if not held.state.over:
+            logger.warning("call %s: no session.closed; hanging up over REST", held.record.call_id)
+            await _with_retries(
+                lambda: self._rest_hangup(held.record),
+                lambda exc: self._refused(held.record, exc),
+            )
+        await close_sideband(held)
 
     def _refused(self, record: Supervision, exc: BrokerError) -> None:
         self._metrics.hangup_failed(record.tenant)
@@ -218,8 +247,3 @@ async def close_sideband(held: Held) -> None:
     if held.connection is not None:
         with contextlib.suppress(Exception):
             await held.connection.close()
-
-
-async def _close_after(held: Held, seconds: float) -> None:
-    await asyncio.sleep(seconds)
-    await close_sideband(held)

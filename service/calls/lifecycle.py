@@ -10,6 +10,8 @@
 
     end(reason)        held → ending          the first reason stays
     refused(now, tick) ending → ending        tried again at retry_at, backing off to 30 s
+    held_back(now)     ending → ending        not tried (this replica's lease on the call is
+                                              stale, service.calls.leases): due again at once
     ended()            held | ending → ended
     release()          any → released
 
@@ -87,6 +89,12 @@ class Lifecycle:
         if self.phase is Phase.ENDING:
             self._refusals += 1
             self.retry_at = now + min(MAX_RETRY_SECONDS, tick * 2.0**self._refusals)
+
+    def held_back(self, now: float) -> None:
+        """The hangup was not attempted (the lease is stale): due again from `now`, every
+        tick, until it may be."""
+        if self.phase is Phase.ENDING:
+            self.retry_at = now
 
     def retry_due(self, now: float) -> bool:
         return self.phase is Phase.ENDING and 0.0 < self.retry_at <= now

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from service.auth.tokens import Identity
@@ -36,6 +36,7 @@ from service.calls.model import (
     utc_day,
 )
 from service.calls.sdp import audio_only
+from service.calls.state import with_reasoning
 from service.config.settings import TenantSettings
 from service.errors import (
     BrokerError,
@@ -248,6 +249,7 @@ async def place_call(
         await pending.fail()
         raise
     policy = CallPolicy.of(pending.role, pending.rules, upstream_session)
+    policy = replace(policy, pinned=with_reasoning(policy.pinned, pending.rules, upstream_session))
     if pending.rules.client_channel == "relay" and not audio_only(answer):
         # Upstream accepted more than audio: the policy would not hold on that call.
         try:

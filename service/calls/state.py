@@ -11,8 +11,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from service.calls.model import CallPolicy, drift, revert_event
+from service.calls.model import CallPolicy, Pinned, drift, revert_event
+from service.policy.model import RoleRules
 from service.relay.policing import brings_instructions
+
+# `reasoning.effort`, held like the controlled fields when the role lists efforts
+# (`with_reasoning`), but only where upstream reports one: a model that does not reason
+# reports none, and its session was not overridden.
+REASONING_EFFORT = ("reasoning", "effort")
+_EFFORT = ".".join(REASONING_EFFORT)
+
+
+def with_reasoning(pinned: Pinned, rules: RoleRules, session: Mapping[str, Any]) -> Pinned:
+    """`pinned` and, when the role lists `reasoning_efforts`, the effort the call was
+    placed with (its first entry when the session names none): a later change is reverted."""
+    if rules.reasoning_efforts is None:
+        return pinned
+    reasoning = session.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    return {**pinned, REASONING_EFFORT: effort or rules.reasoning_efforts[0]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +110,8 @@ class CallState:
         if not isinstance(session, dict):
             return None
         changed = drift(self.policy.pinned, session)
+        if _EFFORT in changed and _effort(session) is None:
+            changed.remove(_EFFORT)
         prompted = self.server_instructions and session.get("prompt") is not None
         if prompted:
             changed.append("prompt")
@@ -146,6 +165,11 @@ class CallState:
             return None
         cancel = {"type": "response.cancel", "response_id": response["id"]}
         return Action("cancel", tuple(changed), cancel)
+
+
+def _effort(session: Mapping[str, Any]) -> object:
+    reasoning = session.get("reasoning")
+    return reasoning.get("effort") if isinstance(reasoning, dict) else None
 
 
 def _event(text: str) -> dict[str, Any] | None:

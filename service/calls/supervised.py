@@ -28,6 +28,17 @@ def revocation_check(store: Store) -> IsRevoked:
     return store.revoked_among
 
 
+class Revocations(Protocol):
+    """A replica's own copy of the revoked users (stores.resilient.FailureAwareStore keeps
+    one, so that they stay refused while Redis is down), kept fresh by call control:
+    loaded at start and at every revocation backstop (`revoked_users`), and told of each
+    revocation any replica publishes (`note_revoked`)."""
+
+    async def revoked_users(self, tenant: str) -> set[str]: ...
+
+    def note_revoked(self, tenant: str, user_id: str) -> None: ...
+
+
 def replica_id() -> str:
     """This process's name as an owner of supervision records."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -60,7 +71,8 @@ class CallOptions:
 
     `lease_ttl`: how long an owner's heartbeat lasts; a dead replica's calls are adopted
     within it. `rejoin_seconds`: how long a dropped sideband is tried again before the
-    call is hung up."""
+    call is ended over REST. `ping_seconds`: how often idle sidebands are pinged (0:
+    never); one that has not answered by the next round is dropped and joined again."""
 
     store: CallStore | None = None
     connector: SidebandConnector | None = None
@@ -68,6 +80,7 @@ class CallOptions:
     tick: float = 1.0
     max_calls: int = 10_000
     rejoin_seconds: float = 15.0
+    ping_seconds: float = 8.0
 
 
 class Held:

@@ -88,6 +88,11 @@ class Settings:
     # one lease; how many calls one replica supervises at most.
     call_lease_seconds: float = 15.0
     max_calls: int = 10_000
+    # How long a dropped sideband is tried again before the call is ended over REST; how
+    # often idle sidebands are pinged (a dead path is noticed within three times this;
+    # 0: never).
+    sideband_rejoin_seconds: float = 15.0
+    sideband_ping_seconds: float = 8.0
     # /metrics on a port of its own (README "Metrics"); None: on the API's port, as before.
     # `metrics_host` None: the API's host.
     metrics_port: int | None = None
@@ -119,6 +124,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     redis_timeout_ms = env.integer("REDIS_TIMEOUT_MS", 250, 1, 10_000)
     call_lease_seconds = env.integer("CALL_LEASE_SECONDS", 15, 1, 300)
     max_calls = env.integer("MAX_CALLS", 10_000, 1, 100_000)
+    sideband_rejoin_seconds = env.integer("SIDEBAND_REJOIN_SECONDS", 15, 1, 300)
+    sideband_ping_seconds = env.integer("SIDEBAND_PING_SECONDS", 8, 0, 300)
     metrics_port, metrics_host = _metrics_listener(env, port)
     dev_allowed_hosts = _dev_allowed_hosts(env)
     multi = len(tenant_ids) > 1
@@ -138,6 +145,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_timeout_ms=redis_timeout_ms,
         call_lease_seconds=float(call_lease_seconds),
         max_calls=max_calls,
+        sideband_rejoin_seconds=float(sideband_rejoin_seconds),
+        sideband_ping_seconds=float(sideband_ping_seconds),
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         dev_allowed_hosts=dev_allowed_hosts,

@@ -29,6 +29,7 @@ from service.fake.sessions import (
     beta_session,
     beta_transcription_session,
     ga_client_secret,
+    translation_client_secret,
 )
 from service.fake.shapes import RequestShapes
 from service.fake.validate import Refusal, Shape, choice
@@ -138,11 +139,19 @@ def create_fake_app(
     def secret_endpoint(handler: Handler) -> Handler:
         return endpoint(handler, client_secrets=True)
 
-    def mint(shape: Shape, build: Callable[[dict[str, Any], float], dict[str, Any]]) -> Handler:
+    def mint(
+        shape: Shape,
+        build: Callable[[dict[str, Any], float], dict[str, Any]],
+        *,
+        places_calls: bool = True,
+    ) -> Handler:
         async def handle(request: Request) -> Response:
             body = await _json_object(request)
             shape(body, "")
             minted = build(body, clock())
+            if not places_calls:
+                # A translation secret opens translation sessions, not Realtime calls.
+                return JSONResponse(minted)
             # A call placed with this secret (dev mode's demo page) starts with its session.
             issued = minted if "value" in minted else minted.get("client_secret", {})
             secret, expires_at = issued.get("value"), issued.get("expires_at")
@@ -189,6 +198,13 @@ def create_fake_app(
             Route(
                 "/v1/realtime/client_secrets",
                 mint(shapes.ga_client_secret, ga_client_secret),
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/realtime/translations/client_secrets",
+                mint(
+                    shapes.translation_client_secret, translation_client_secret, places_calls=False
+                ),
                 methods=["POST"],
             ),
             Route(

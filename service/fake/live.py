@@ -1,7 +1,8 @@
 """The fake upstream's GPT-Live sessions: `POST /v1/live/sessions` (WebRTC: the browser's
-offer in, `{session: {id}, transport: {type, sdp}}` out, 201) and the sideband
-(`/v1/live/sessions/{id}/attach`), so that the broker's GPT-Live path runs in dev mode
-and tests (tests/schemas/openai-live-subset.yaml is what it follows).
+offer in, `{session: {id}, transport: {type, sdp}}` out, 201), the REST hangup
+(`POST /v1/live/sessions/{id}/hangup`) and the sideband (`/v1/live/sessions/{id}/attach`),
+so that the broker's GPT-Live path runs in dev mode and tests
+(tests/schemas/openai-live-subset.yaml is what it follows).
 
 One session, two doors, as in service.fake.calls: the browser's data channel and the
 sidebands. The data channel is held to the session's `client.data_channel` allow-lists
@@ -12,8 +13,9 @@ What the session does: `session.started` on the browser's channel when it opens;
 end of a spoken turn (voice activity, service.fake.webrtc) output transcript deltas while
 the peer "speaks"; `response.create` runs the delegated Responses backend
 (`response.event`s, the last a `response.completed` with `FAKE_USAGE`);
-`session.instructions.append` adds to the instructions; `session.close` ends it with
-`session.closed` (reason `close_requested`, the final usage). Cumulative usage
+`session.instructions.append` adds to the instructions; `session.close` (or the REST
+`POST /v1/live/sessions/{id}/hangup`) ends it with `session.closed` (reason
+`close_requested`, the final usage). Cumulative usage
 (`session.usage.updated`, audio seconds from the fake's clock since the session started)
 goes to the sidebands every `usage_interval` seconds while any is attached, and with
 every `session.closed`. Fake-only routes under `/v1/_fake/live/...` let a test play the
@@ -343,12 +345,19 @@ def fake_live_routes(
             raise Refusal(404, "No session with that id.", code="not_found")
         return JSONResponse({"ok": True})
 
+    async def hangup(request: Request) -> Response:
+        # The app's REST hangup: the session ends as with `session.close` on a sideband.
+        if not sessions.close(request.path_params["session_id"], "close_requested"):
+            raise Refusal(404, "No session with that id.", code="not_found")
+        return Response(status_code=200)
+
     async def sideband(websocket: WebSocket) -> None:
         await attach_sideband(websocket, sessions, websocket.path_params["session_id"], authorized)
 
     base = "/v1/_fake/live/sessions/{session_id}"
     return [
         Route("/v1/live/sessions", endpoint(create), methods=["POST"]),
+        Route("/v1/live/sessions/{session_id}/hangup", endpoint(hangup), methods=["POST"]),
         Route(base + "/events", endpoint(client_event), methods=["POST"]),
         Route(base, endpoint(show), methods=["GET"]),
         Route(base + "/{action}", endpoint(action), methods=["POST"]),

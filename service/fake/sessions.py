@@ -18,6 +18,20 @@ PCM = {"type": "audio/pcm", "rate": 24000}
 GA_DEFAULT_MODEL = "gpt-realtime"
 BETA_DEFAULT_MODEL = "gpt-4o-realtime-preview"
 DEFAULT_TRANSCRIPTION = {"model": "gpt-4o-mini-transcribe"}
+# OpenAI's Realtime models (openai-python 3.63's RealtimeSessionCreateRequest), and those
+# that reason: a session of one of these reports the effort it runs with, OpenAI's
+# default (`low`) when none was asked for.
+REALTIME_MODELS = (
+    "gpt-realtime", "gpt-realtime-1.5", "gpt-realtime-2", "gpt-realtime-2.1",
+    "gpt-realtime-2.1-mini", "gpt-realtime-2025-08-28", "gpt-realtime-mini",
+    "gpt-realtime-mini-2025-10-06", "gpt-realtime-mini-2025-12-15",
+    "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2024-10-01",
+    "gpt-4o-realtime-preview-2024-12-17", "gpt-4o-realtime-preview-2025-06-03",
+    "gpt-4o-mini-realtime-preview", "gpt-4o-mini-realtime-preview-2024-12-17",
+    "gpt-audio-1.5", "gpt-audio-mini", "gpt-audio-mini-2025-10-06", "gpt-audio-mini-2025-12-15",
+)  # fmt: skip
+REASONING_MODELS = ("gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini")
+DEFAULT_REASONING = {"effort": "low"}
 
 
 def new_client_secret() -> str:
@@ -107,6 +121,8 @@ def _ga_realtime(request: dict[str, Any]) -> dict[str, Any]:
     for key in ("include", "reasoning"):
         if request.get(key) is not None:
             session[key] = request[key]
+    if session["model"] in REASONING_MODELS:
+        session["reasoning"] = DEFAULT_REASONING | (request.get("reasoning") or {})
     return session
 
 
@@ -141,6 +157,35 @@ def ga_client_secret(body: dict[str, Any], now: float) -> dict[str, Any]:
         "value": new_client_secret(),
         "expires_at": _expires_at(body, "expires_after", GA_DEFAULT_TTL, now),
         "session": built,
+    }
+
+
+def translation_client_secret(body: dict[str, Any], now: float) -> dict[str, Any]:
+    """POST /v1/realtime/translations/client_secrets →
+    RealtimeTranslationClientSecretCreateResponse: the session as asked for (the
+    translation reference names no defaults for its audio), `type: "translation"`."""
+    request = body["session"]
+    requested = request.get("audio") or {}
+    audio: dict[str, Any] = {}
+    audio_in = {
+        key: value
+        for key, value in (requested.get("input") or {}).items()
+        if value is not None  # a null (turned off) is not reported
+    }
+    if audio_in:
+        audio["input"] = audio_in
+    if requested.get("output"):
+        audio["output"] = dict(requested["output"])
+    return {
+        "value": new_client_secret(),
+        "expires_at": _expires_at(body, "expires_after", GA_DEFAULT_TTL, now),
+        "session": {
+            "id": _session_id(),
+            "type": "translation",
+            "model": request["model"],
+            "audio": audio,
+            "expires_at": 0,
+        },
     }
 
 

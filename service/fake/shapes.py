@@ -174,6 +174,31 @@ def _ga_transcription_session() -> Shape:
     )
 
 
+def _translation_client_secret() -> Shape:
+    """POST /v1/realtime/translations/client_secrets, after the translation part of
+    tests/schemas/openai-openapi-subset.yaml (RealtimeTranslationClientSecretCreateRequest):
+    `session.model` is required; the session has no `type`."""
+    noise_reduction = nullable(
+        obj(
+            {"type": choice("near_field", "far_field"), "strength": number(0.0)},
+            required=("type",),
+        )
+    )
+    audio = obj(
+        {
+            "input": obj(
+                {
+                    "noise_reduction": noise_reduction,
+                    "transcription": nullable(obj({"model": string()}, required=("model",))),
+                }
+            ),
+            "output": obj({"language": string(min_length=1)}),
+        }
+    )
+    session = obj({"model": string(min_length=1), "audio": audio}, required=("model",))
+    return obj({"expires_after": _expires_after(), "session": session}, required=("session",))
+
+
 def _truncation() -> Shape:
     return any_of(
         choice("auto", "disabled"),
@@ -414,6 +439,7 @@ def _one(item: Shape) -> Shape:
 @dataclass(frozen=True)
 class RequestShapes:
     ga_client_secret: Shape
+    translation_client_secret: Shape
     beta_session: Shape
     beta_transcription: Shape
     vector_store_create: Shape
@@ -426,6 +452,7 @@ class RequestShapes:
         )
         return cls(
             ga_client_secret=obj({"expires_after": _expires_after(), "session": session}),
+            translation_client_secret=_translation_client_secret(),
             beta_session=_beta_session(),
             beta_transcription=_beta_transcription_session(),
             vector_store_create=_vector_store_create(),

@@ -96,7 +96,9 @@ def apply_live_policy(
       role's `server_events`. Both are always sent: upstream allows everything when they
       are left out.
     - a delegated Responses backend: its tools within `tools.allow`, its
-      `max_output_tokens` within the role's.
+      `max_output_tokens` within the role's, the effort of its `reasoning` within
+      `reasoning_efforts` (the first entry filled into a `reasoning` that names none; a
+      backend without `reasoning` is left so: its model may not reason).
     """
     rules = policy.rules_for(role)
     apply = _Application(reject=policy.on_violation == "reject")
@@ -281,6 +283,8 @@ class _Application:
                 self.adjusted.append(f"{path}.max_output_tokens")
             if not isinstance(asked, int) or asked > cap:
                 backend["max_output_tokens"] = cap
+        if rules.reasoning_efforts is not None and "reasoning" in backend:
+            backend["reasoning"] = self.reasoning(backend["reasoning"], rules.reasoning_efforts)
         allowed = rules.tools_allow
         tools = backend.get("tools")
         if allowed is not None and isinstance(tools, list):
@@ -293,6 +297,20 @@ class _Application:
                     self.violation(f"{path}.tools[{index}]", allowed)
             backend["tools"] = kept
         return {**delegation, "responses": backend}
+
+    def reasoning(self, reasoning: object, allowed: tuple[str, ...]) -> object:
+        path = "session.delegation.responses.reasoning"
+        if reasoning is None:
+            return None
+        if not isinstance(reasoning, dict):
+            raise InvalidValue(f"'{path}' must be an object.", param=path)
+        effort = reasoning.get("effort")
+        if effort is None:
+            return {**reasoning, "effort": allowed[0]}
+        if effort not in allowed:
+            self.violation(f"{path}.effort", allowed)
+            return {**reasoning, "effort": allowed[0]}
+        return reasoning
 
 
 def _selector(value: object, param: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from service.errors import (
     BrokerError,
     RateLimited,
     RateLimiterUnavailable,
+    RoleForbidden,
     StoreUnavailable,
     UserRevoked,
 )
@@ -25,7 +26,6 @@ from service.logs import current_request_id
 from service.metrics import Metrics
 from service.mint.plans import MintPlans
 from service.redact import user_hash
-from service.session.codec import decode_upstream_response, encode_response
 from service.session.model import Endpoint
 from service.stores.base import Admission, AdmitRequest, Store, UserProfile
 from service.timing import HEADER as SERVER_TIMING
@@ -36,6 +36,11 @@ logger = logging.getLogger("service.mint.broker")
 # A child of `service.audit` (directory changes log there): audit routing by the
 # `service.audit` prefix gets both, and each can be filtered on its own.
 audit_logger = logging.getLogger("service.audit.mint")
+
+NO_MINTS = (
+    "This role may not mint client secrets: its sessions go through call control "
+    "(POST /v1/realtime/calls), where the policy holds for the whole call."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +174,12 @@ class Broker:
         admission = await self.admit(admit_request)
         timer.mark("store")
         try:
+            if not tenant.policy.rules_for(admission.role).mint:
+                # A secret's holder talks to OpenAI directly and may override its session.
+                raise RoleForbidden(NO_MINTS)
             plan = self._plans.plan(
                 tenant.id, tenant.policy, admission.role, requested, tenant.upstream_api
             )
-            effective = plan.effective
             timer.mark("policy")
             answer = await self.upstreams[tenant.id].create_secret(
                 plan.path,
@@ -180,12 +187,11 @@ class Broker:
                 safety_identifier=user_hash(tenant.id, identity.user_id),
             )
             timer.mark("upstream")
-            result = decode_upstream_response(tenant.upstream_api, effective.kind, answer)
+            response_body, expires_at = plan.answer(tenant.upstream_api, answer)
         except BrokerError:
             await self.refund(admit_request, admission)
             raise
         changed = tuple(dict.fromkeys([*plan.adjustments, *plan.dropped]))
-        response_body = encode_response(endpoint, result, effective)
         timer.mark("codec")
         headers = {"Cache-Control": "no-store", **rate_limit_headers(admission)}
         if changed:
@@ -202,7 +208,7 @@ class Broker:
                 "user_hash": user_hash(tenant.id, identity.user_id),
                 "role": admission.role,
                 "endpoint": endpoint,
-                "expires_at": result.expires_at,
+                "expires_at": expires_at,
                 "adjusted": list(changed),
             },
         )

@@ -66,6 +66,12 @@ class RoleRules:
     # Audio formats in the normalized (GA) spelling: audio/pcm, audio/pcmu, audio/pcma.
     audio_formats: tuple[str, ...] | None = None
     transcription_models: tuple[str, ...] | None = None
+    # `reasoning.effort` of reasoning models (gpt-realtime-2 and later).
+    reasoning_efforts: tuple[str, ...] | None = None
+    # Translation mints (POST /v1/realtime/translations/client_secrets): None means the
+    # role may not mint one; languages: None means any target language.
+    translation_models: tuple[str, ...] | None = None
+    translation_languages: tuple[str, ...] | None = None
     tools_allow: tuple[str, ...] | None = None
     temperature: Range | None = None
     max_output_tokens: int | None = None
@@ -87,6 +93,10 @@ class RoleRules:
     # The browser's channel for events: WebRTC's data channel straight to OpenAI, or the
     # broker's relay (an audio-only offer; events through the broker, policed).
     client_channel: ClientChannel = "data_channel"
+    # Whether the role may mint client secrets at all (every secret mint). A secret's
+    # holder talks to OpenAI directly and may override its session, so a role that must
+    # stay supervised gets none: a `relay` role never mints.
+    mint: bool = True
     # Event types the relay forwards from the browser, and to it (None: every one).
     client_events: tuple[str, ...] = DEFAULT_CLIENT_EVENTS
     server_events: tuple[str, ...] | None = None

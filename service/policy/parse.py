@@ -21,6 +21,7 @@ from service.policy.values import (
     client_channel,
     instructions_rule,
     is_int,
+    mint_rule,
     on_session_update,
     parse_limits,
     positive_int,
@@ -28,7 +29,7 @@ from service.policy.values import (
     ttl_rule,
     turn_detection_rule,
 )
-from service.session.model import AUDIO_FORMATS, MODALITIES
+from service.session.model import AUDIO_FORMATS, MODALITIES, REASONING_EFFORTS
 
 _TOP_KEYS = frozenset({"default_role", "on_violation", "tenant_limits", "roles"})
 _ALLOW_LIST_KEYS = {
@@ -37,6 +38,9 @@ _ALLOW_LIST_KEYS = {
     "modalities": MODALITIES,
     "audio_formats": AUDIO_FORMATS,
     "transcription_models": None,
+    "reasoning_efforts": REASONING_EFFORTS,
+    "translation_models": None,
+    "translation_languages": None,
 }
 _ROLE_KEYS = frozenset(
     {
@@ -58,6 +62,7 @@ _ROLE_KEYS = frozenset(
         "client_channel",
         "client_events",
         "server_events",
+        "mint",
     }
 )
 
@@ -149,6 +154,7 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
                 tools.get("allow"), f"{path}.tools.allow", None, problems, allow_empty=True
             )
 
+    channel = client_channel(raw.get("client_channel"), path, problems)
     max_tokens = raw.get("max_output_tokens")
     if max_tokens is not None and not (
         is_int(max_tokens)
@@ -163,6 +169,9 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
         modalities=lists["modalities"],
         audio_formats=lists["audio_formats"],
         transcription_models=lists["transcription_models"],
+        reasoning_efforts=lists["reasoning_efforts"],
+        translation_models=lists["translation_models"],
+        translation_languages=lists["translation_languages"],
         tools_allow=tools_allow,
         temperature=range_rule(
             raw.get("temperature"), f"{path}.temperature", TEMPERATURE_BOUNDS, problems
@@ -185,7 +194,8 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
         daily_token_budget=positive_int(raw, "daily_token_budget", path, problems),
         daily_minute_budget=positive_int(raw, "daily_minute_budget", path, problems),
         on_session_update=on_session_update(raw.get("on_session_update"), path, problems),
-        client_channel=client_channel(raw.get("client_channel"), path, problems),
+        client_channel=channel,
+        mint=mint_rule(raw.get("mint"), channel, path, problems),
         client_events=allow_list(
             raw.get("client_events"), f"{path}.client_events", None, problems, allow_empty=True
         )
@@ -246,6 +256,8 @@ def _render_role(rules: RoleRules) -> dict[str, Any]:
             out[key] = value
     out["on_session_update"] = rules.on_session_update
     out["client_channel"] = rules.client_channel
+    if not rules.mint:
+        out["mint"] = False
     out["client_events"] = list(rules.client_events)
     if rules.server_events is not None:
         out["server_events"] = list(rules.server_events)

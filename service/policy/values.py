@@ -91,6 +91,24 @@ def client_channel(raw: object, path: str, problems: Problems) -> ClientChannel:
     return "data_channel"
 
 
+def mint_rule(raw: object, channel: ClientChannel, path: str, problems: Problems) -> bool:
+    """`mint` (default true): false closes every secret mint to the role. A `relay` role
+    never mints: a secret's holder reaches OpenAI directly, around the relay."""
+    if raw is None:
+        return channel != "relay"
+    if not isinstance(raw, bool):
+        problems.add(f"{path}.mint", "must be true or false")
+        return channel != "relay"
+    if raw and channel == "relay":
+        problems.add(
+            f"{path}.mint",
+            'must be false (or left out) when client_channel is "relay": a client secret '
+            "reaches OpenAI around the relay",
+        )
+        return False
+    return raw
+
+
 def allow_list(
     raw: object,
     path: str,

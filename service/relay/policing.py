@@ -8,7 +8,7 @@ here against the role:
 - `session.update` passes through the policy exactly as a mint does: clamped, or refused
   under `on_violation: "reject"`;
 - `response.create` with per-response overrides (instructions, tools, voice, modalities,
-  output tokens) passes the same policy, for the fields the client set;
+  output tokens, reasoning effort) passes the same policy, for the fields the client set;
 - under `instructions.mode: "server"` the policy's instructions are the only ones, whatever
   the door: a `conversation.item.create` of a `system` or `developer` message is refused;
   such messages in `response.create`'s `input`, and a `prompt` reference (a stored prompt
@@ -16,7 +16,9 @@ here against the role:
   the event refused under `on_violation: "reject"`;
 - every other allowed event is forwarded unchanged.
 
-Server events are filtered by `server_events` (None: all).
+Server events are filtered by `server_events` (None, the default: all of them, the ones
+OpenAI adds included, e.g. `input_audio_buffer.dtmf_event_received` and
+`input_audio_buffer.timeout_triggered`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from service.session.codec import decode_request, encode_upstream_request
 
 # Keys of a `response.create`'s response that the policy decides, and where they live
 # in a session.
-_RESPONSE_OVERRIDES = ("instructions", "tools", "audio", "output_modalities", "max_output_tokens")
+_RESPONSE_OVERRIDES = (
+    "instructions", "tools", "audio", "output_modalities", "max_output_tokens", "reasoning",
+)  # fmt: skip
 # Conversation messages in these roles are instructions by another door.
 INSTRUCTION_ROLES = frozenset({"system", "developer"})
 

@@ -75,14 +75,7 @@ def _decode_ga(
     body: Mapping[str, Any], *, strict: bool, beta: bool
 ) -> tuple[Kind, Session, int | None]:
     check_keys(body, ("expires_after", "session"), "")
-    ttl = None
-    if body.get("expires_after") is not None:
-        expiry = as_object(body["expires_after"], "expires_after")
-        check_keys(expiry, ("anchor", "seconds"), "expires_after")
-        if "anchor" in expiry:
-            as_str(expiry["anchor"], "expires_after.anchor", choices=("created_at",))
-        if "seconds" in expiry:
-            ttl = as_int(expiry["seconds"], "expires_after.seconds", TTL_MIN, TTL_MAX)
+    ttl = decode_expires_after(body)
     if body.get("session") is None:
         return "realtime", Session(), ttl
     raw = as_object(body["session"], "session")
@@ -92,6 +85,19 @@ def _decode_ga(
     if as_str(raw["type"], "session.type", choices=("realtime", "transcription")) != "realtime":
         kind = "transcription"
     return kind, _DECODERS[strict, beta].session(raw, kind), ttl
+
+
+def decode_expires_after(body: Mapping[str, Any]) -> int | None:
+    """The TTL a GA-shaped body asks for (`expires_after.seconds`), checked; None if none."""
+    if body.get("expires_after") is None:
+        return None
+    expiry = as_object(body["expires_after"], "expires_after")
+    check_keys(expiry, ("anchor", "seconds"), "expires_after")
+    if "anchor" in expiry:
+        as_str(expiry["anchor"], "expires_after.anchor", choices=("created_at",))
+    if "seconds" not in expiry:
+        return None
+    return as_int(expiry["seconds"], "expires_after.seconds", TTL_MIN, TTL_MAX)
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,6 +214,9 @@ def encode_upstream_request(
             body["expires_after"] = expiry
         return "/realtime/client_secrets", body, dropped
     beta, dropped = ga_to_beta(ga, kind)
+    if "session.reasoning.effort" in request.defaulted and len(session.reasoning or ()) == 1:
+        # The policy's default effort, not the client's choice: beta has no reasoning.
+        dropped.remove("session.reasoning")
     if session.temperature is not None:
         beta["temperature"] = session.temperature
     if kind == "transcription" and session.output_modalities is not None:

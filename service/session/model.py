@@ -11,11 +11,13 @@ speaks. The flow of a mint through the session modules:
 `decode_request` is in `service.session.decoder`, the other three in
 `service.session.codec`. Beta bodies are translated to GA-shaped dicts by service.session.translate
 and decoded once; error params are then rewritten into the client's spelling (`voice`,
-not `session.audio.output.voice`) by `client_param`.
+not `session.audio.output.voice`) by `client_param`. Translation mints have a session of
+their own, in service.session.translation.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +31,7 @@ __all__ = [
     "INSTRUCTIONS_HARD_CAP",
     "MAX_ID_CHARS",
     "MODALITIES",
+    "REASONING_EFFORTS",
     "TTL_MAX",
     "TTL_MIN",
     "VAD_TYPES",
@@ -46,9 +49,12 @@ __all__ = [
     "Transcription",
     "TurnDetection",
     "client_param",
+    "is_reasoning_model",
 ]
 
-Endpoint = Literal["client_secrets", "sessions", "transcription_sessions"]
+# The secret mints, by the last part of their path; `translations` is
+# `/v1/realtime/translations/client_secrets` (service.session.translation).
+Endpoint = Literal["client_secrets", "sessions", "transcription_sessions", "translations"]
 Kind = Literal["realtime", "transcription"]
 Api = Literal["ga", "beta"]
 
@@ -62,6 +68,15 @@ MAX_OUTPUT_TOKENS = 4096
 VAD_MS_MAX = 60_000
 LOGPROBS = ("item.input_audio_transcription.logprobs",)
 OFF: Literal["off"] = "off"
+# `reasoning.effort` of a reasoning Realtime model (RealtimeReasoningEffort).
+REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+# The reasoning Realtime models: `gpt-realtime-2` and later, their minis and dated
+# snapshots (`gpt-realtime-2`, `gpt-realtime-2.1`, `gpt-realtime-2.1-mini` as of
+# openai-python 3.63). `gpt-realtime`, `gpt-realtime-1.5`, `gpt-realtime-mini` and the
+# `gpt-4o-…` previews take no `reasoning`; `gpt-realtime-2025-08-28` is a date, not a version.
+_REASONING_MODEL = re.compile(
+    r"gpt-realtime-([0-9]{1,2})(?:\.[0-9]{1,2})?(?:-mini)?(?:-[0-9]{4}-[0-9]{2}-[0-9]{2})?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,4 +197,16 @@ class MintResult:
 
 def client_param(endpoint: Endpoint, path: str) -> str:
     """A GA parameter path in the spelling of the client that called `endpoint`."""
-    return path if endpoint == "client_secrets" else (beta_param(path) or path)
+    if endpoint in ("client_secrets", "translations"):
+        return path
+    return beta_param(path) or path
+
+
+def is_reasoning_model(model: str | None) -> bool:
+    """Whether `model` is known to take `reasoning.effort` (a name the broker does not
+    know, an Azure deployment's, is not: the policy's default effort is filled only for
+    these; an effort the client sends is held to the policy whatever the model)."""
+    if model is None:
+        return False
+    match = _REASONING_MODEL.fullmatch(model)
+    return match is not None and int(match[1]) >= 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from service.session.model import REASONING_EFFORTS
 from service.session.strict_json import (
     TEXT_MAX_CHARS,
     as_bool,
@@ -148,9 +149,5 @@ def check_reasoning(value: object, path: str) -> dict[str, Any]:
     obj = as_object(value, path)
     check_keys(obj, ("effort",), path)
     if "effort" in obj:
-        as_str(
-            obj["effort"],
-            join(path, "effort"),
-            choices=("minimal", "low", "medium", "high", "xhigh"),
-        )
+        as_str(obj["effort"], join(path, "effort"), choices=REASONING_EFFORTS)
     return dict(obj)

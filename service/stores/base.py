@@ -91,6 +91,11 @@ class Store(Protocol):
         """Which of these users are revoked, in one round trip (call supervision)."""
         ...
 
+    async def revoked_users(self, tenant: str) -> set[str]:
+        """Every revoked user of the tenant, in one round trip: what a replica keeps
+        locally so that revocations hold while the store is down (stores.resilient)."""
+        ...
+
     async def list_users(
         self, tenant: str, *, after: str | None, limit: int
     ) -> tuple[list[UserRecord], bool]:

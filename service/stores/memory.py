@@ -106,6 +106,9 @@ class MemoryStore:
     async def revoked_among(self, tenant: str, user_ids: Sequence[str]) -> set[str]:
         return {uid for uid in user_ids if (rec := self._users.get((tenant, uid))) and rec.revoked}
 
+    async def revoked_users(self, tenant: str) -> set[str]:
+        return {uid for (t, uid), rec in self._users.items() if t == tenant and rec.revoked}
+
     async def list_users(
         self, tenant: str, *, after: str | None, limit: int
     ) -> tuple[list[UserRecord], bool]:

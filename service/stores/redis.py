@@ -327,11 +327,29 @@ class RedisStore:
     async def revoke(self, tenant: str, user_id: str) -> UserRecord | None:
         return await self._update(tenant, user_id, "revoke", "")
 
-    async def _update(self, tenant: str, user_id: str, op: str, role: str) -> UserRecord | None:
-        reply = await self._run(
-            self._scripts.update_user, [keys.record_key(tenant, user_id)], [op, role]
+    async def revoked_users(self, tenant: str) -> set[str]:
+        found = await self._call(
+            "smembers",
+            lambda: self._client.execute_command("SMEMBERS", keys.revoked_key(tenant)),
         )
-        return None if reply is None else replies.record(tenant, replies.pairs(reply))
+        return {str(uid) for uid in found}
+
+    async def _update(self, tenant: str, user_id: str, op: str, role: str) -> UserRecord | None:
+        """One change of the record, and of the tenant's set of revoked users: in the same
+        script on standalone Redis; on a Cluster (another slot) right after it."""
+        ks = [keys.record_key(tenant, user_id)]
+        if not self._cluster:
+            ks.append(keys.revoked_key(tenant))
+        reply = await self._run(self._scripts.update_user, ks, [op, role, user_id])
+        if reply is None:
+            return None
+        if self._cluster:
+            command = "SADD" if op == "revoke" else "SREM"
+            await self._call(
+                command.lower(),
+                lambda: self._client.execute_command(command, keys.revoked_key(tenant), user_id),
+            )
+        return replies.record(tenant, replies.pairs(reply))
 
     # --- tenant secrets ----------------------------------------------------------------
 

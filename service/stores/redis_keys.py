@@ -4,6 +4,7 @@
     tb:{<tenant>:<user>}:b:<scope>:<limit>      a per-user GCRA bucket (TAT, expires when full)
     tb:{<tenant>}:b:<scope>:<limit>             a tenant-wide GCRA bucket
     tb:{<tenant>}:users                         the tenant's user ids (sorted set, durable)
+    tb:{<tenant>}:revoked                       the tenant's revoked user ids (set, durable)
     tb:{<tenant>}:secret:<name>                 a generated tenant secret (`user_hash` key)
 
 One user's keys share the slot of `{tenant:user}`, so one script sees all of them on
@@ -51,3 +52,7 @@ def tenant_bucket_key(tenant: str, scope: str, limit: Limit) -> str:
 
 def index_key(tenant: str) -> str:
     return f"{tenant_tag(tenant)}:users"
+
+
+def revoked_key(tenant: str) -> str:
+    return f"{tenant_tag(tenant)}:revoked"

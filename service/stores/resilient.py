@@ -11,8 +11,12 @@ mode: `closed` raises StoreUnavailable (the web layer answers 503
 rate_limiter_unavailable); `open` decides with a local in-process GCRA (one per replica,
 so the bound is per replica), marks the Admission degraded and reports every such
 decision through `on_degraded` and a log line. A degraded decision knows no admin-set
-role and no revocation: that is the price of failing open. Recovery needs nothing: the
-first successful call closes the breaker.
+role, but it knows revocations: the store keeps its own copy of each tenant's revoked
+users (`revoked_users`, loaded at start and every revocation backstop by call control,
+told of each revocation as it is published, `note_revoked`, and updated by every answer
+the primary gives about revocations), so a user revoked before the outage stays
+refused through it. Recovery needs nothing: the first successful call closes the
+breaker.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class FailureAwareStore:
             clock=clock, failures=breaker_failures, reset_seconds=breaker_reset_seconds
         )
         self._local = MemoryStore(clock=clock, degraded=True)
+        # Each tenant's revoked users as last known (the module docstring).
+        self._revoked: dict[str, set[str]] = {}
         self._on_degraded = on_degraded
         self._warn = Throttled(logger, interval=10.0)
 
@@ -148,7 +154,12 @@ class FailureAwareStore:
     async def _fallback(self, request: AdmitRequest, reason: str) -> Admission:
         if self._modes.get(request.tenant, "closed") == "closed":
             raise StoreUnavailable(f"rate limiter unavailable ({reason})")
-        admission = await self._local.admit(request)
+        if request.user_id in self._revoked.get(request.tenant, ()):
+            admission = Admission(
+                allowed=False, revoked=True, role=request.claimed_role, degraded=True
+            )
+        else:
+            admission = await self._local.admit(request)
         logger.warning(
             "rate limit decided without redis",
             extra={
@@ -177,7 +188,22 @@ class FailureAwareStore:
         return await self._guard(lambda: self._primary.get_user(tenant, user_id))
 
     async def revoked_among(self, tenant: str, user_ids: Sequence[str]) -> set[str]:
-        return await self._guard(lambda: self._primary.revoked_among(tenant, user_ids))
+        revoked = await self._guard(lambda: self._primary.revoked_among(tenant, user_ids))
+        # Added only: a restoration is learnt from `set_role` or the next `revoked_users`.
+        self._revoked.setdefault(tenant, set()).update(revoked)
+        return revoked
+
+    async def revoked_users(self, tenant: str) -> set[str]:
+        known = self._revoked.setdefault(tenant, set())
+        before = set(known)
+        revoked = await self._guard(lambda: self._primary.revoked_users(tenant))
+        # Revocations noted while the answer was on its way are newer than it: kept.
+        self._revoked[tenant] = revoked | (known - before)
+        return revoked
+
+    def note_revoked(self, tenant: str, user_id: str) -> None:
+        """A revocation published by a replica (call control's events)."""
+        self._revoked.setdefault(tenant, set()).add(user_id)
 
     async def list_users(
         self, tenant: str, *, after: str | None, limit: int
@@ -185,10 +211,16 @@ class FailureAwareStore:
         return await self._guard(lambda: self._primary.list_users(tenant, after=after, limit=limit))
 
     async def set_role(self, tenant: str, user_id: str, role: str) -> UserRecord | None:
-        return await self._guard(lambda: self._primary.set_role(tenant, user_id, role))
+        record = await self._guard(lambda: self._primary.set_role(tenant, user_id, role))
+        if record is not None:
+            self._revoked.get(tenant, set()).discard(user_id)
+        return record
 
     async def revoke(self, tenant: str, user_id: str) -> UserRecord | None:
-        return await self._guard(lambda: self._primary.revoke(tenant, user_id))
+        record = await self._guard(lambda: self._primary.revoke(tenant, user_id))
+        if record is not None:
+            self.note_revoked(tenant, user_id)
+        return record
 
     async def tenant_secret(self, tenant: str, name: str, candidate: str) -> str:
         # No local fallback: a secret made up by one replica would differ from the others'.

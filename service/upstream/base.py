@@ -44,4 +44,9 @@ class Upstream(Protocol):
         """POST /realtime/calls/{call_id}/hangup; NotFound when the call is gone."""
         ...
 
+    async def hangup_live_session(self, session_id: str) -> None:
+        """POST /live/sessions/{session_id}/hangup (ends a GPT-Live session over REST, with
+        or without its sideband); NotFound when the session is gone."""
+        ...
+
     async def aclose(self) -> None: ...

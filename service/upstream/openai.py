@@ -212,6 +212,13 @@ class OpenAIUpstream:
             "POST", path, headers=self._headers(None), ok=range(200, 300), fixed_path=False
         )
 
+    async def hangup_live_session(self, session_id: str) -> None:
+        """POST /live/sessions/{session_id}/hangup."""
+        path = f"/live/sessions/{quote(session_id, safe='')}/hangup"
+        await self._call(
+            "POST", path, headers=self._headers(None), ok=range(200, 300), fixed_path=False
+        )
+
     async def aclose(self) -> None:
         await self._transport.aclose()
 

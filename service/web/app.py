@@ -25,7 +25,7 @@ from starlette.types import Scope
 from service.auth.hash_keys import UserHashKeys
 from service.auth.tokens import Authenticator
 from service.calls.controller import CallController
-from service.calls.sideband import WebSocketConnector
+from service.calls.sideband import Keepalive, WebSocketConnector
 from service.calls.store import CallStore
 from service.calls.store_memory import MemoryCallStore
 from service.calls.supervised import CallOptions, revocation_check
@@ -37,6 +37,7 @@ from service.mint.broker import Broker
 from service.redact import Secret
 from service.stores.base import Store
 from service.stores.memory import MemoryStore
+from service.stores.resilient import FailureAwareStore
 from service.upstream.base import Upstream
 from service.upstream.openai import OpenAIUpstream
 from service.web.admin import admin_routes
@@ -66,13 +67,15 @@ FAKE_REFUSED = (
 
 def call_options_of(settings: Settings) -> CallOptions:
     """Call control's options as the settings give them (BROKER_MAX_CALLS,
-    BROKER_CALL_LEASE_SECONDS)."""
+    BROKER_CALL_LEASE_SECONDS, BROKER_SIDEBAND_REJOIN_SECONDS, BROKER_SIDEBAND_PING_SECONDS)."""
     return CallOptions(
         lease_ttl=settings.call_lease_seconds,
         # Orphans are looked for every tick: a dead replica's calls are adopted within
         # one lease plus a fifth of it.
         tick=min(1.0, settings.call_lease_seconds / 5),
         max_calls=settings.max_calls,
+        rejoin_seconds=settings.sideband_rejoin_seconds,
+        ping_seconds=settings.sideband_ping_seconds,
     )
 
 
@@ -99,7 +102,6 @@ def build_store(
     if redis is None:
         return MemoryStore(clock=clock)
     from service.stores.redis import RedisStore
-    from service.stores.resilient import FailureAwareStore
 
     modes = {tenant.id: tenant.rate_limit_failure_mode for tenant in settings.tenants}
     return FailureAwareStore(
@@ -157,8 +159,12 @@ def build_call_store(clock: Clock, redis: RedisConnection | None) -> CallStore:
     return RedisCallStore(redis)
 
 
-def sideband_connector(settings: Settings) -> WebSocketConnector:
-    return WebSocketConnector({t.id: t.upstream_api_key for t in settings.tenants})
+def sideband_connector(
+    settings: Settings, keepalive: Keepalive | None = None
+) -> WebSocketConnector:
+    return WebSocketConnector(
+        {t.id: t.upstream_api_key for t in settings.tenants}, keepalive=keepalive
+    )
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -245,13 +251,18 @@ def create_app(
         metrics=metrics,
     )
 
+    # The sidebands' keepalive, driven by the call scheduler (service.calls.sideband).
+    keepalive = Keepalive()
     calls = CallController(
         store=call_store,
-        connector=options.connector or sideband_connector(settings),
+        connector=options.connector or sideband_connector(settings, keepalive),
+        keepalive=keepalive,
         upstreams=upstreams,
         tenants=settings.tenants,
         clock=clock,
         is_revoked=revocation_check(state_store),
+        # Failing open keeps revocations: the store's own copy, kept fresh by call control.
+        revocations=state_store if isinstance(state_store, FailureAwareStore) else None,
         options=options,
         metrics=metrics,
     )

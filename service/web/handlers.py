@@ -137,15 +137,13 @@ def parse_page_query(
 # ---------------------------------------------------------------------------------------
 # The mints and the health checks
 
+_EXPIRES_AFTER = {
+    "type": "object",
+    "properties": {"anchor": {"const": "created_at"}, "seconds": {"type": "integer"}},
+}
 _MINT_BODY = {
     "type": "object",
-    "properties": {
-        "expires_after": {
-            "type": "object",
-            "properties": {"anchor": {"const": "created_at"}, "seconds": {"type": "integer"}},
-        },
-        "session": OBJECT,
-    },
+    "properties": {"expires_after": _EXPIRES_AFTER, "session": OBJECT},
 }
 _SESSION_MINT_RESPONSE = {
     "type": "object",
@@ -156,6 +154,16 @@ _SESSION_MINT_RESPONSE = {
             "required": ["value", "expires_at"],
             "properties": {"value": {"type": "string"}, "expires_at": {"type": "integer"}},
         }
+    },
+}
+_TRANSLATION_BODY = {
+    "type": "object",
+    "properties": {
+        "expires_after": _EXPIRES_AFTER,
+        "session": {
+            "type": "object",
+            "properties": {"model": {"type": "string"}, "audio": OBJECT},
+        },
     },
 }
 _HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
@@ -186,6 +194,26 @@ MINTS: dict[Endpoint, tuple[str, Operation]] = {
             _SESSION_MINT_RESPONSE,
             UPSTREAM,
             request=json_body(OBJECT),
+        ),
+    ),
+    "translations": (
+        "/v1/realtime/translations/client_secrets",
+        Operation(
+            "Mint a Realtime translation client secret (GA shape): the role's "
+            "translation_models and translation_languages apply.",
+            {
+                "type": "object",
+                "required": ["value", "expires_at", "session"],
+                "properties": {
+                    "session": {
+                        "type": "object",
+                        "required": ["id", "type", "model", "audio", "expires_at"],
+                        "properties": {"type": {"const": "translation"}},
+                    }
+                },
+            },
+            UPSTREAM,
+            request=json_body(_TRANSLATION_BODY),
         ),
     ),
 }

@@ -3,7 +3,6 @@ and shared by every replica; and what the app then logs and sends upstream."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -22,6 +21,7 @@ from service.fake.app import create_fake_app
 from service.redact import Secret, keyed_user_hash, user_hash
 from service.stores.memory import MemoryStore
 from service.stores.redis import RedisStore
+from tests.eventually import eventually, settle
 from tests.redis_servers import RedisServer
 
 SECRET = "hash-keys-secret-0123456789-abcdefghij"
@@ -93,10 +93,7 @@ async def test_a_store_down_at_startup_is_asked_again_until_it_answers(
     await keys.start()  # does not wait for the store
     meanwhile = user_hash("hk-late", "alice")
     store.up = True
-    for _ in range(200):
-        if not keys.pending:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not keys.pending, seconds=3, what="the stored key loaded")
     await keys.aclose()
 
     stored = await store.tenant_secret("hk-late", STORED_NAME, "unused")
@@ -108,12 +105,15 @@ async def test_a_store_down_at_startup_is_asked_again_until_it_answers(
 
 async def test_closing_stops_the_retries() -> None:
     store = Unreachable()
-    keys = UserHashKeys({"hk-closed": None}, store, retry_seconds=0.01)
+    # No pause between retries: one still running would ask again at every turn of the loop.
+    keys = UserHashKeys({"hk-closed": None}, store, retry_seconds=0)
     await keys.start()
+    await settle()
+    assert store.asked > 1  # retrying
     await keys.aclose()
     asked = store.asked
 
-    await asyncio.sleep(0.05)
+    await settle()
 
     assert store.asked == asked
     assert keys.pending == ("hk-closed",)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +20,7 @@ from service.clock import ManualClock
 from service.config.settings import load_settings
 from service.dev import create_dev_app
 from service.fake.calls import FakeCalls
-from tests.eventually import eventually
+from tests.eventually import eventually, settle
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -73,9 +72,11 @@ class Harness:
         signal nothing a test could await, so polling is the honest way to watch them."""
         await eventually(check, seconds=2)
 
-    async def ticks(self, count: int = 5) -> None:
-        """Let the watcher run a few ticks (5 ms each) on the unchanged manual clock."""
-        await asyncio.sleep(0.005 * count)
+    async def step(self) -> None:
+        """One scheduler pass at the manual clock's time, then what it set off (a hangup
+        it started): a test that then asserts nothing happened has given it the chance."""
+        await self.controller.step()
+        await settle()
 
     def day(self) -> str:
         return utc_day(self.clock())

@@ -25,7 +25,7 @@ from service.calls.supervised import CallMetrics, CallOptions, IsRevoked
 from service.config.settings import TenantSettings, load_settings
 from service.errors import NotFound, UpstreamError, UpstreamUnavailable
 from service.logs import Throttled
-from tests.eventually import eventually
+from tests.eventually import eventually, settle
 
 TENANT = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 32}).tenants[0]
 
@@ -353,8 +353,11 @@ async def test_garbage_on_the_channel_leaves_revocations_crossing_replicas() -> 
         await until(lambda: len(connector.lines) == 1)
         for event in GARBAGE:
             await store.publish(event)
-        await asyncio.sleep(0.05)
+        # The memory store's listener takes all of it at its next turn; a hangup it set
+        # off would have reached upstream a turn or two later.
+        await settle()
         assert holder.held("default") == ["rtc_1"]  # nothing in it ended the call
+        assert upstream.hangups == []
 
         await other.hangup_user(TENANT, "alice", "user_revoked")
         await until(lambda: holder.held("default") == [])
@@ -413,7 +416,7 @@ async def test_a_side_task_that_fails_is_logged_once(caplog: pytest.LogCaptureFi
         try:
             # Checked when the listener starts, and by the scheduler's backstop.
             await until(lambda: len(asked) >= 2)
-            await asyncio.sleep(0.05)
+            await settle()  # the failed tasks' done callbacks
         finally:
             await calls.aclose()
         gc.collect()

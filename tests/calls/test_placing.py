@@ -34,6 +34,7 @@ from service.errors import NotFound
 from service.mint.broker import Broker
 from service.stores.memory import MemoryStore
 from tests.calls.conftest import OFFER, POLICY, SECRET
+from tests.eventually import eventually
 
 ANSWER = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 # One placement a minute and one call at a time: an admission or a lease left behind
@@ -152,9 +153,11 @@ class World:
             steps += 1
 
     async def nothing_left(self) -> None:
-        async with asyncio.timeout(3):
-            while self.upstream.live or self.controller.held("default"):  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+        await eventually(
+            lambda: not (self.upstream.live or self.controller.held("default")),
+            seconds=3,
+            what="the cancelled placement's call ended and let go",
+        )
         assert await self.calls.user_calls("default", "alice") == []
         # Refunded: the one placement a minute is there again.
         request = self.broker.admit_request(self.identity)

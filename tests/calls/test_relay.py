@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from service.policy.model import DEFAULT_CLIENT_EVENTS
 from service.policy.parse import parse_policy
 from service.relay.policing import RelayPolicy
 from service.web.relay import MAX_FRAME_BYTES
+from tests.eventually import eventually_sync
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -69,7 +70,10 @@ class Relay:
         response = self.place()
         assert response.status_code == 201, response.text
         call_id: str = response.headers["location"].rsplit("/", 1)[1]
-        self.wait(lambda: call_id in self.fake.calls and bool(self.fake.calls[call_id].lines))
+        self.wait(
+            lambda: call_id in self.fake.calls and bool(self.fake.calls[call_id].lines),
+            "the call's sideband joined",
+        )
         return call_id
 
     def connect(self, call_id: str, token: str | None = None) -> Any:
@@ -92,11 +96,9 @@ class Relay:
         return [e for e in self.fake.sideband_events if e.get("type") == kind]
 
     @staticmethod
-    def wait(check: Any, seconds: float = 3.0) -> None:
-        deadline = time.monotonic() + seconds
-        while not check():
-            assert time.monotonic() < deadline, "not in time"
-            time.sleep(0.01)
+    def wait(check: Callable[[], object], what: str) -> None:
+        """Wait (3 s at most) for the app's tasks, which run on the test client's loop."""
+        eventually_sync(check, seconds=3, what=what, every=0.01)
 
 
 @pytest.fixture
@@ -157,7 +159,7 @@ def test_server_events_reach_the_relay_filtered(relay: Relay) -> None:
     call_id = relay.placed()
     with relay.connect(call_id) as ws:
         assert ws.accepted_subprotocol == "realtime"
-        relay.wait(lambda: relay.held(call_id).relay_replica)
+        relay.wait(lambda: relay.held(call_id).relay_replica, "the relay attached")
         relay.browser(call_id, {"type": "response.create"})
         assert receive(ws, "response.created")["response"]["status"] == "in_progress"
         done = ws.receive_json()
@@ -255,16 +257,17 @@ def test_a_revoked_user_is_refused_and_one_relay_per_call(relay: Relay) -> None:
         with pytest.raises(WebSocketDenialResponse) as second, relay.connect(call_id):
             pass
         assert second.value.status_code == 409
+
     # Once the first relay is gone (its replica frees the slot as it closes), it is free.
-    deadline = time.monotonic() + 3
-    while True:
+    def connects() -> bool:
         try:
             with relay.connect(call_id):
-                break
+                return True
         except WebSocketDenialResponse as busy:
             assert busy.status_code == 409  # noqa: PT017
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+            return False
+
+    eventually_sync(connects, seconds=3, what="a relay once the first is gone")
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     assert relay.client.delete("/v1/organization/users/alice", headers=admin).status_code == 200
     with pytest.raises(WebSocketDenialResponse) as revoked, relay.connect(call_id):
@@ -333,7 +336,7 @@ def test_an_oversize_frame_closes_the_relay_text_or_binary(relay: Relay, frame: 
 def test_the_relay_closes_when_the_call_ends(relay: Relay) -> None:
     call_id = relay.placed()
     with relay.connect(call_id) as ws:
-        relay.wait(lambda: relay.held(call_id).relay_replica)
+        relay.wait(lambda: relay.held(call_id).relay_replica, "the relay attached")
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         hung = relay.client.post(f"/v1/realtime/calls/{call_id}/hangup", headers=admin)
         assert hung.status_code == 200
@@ -359,7 +362,9 @@ def test_a_system_or_developer_message_is_refused_under_server_instructions(
                       "item": {**SYSTEM, "role": role}})  # fmt: skip
         errors = refusals(ws)
         ws.send_json({"type": "conversation.item.create", "item": USER})
-        relay.wait(lambda: relay.sent_upstream("conversation.item.create"))
+        relay.wait(
+            lambda: relay.sent_upstream("conversation.item.create"), "the item sent upstream"
+        )
 
     assert [(e["code"], e["param"], e["event_id"]) for e in errors] == [
         ("policy_violation", "item.role", "e5")
@@ -410,7 +415,9 @@ def test_under_reject_each_door_is_refused(relay: Relay, event: dict[str, Any], 
         ws.send_json({**event, "event_id": "e6"})
         errors = refusals(ws)
         ws.send_json({"type": "conversation.item.create", "item": USER})
-        relay.wait(lambda: relay.sent_upstream("conversation.item.create"))
+        relay.wait(
+            lambda: relay.sent_upstream("conversation.item.create"), "the item sent upstream"
+        )
 
     assert [(e["code"], e["param"], e["event_id"]) for e in errors] == [
         ("policy_violation", param, "e6")

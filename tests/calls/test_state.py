@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from service.calls.model import CallPolicy
-from service.calls.state import CallState
+from service.calls.state import REASONING_EFFORT, CallState, with_reasoning
+from service.policy.parse import parse_policy
 
 PINNED = {("instructions",): "Policy text.", ("audio", "output", "voice"): "alloy"}
 SYSTEM = {"id": "item_1", "type": "message", "role": "system",
@@ -97,3 +98,49 @@ def test_a_session_prompt_hangs_up_a_call_whose_role_says_hangup() -> None:
 
     assert action is not None
     assert (action.kind, action.changed) == ("hangup", ("prompt",))
+
+
+# --- reasoning effort --------------------------------------------------------------------
+
+EFFORT_RULES = parse_policy(
+    {"roles": {"reader": {"reasoning_efforts": ["low", "minimal"]}}}
+).rules_for("reader")
+
+
+@pytest.mark.parametrize(
+    ("placed", "pinned"),
+    [({"reasoning": {"effort": "minimal"}}, "minimal"), ({}, "low")],
+    ids=["placed-with-one", "none-placed"],
+)
+def test_the_effort_a_call_was_placed_with_is_pinned(placed: dict[str, Any], pinned: str) -> None:
+    assert with_reasoning(PINNED, EFFORT_RULES, placed) == {**PINNED, REASONING_EFFORT: pinned}
+    no_rule = parse_policy({"roles": {"reader": {}}}).rules_for("reader")
+    assert with_reasoning(PINNED, no_rule, placed) == PINNED
+
+
+def reasoning_state(on_session_update: Any = "reapply") -> CallState:
+    pinned = with_reasoning(PINNED, EFFORT_RULES, {})
+    return CallState(CallPolicy("reader", pinned, on_session_update=on_session_update))
+
+
+def test_another_effort_on_the_sideband_is_reverted() -> None:
+    updated = text("session.updated", session={**SESSION, "reasoning": {"effort": "xhigh"}})
+
+    action = reasoning_state().on_text(updated)
+
+    assert action is not None
+    assert (action.kind, action.changed) == ("revert", ("reasoning.effort",))
+    assert action.event == {
+        "type": "session.update",
+        "session": {"type": "realtime", "reasoning": {"effort": "low"}},
+    }
+    hangup = reasoning_state("hangup").on_text(updated)
+    assert hangup is not None
+    assert hangup.kind == "hangup"
+
+
+def test_a_session_that_reports_no_effort_was_not_overridden() -> None:
+    # A model that does not reason reports no `reasoning`: nothing to revert.
+    assert reasoning_state().on_text(text("session.updated", session=SESSION)) is None
+    same = text("session.updated", session={**SESSION, "reasoning": {"effort": "low"}})
+    assert reasoning_state().on_text(same) is None

@@ -27,6 +27,7 @@ from service.calls.store_redis import (
     usage_key,
 )
 from service.clock import ManualClock, system_clock
+from tests.eventually import eventually
 from tests.redis_servers import RedisClusterServers, RedisServer, start_server
 
 TTL = 30.0
@@ -253,9 +254,8 @@ async def test_published_events_reach_every_listener(live: tuple[CallStore, Call
         async with asyncio.timeout(5):
             await ready["a"].wait()
             await ready["b"].wait()
-            await a.publish({"type": "user.revoked", "tenant": "t", "user_id": "alice"})
-            while not (seen["a"] and seen["b"]):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await a.publish({"type": "user.revoked", "tenant": "t", "user_id": "alice"})
+        await eventually(lambda: seen["a"] and seen["b"], seconds=5, what="the event, by both")
     finally:
         for task in tasks:
             task.cancel()
@@ -281,10 +281,12 @@ async def test_a_message_to_one_inbox_reaches_that_listener_only(
         async with asyncio.timeout(5):
             await ready["a"].wait()
             await ready["b"].wait()
-            await a.publish({"type": "relay.down", "n": 1}, to="b")
-            await a.publish({"type": "relay.down", "n": 2})
-            while len(seen["b"]) < 2 or not seen["a"]:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await a.publish({"type": "relay.down", "n": 1}, to="b")
+        await a.publish({"type": "relay.down", "n": 2})
+        await eventually(
+            lambda: len(seen["b"]) == 2 and seen["a"], seconds=5, what="the events, by each"
+        )
+        # Had the message to b reached a, it would have by now: it was sent first.
     finally:
         for task in tasks:
             task.cancel()
@@ -400,16 +402,12 @@ async def test_the_event_listener_reconnects_after_redis_restarts(tmp_path: Path
 
     task = asyncio.create_task(store.listen(seen.append, reconnected, "a"))
     try:
-        async with asyncio.timeout(20):
-            while connections < 1:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-            server.stop()
-            server.start()
-            while connections < 2:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            await store.publish({"type": "user.revoked", "tenant": "t", "user_id": "x"})
-            while not seen:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
+        await eventually(lambda: connections >= 1, seconds=5, what="the first subscription")
+        server.stop()
+        server.start()
+        await eventually(lambda: connections >= 2, seconds=15, what="the listener's reconnection")
+        await store.publish({"type": "user.revoked", "tenant": "t", "user_id": "x"})
+        await eventually(lambda: seen, seconds=5, what="the event after the restart")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -19,6 +19,7 @@ import pytest
 
 from service.auth.tokens import sign_dev_token
 from tests.eventually import eventually_sync
+from tests.freezing_proxy import FreezingProxy
 from tests.processes import fake_upstream, free_port, running
 from tests.redis_servers import start_cluster, start_server
 
@@ -211,6 +212,8 @@ def test_a_killed_replicas_calls_are_adopted_and_stay_supervised(
         wait_for(lambda: d.instructions(calls[0]) == "Policy text.", 3, "override reverted")
         wait_for(lambda: set(calls) <= set(d.hung_up()), MAX_CALL_SECONDS + 4, "deadline")
         ran = time.monotonic() - placed_at
+        # The deadline kept through the adoption: not hung up when adopted (at ~LEASE s),
+        # nor left to run on long after its MAX_CALL_SECONDS.
         assert MAX_CALL_SECONDS - 0.5 <= ran <= MAX_CALL_SECONDS + 4
         assert adopted_in <= LEASE + 3
         assert '"action":"call.adopted"' in d.log("b")
@@ -248,6 +251,7 @@ def test_live_sessions_survive_their_replicas_and_close_at_their_deadline(
     wait_for(attached(kept), 3, "handed over to C")
     assert d.live(kept)["closed"] is None  # handed over, not closed
     wait_for(lambda: d.live(kept)["closed"] == "close_requested", MAX_CALL_SECONDS + 4, "deadline")
+    # Closed at its deadline, not when adopted or handed over (seconds earlier).
     assert time.monotonic() - placed_at >= MAX_CALL_SECONDS - 0.5
     # Their leases went with them.
     wait_for(lambda: d.start_live("c", "user0").status_code == 201, 3, "lease freed")
@@ -413,3 +417,54 @@ def test_a_relay_on_another_replica_carries_the_calls_events(tmp_path: Path) -> 
             assert d.call(call)["session"]["audio"]["output"]["voice"] == "alloy"  # type: ignore[index]
     finally:
         server.stop()
+
+
+def test_a_sideband_whose_path_died_silently_is_noticed_and_joined_again(
+    deployment: Deployment,
+) -> None:
+    """Between the replica and upstream, a proxy that freezes the connections open through
+    it (a NAT that forgot them: nothing forwarded, nothing closed). The replica pings idle
+    sidebands every second: the frozen one is dropped within three rounds and joined again
+    (through the proxy: new connections pass), and the call stays supervised."""
+    d = deployment
+    proxy = FreezingProxy(int(d.fake.rsplit(":", 1)[1].split("/")[0])).start()
+    d.stack.callback(proxy.stop)
+    d.start(
+        "a",
+        BROKER_UPSTREAM_URL=f"http://127.0.0.1:{proxy.port}/v1",
+        BROKER_SIDEBAND_PING_SECONDS="1",
+    )
+    call = d.placed("a", "user0")
+    wait_for(joined(d, [call]), 10, "joined")
+
+    assert proxy.freeze() >= 1  # the sideband (and the placement's keep-alive connection)
+    # The frozen sideband stays open at the fake: a second one means joined again.
+    noticed_in = wait_for(lambda: d.sidebands(call) == 2, 10, "joined again")
+
+    d.override(call)
+    wait_for(lambda: d.instructions(call) == "Policy text.", 3, "override reverted")
+    assert noticed_in <= 3 * (1 + 0.4) + 2  # three rounds of one second, a tick each
+    losses = 'broker_call_sideband_losses_total{tenant="default"} 1.0'
+    assert losses in httpx.get(f"{d.url('a')}/metrics").text
+    assert "sidebands did not answer a ping" in d.log("a")
+    assert d.hung_up() == []
+
+
+def test_an_admin_close_of_a_live_session_whose_supervisor_died_ends_it_at_once(
+    deployment: Deployment,
+) -> None:
+    """Before any replica adopted it, the session is ended over REST (GPT-Live's
+    `/live/sessions/{id}/hangup`), not left to run until its adopter's deadline."""
+    d = deployment
+    d.start("a")
+    d.start("b")
+    started = d.start_live("a", "user0")
+    assert started.status_code == 201, started.text
+    session = started.json()["session"]["id"]
+    wait_for(lambda: d.live(session).get("sidebands") == 1, 10, "attached by A")
+
+    d.signal("a", signal.SIGKILL)
+    # At once: A's lease has not lapsed (LEASE s), so no replica holds the session.
+    assert d.admin("b", "POST", f"/realtime/calls/{session}/hangup").status_code == 200
+
+    wait_for(lambda: d.live(session)["closed"] == "close_requested", 1, "closed over REST")

@@ -91,8 +91,9 @@ async def test_a_call_is_hung_up_at_max_call_seconds(harness: HarnessFactory) ->
     call_id = (await h.place()).headers["location"].rsplit("/", 1)[1]
     await h.joined(call_id)
     h.clock.advance(59)
-    await h.ticks()
-    assert call_id in h.fake.calls
+    await h.step()
+    assert call_id in h.controller.held("default")  # a second early: still held
+    assert call_id not in h.fake.hung_up
     h.clock.advance(1)
     await h.until(lambda: call_id in h.fake.hung_up)
     await h.until(lambda: h.controller.held("default") == [])
@@ -167,8 +168,10 @@ async def test_the_minute_budget_hangs_up_and_refuses(harness: HarnessFactory) -
     h = await harness()
     call_id = (await h.place(sub="olivia", role="owner")).headers["location"].rsplit("/", 1)[1]
     await h.joined(call_id)
-    h.clock.advance(11)  # the first lease renewal (TTL/3) flushes the minutes
-    await h.ticks()
+    h.clock.advance(11)  # a lease renewal (every TTL/3) flushes the minutes
+    await h.step()
+    assert (await h.controller.store.usage("default", "olivia", h.day())).seconds == 11
+    assert call_id not in h.fake.hung_up  # 11 s of the 60
     h.clock.advance(50)
     await h.until(lambda: call_id in h.fake.hung_up)
     refused = await h.place(sub="olivia", role="owner")

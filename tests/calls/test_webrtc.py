@@ -17,6 +17,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
 from service.fake import webrtc
 from tests.calls.conftest import Harness, HarnessFactory
+from tests.eventually import eventually
 
 
 class Browser:
@@ -49,20 +50,27 @@ class Browser:
 
     async def seen(self, kind: str, seconds: float = 10, **fields: Any) -> dict[str, Any]:
         """The first event of `kind` (with these fields), waiting for it."""
-        async with asyncio.timeout(seconds):
-            while True:
-                for event in self.events:
-                    if event.get("type") == kind and all(
-                        event.get(k) == v for k, v in fields.items()
-                    ):
-                        return event
-                await asyncio.sleep(0.02)
+
+        def first() -> dict[str, Any] | None:
+            return next(
+                (
+                    e
+                    for e in self.events
+                    if e.get("type") == kind and all(e.get(k) == v for k, v in fields.items())
+                ),
+                None,
+            )
+
+        await eventually(lambda: first() is not None, seconds=seconds, what=f"a {kind} event")
+        event = first()
+        assert event is not None
+        return event
 
     async def heard(self) -> None:
         """Wait until `FRAMES` audio frames came back."""
-        async with asyncio.timeout(10):
-            while len(self.frames) < self.FRAMES:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: len(self.frames) >= self.FRAMES, seconds=10, what="the audio coming back"
+        )
 
 
 async def place(h: Harness, peer: RTCPeerConnection) -> httpx.Response:
@@ -100,14 +108,16 @@ async def test_a_call_through_the_broker_talks_over_real_webrtc(
         browser.send(override)
         await seen("session.updated")
         events = browser.events
-        async with asyncio.timeout(10):
-            while not any(  # noqa: ASYNC110
+        await eventually(
+            lambda: any(
                 e.get("type") == "session.updated"
                 and e["session"]["instructions"] == "You are the Acme assistant."
                 and events.index(e) > events.index(done)
                 for e in events
-            ):
-                await asyncio.sleep(0.02)
+            ),
+            seconds=10,
+            what="the policy's instructions back on the browser's channel",
+        )
         await browser.heard()
         assert h.controller.held("default") == [call_id]
     finally:
@@ -128,9 +138,9 @@ async def test_a_call_whose_browser_never_connects_frees_its_lease(
     call_id = placed.headers["location"].rsplit("/", 1)[1]
     await peer.close()  # the browser is gone before ICE: nothing answers the fake's checks
     await h.until(lambda: call_id in h.controller.held("default"))
-    async with asyncio.timeout(10):
-        while h.controller.held("default"):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: not h.controller.held("default"), seconds=10, what="the call let go after ICE"
+    )
     assert call_id in h.fake.hung_up
     assert await h.controller.store.user_calls("default", "alice") == []
 

@@ -503,6 +503,18 @@ def test_call_control_settings_have_defaults_and_bounds() -> None:
     assert any(p.startswith("BROKER_MAX_CALLS") for p in problems)
 
 
+def test_sideband_settings_have_defaults_that_notice_a_dead_path_within_30_s() -> None:
+    defaults = load_settings(env())
+    assert (defaults.sideband_rejoin_seconds, defaults.sideband_ping_seconds) == (15.0, 8.0)
+    # A silent path is noticed within three ping intervals (service.calls.sideband).
+    assert 3 * defaults.sideband_ping_seconds + 3 <= 30
+    tuned = load_settings(env(SIDEBAND_REJOIN_SECONDS="2", SIDEBAND_PING_SECONDS="0"))
+    assert (tuned.sideband_rejoin_seconds, tuned.sideband_ping_seconds) == (2.0, 0.0)
+    problems = problems_of(env(SIDEBAND_REJOIN_SECONDS="0", SIDEBAND_PING_SECONDS="-1"))
+    assert any(p.startswith("BROKER_SIDEBAND_REJOIN_SECONDS") for p in problems)
+    assert any(p.startswith("BROKER_SIDEBAND_PING_SECONDS") for p in problems)
+
+
 def test_the_user_hash_key_is_per_tenant_and_never_shown() -> None:
     settings = load_settings(multi(ACME_USER_HASH_KEY=HASH_KEY))
 

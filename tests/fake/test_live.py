@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import jsonschema
+import openai
 import pytest
 import yaml
 from referencing import Registry, Resource
@@ -225,3 +227,22 @@ def test_the_browser_leaving_ends_the_session(fake: Any) -> None:
     assert app.state.live_sessions.closed[session_id] == "remote_hangup"
     shown = client.get(f"/v1/_fake/live/sessions/{session_id}", headers=AUTH).json()
     assert shown == {"id": session_id, "closed": "remote_hangup"}
+
+
+async def test_the_sdks_rest_hangup_ends_the_session_as_a_close_does() -> None:
+    """`client.live.sessions.hangup` (openai-python ≥ 3.12): the session ends with
+    `close_requested`, as at OpenAI (an application close or hangup); a second one is
+    OpenAI's 404."""
+    app = create_fake_app(clock=ManualClock(1_750_000_000.0), api_key=FAKE_KEY)
+    registry = app.state.live_sessions
+    session_id = registry.create({"model": "gpt-live-1"})
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
+        sdk = openai.AsyncOpenAI(
+            api_key=FAKE_KEY, base_url="http://fake/v1", http_client=http, max_retries=0
+        )
+        await sdk.live.sessions.hangup(session_id)
+        assert registry.closed[session_id] == "close_requested"
+        with pytest.raises(openai.NotFoundError):
+            await sdk.live.sessions.hangup(session_id)
+        with pytest.raises(openai.AuthenticationError):
+            await sdk.with_options(api_key="wrong").live.sessions.hangup("live_x")

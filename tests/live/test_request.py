@@ -222,3 +222,43 @@ def test_unknown_fields_are_refused_as_openai_would(session: dict[str, Any], par
     with pytest.raises(UnknownParameter) as refused:
         apply(session, {})
     assert refused.value.param == param
+
+
+def delegated(reasoning: object) -> dict[str, Any]:
+    backend: dict[str, Any] = {"model": "gpt-5"}
+    if reasoning is not None:
+        backend["reasoning"] = reasoning
+    return {"model": "m", "delegation": {"type": "responses", "responses": backend}}
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "expected", "listed"),
+    [
+        ({"effort": "high", "summary": "auto"}, {"effort": "low", "summary": "auto"}, True),
+        ({"effort": "minimal"}, {"effort": "minimal"}, False),
+        ({"summary": "auto"}, {"summary": "auto", "effort": "low"}, False),
+        # No reasoning asked: the backend's model may not reason; nothing is added.
+        (None, None, False),
+    ],
+)
+def test_a_delegated_backends_reasoning_effort_is_within_the_role(
+    reasoning: object, expected: object, listed: bool
+) -> None:
+    role = {"reasoning_efforts": ["low", "minimal"]}
+
+    session, adjusted = apply(delegated(reasoning), role)
+
+    assert session["delegation"]["responses"].get("reasoning") == expected
+    assert ("session.delegation.responses.reasoning.effort" in adjusted) is listed
+
+
+def test_a_delegated_effort_outside_the_role_is_refused_under_reject() -> None:
+    with pytest.raises(PolicyViolation) as caught:
+        apply(delegated({"effort": "xhigh"}), {"reasoning_efforts": ["low"]}, "reject")
+
+    assert caught.value.param == "session.delegation.responses.reasoning.effort"
+    with pytest.raises(InvalidValue):
+        apply(delegated("high"), {"reasoning_efforts": ["low"]})
+    # Without reasoning_efforts the backend's reasoning is the client's.
+    session, _ = apply(delegated({"effort": "xhigh"}), {})
+    assert session["delegation"]["responses"]["reasoning"] == {"effort": "xhigh"}

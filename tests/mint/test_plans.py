@@ -9,11 +9,17 @@ from typing import Any, cast
 import pytest
 
 from bench.fixtures import ADJUST_POLICY
-from service.errors import InvalidJSON, InvalidRequest, PolicyViolation, UnknownParameter
+from service.errors import (
+    InvalidJSON,
+    InvalidRequest,
+    PolicyViolation,
+    RoleForbidden,
+    UnknownParameter,
+)
 from service.mint.plans import MAX_MEMO_BODY, MintPlans, decode_body, make_plan
 from service.policy.parse import default_policy, parse_policy
 from service.session.codec import encode_upstream_request
-from service.session.model import Api, Endpoint
+from service.session.model import Api, Endpoint, MintRequest
 from tests.session.test_codec_fast import REQUESTS
 
 # The benchmark's adjusting policy, plus a role it does not restrict.
@@ -91,6 +97,7 @@ def test_a_remembered_plan_equals_a_fresh_one(
     assert again is first
     for name in ("effective", "adjustments", "path", "dropped"):
         assert getattr(first, name) == getattr(fresh, name), name
+    assert isinstance(fresh.effective, MintRequest)
     _, body, _ = encode_upstream_request(fresh.effective, api)
     assert json.loads(first.upstream_json) == body
 
@@ -177,3 +184,47 @@ def test_invalid_request_subclasses_stay_the_errors_clients_see() -> None:
     with pytest.raises(InvalidRequest) as caught:
         MintPlans().request("client_secrets", b'{"session": {"type": "realtime", "x": 1}}')
     assert caught.value.param == "session.x"
+
+
+TRANSLATING = parse_policy(
+    {
+        "default_role": "reader",
+        "roles": {
+            "reader": {"translation_models": ["gpt-realtime-translate"],
+                       "translation_languages": ["fr"]},
+            "owner": {},
+        },
+    }
+)  # fmt: skip
+TRANSLATION = {"session": {"model": "gpt-realtime-translate-pro",
+                           "audio": {"output": {"language": "ja"}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("api", ["ga", "beta"])
+def test_a_translation_is_remembered_and_planned_as_a_fresh_one(api: Api) -> None:
+    plans = MintPlans()
+    requested = plans.request("translations", raw(TRANSLATION))
+    fresh = make_plan(TRANSLATING, "reader", decode_body("translations", raw(TRANSLATION)), api)
+
+    plan = plans.plan("acme", TRANSLATING, "reader", requested, api)
+
+    assert plans.request("translations", raw(TRANSLATION)) is requested
+    assert plans.plan("acme", TRANSLATING, "reader", requested, api) is plan
+    for name in ("effective", "adjustments", "path", "dropped", "upstream_json"):
+        assert getattr(plan, name) == getattr(fresh, name), name
+    # The translation path whatever the tenant's API: there is no beta translation mint.
+    assert plan.path == "/realtime/translations/client_secrets"
+    assert json.loads(plan.upstream_json)["session"] == {
+        "model": "gpt-realtime-translate",
+        "audio": {"output": {"language": "fr"}},
+    }
+    assert plan.adjustments == ("session.model", "session.audio.output.language")
+
+
+def test_a_role_without_translation_models_is_refused_every_time() -> None:
+    plans = MintPlans()
+    requested = plans.request("translations", raw(TRANSLATION))
+    for _ in range(2):
+        with pytest.raises(RoleForbidden):
+            plans.plan("acme", TRANSLATING, "owner", requested, "ga")
+    assert not plans._plans

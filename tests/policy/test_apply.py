@@ -424,3 +424,80 @@ def test_a_beta_clients_violation_names_the_param_in_its_own_shape() -> None:
 
     assert caught.value.param == "voice"
     assert "'voice'" in caught.value.message
+
+
+# ---------------------------------------------------------------------------------------
+# reasoning_efforts
+
+
+@pytest.mark.parametrize(
+    ("model", "asked", "effort", "listed"),
+    [
+        ("gpt-realtime-2", {"effort": "xhigh"}, "low", True),
+        ("gpt-realtime-2", {"effort": "minimal"}, "minimal", False),
+        # Nothing asked: the first entry, for a model that reasons, unlisted.
+        ("gpt-realtime-2.1-mini", None, "low", False),
+        ("gpt-realtime-2", {}, "low", False),
+        # A model that does not reason gets no effort it did not ask for...
+        ("gpt-realtime", None, None, False),
+        # ...but one it asks for is held to the list like any other.
+        ("gpt-realtime", {"effort": "high"}, "low", True),
+    ],
+)
+def test_reasoning_effort_is_clamped_and_defaulted_for_reasoning_models(
+    model: str, asked: dict[str, str] | None, effort: str | None, listed: bool
+) -> None:
+    rules = policy(models=None, reasoning_efforts=["low", "minimal"])
+
+    effective, adjusted = apply_policy(rules, "reader", realtime(model=model, reasoning=asked))
+
+    reasoning = effective.session.reasoning
+    assert (reasoning or {}).get("effort") == effort
+    assert ("session.reasoning.effort" in adjusted) is listed
+
+
+def test_reasoning_effort_outside_the_list_is_refused_under_reject() -> None:
+    request = decode_request(
+        "client_secrets",
+        {"session": {"type": "realtime", "model": "gpt-realtime-2",
+                     "reasoning": {"effort": "xhigh"}}},
+    )  # fmt: skip
+
+    with pytest.raises(PolicyViolation) as caught:
+        apply_policy(policy("reject", models=None, reasoning_efforts=["low"]), "reader", request)
+
+    assert caught.value.param == "session.reasoning.effort"
+    assert "Allowed: low." in caught.value.message
+
+
+def test_the_role_default_model_decides_whether_an_effort_is_filled() -> None:
+    rules = policy(models=["gpt-realtime-2", "gpt-realtime"], reasoning_efforts=["minimal"])
+
+    effective, adjusted = apply_policy(rules, "reader", realtime())
+
+    assert effective.session.model == "gpt-realtime-2"
+    assert effective.session.reasoning == {"effort": "minimal"}
+    assert adjusted == []
+    assert "session.reasoning.effort" in effective.defaulted
+
+
+def test_without_reasoning_efforts_any_effort_passes() -> None:
+    asked = realtime(model="gpt-realtime-2", reasoning={"effort": "xhigh"})
+
+    effective, adjusted = apply_policy(policy(models=None), "reader", asked)
+
+    assert effective.session.reasoning == {"effort": "xhigh"}
+    assert adjusted == []
+
+
+def test_a_beta_upstream_drops_only_the_clients_reasoning() -> None:
+    from service.session.codec import encode_upstream_request
+
+    rules = policy(models=None, reasoning_efforts=["low"])
+    filled, _ = apply_policy(rules, "reader", realtime(model="gpt-realtime-2"))
+    asked, _ = apply_policy(
+        rules, "reader", realtime(model="gpt-realtime-2", reasoning={"effort": "low"})
+    )
+
+    assert encode_upstream_request(filled, "beta")[2] == []
+    assert encode_upstream_request(asked, "beta")[2] == ["session.reasoning"]

@@ -119,6 +119,15 @@ def with_reader(**keys: Any) -> dict[str, Any]:
             "roles.reader.max_concurrent_calls: must be a positive",
         ),
         (with_reader(max_call_seconds=1.5), "roles.reader.max_call_seconds: must be a positive"),
+        (with_reader(reasoning_efforts=["none"]), "roles.reader.reasoning_efforts[0]: 'none' is"),
+        (with_reader(reasoning_efforts=[]), "roles.reader.reasoning_efforts: must be a non-empty"),
+        (with_reader(translation_models=[]), "roles.reader.translation_models: must be a non-"),
+        (with_reader(translation_languages=["fr", "fr"]), "roles.reader.translation_languages[1]"),
+        (with_reader(mint="no"), "roles.reader.mint: must be true or false"),
+        (
+            with_reader(client_channel="relay", mint=True),
+            'roles.reader.mint: must be false (or left out) when client_channel is "relay"',
+        ),
     ],
 )
 def test_parse_policy_names_the_role_and_key_of_each_problem(data: object, problem: str) -> None:
@@ -174,6 +183,11 @@ def test_every_role_key_renders() -> None:
         "client_channel": "relay",
         "client_events": ["response.create"],
         "server_events": ["response.done"],
+        "reasoning_efforts": ["low", "minimal"],
+        "translation_models": ["gpt-realtime-translate"],
+        "translation_languages": ["fr", "de"],
+        # Rendered because a relay role never mints.
+        "mint": False,
     }
     policy = parse_policy({"default_role": "reader", "roles": {"reader": full}})
     rendered = render_policy(policy)["roles"]["reader"]
@@ -192,3 +206,43 @@ def test_the_readme_sample_policy_parses_and_names_every_roles_models() -> None:
 
     for role in ("reader", "owner"):
         assert policy.rules_for(role).models, f"the sample's {role} may use any model"
+
+
+def test_the_new_role_keys_are_read() -> None:
+    rules = parse_policy(
+        with_reader(
+            reasoning_efforts=["low", "minimal"],
+            translation_models=["gpt-realtime-translate"],
+            translation_languages=["fr", "de"],
+            mint=False,
+        )
+    ).rules_for("reader")
+
+    assert rules.reasoning_efforts == ("low", "minimal")
+    assert rules.translation_models == ("gpt-realtime-translate",)
+    assert rules.translation_languages == ("fr", "de")
+    assert rules.mint is False
+
+
+@pytest.mark.parametrize(
+    ("keys", "mints"),
+    [
+        ({}, True),
+        ({"mint": True}, True),
+        ({"mint": False}, False),
+        ({"client_channel": "data_channel", "mint": False}, False),
+        # A relay role never mints, said or not.
+        ({"client_channel": "relay"}, False),
+        ({"client_channel": "relay", "mint": False}, False),
+    ],
+)
+def test_mint_defaults_to_true_except_for_a_relay_role(keys: dict[str, Any], mints: bool) -> None:
+    rules = parse_policy(with_reader(**keys)).rules_for("reader")
+
+    assert rules.mint is mints
+
+
+def test_the_default_policy_names_no_translation_model_nor_effort() -> None:
+    for rules in default_policy().roles.values():
+        assert rules.mint is True
+        assert (rules.translation_models, rules.reasoning_efforts) == (None, None)

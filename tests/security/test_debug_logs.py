@@ -49,13 +49,18 @@ POLICY = {
             "client_events": ["conversation.item.create", "response.create", "session.update"],
             "max_concurrent_calls": 2,
             "limits": ["1000/minute"],
-        }
+        },
+        # A relay role mints no secret: the client secret comes from a role that may.
+        "minter": {
+            "instructions": {"mode": "server", "text": POLICY_WORDS},
+            "limits": ["1000/minute"],
+        },
     },
 }
 
 
-def jwt(sub: str) -> str:
-    return sign_dev_token(SECRET, sub=sub, role="reader", now=time.time())
+def jwt(sub: str, role: str = "reader") -> str:
+    return sign_dev_token(SECRET, sub=sub, role=role, now=time.time())
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -107,6 +112,7 @@ def test_at_debug_level_no_secret_and_no_words_of_a_call_are_logged(tmp_path: Pa
         "BROKER_LOG_LEVEL": "debug",
     }
     tokens = {name: jwt(name) for name in ("mia", "rita", "rita-relay", "lena", "quinn", "hal")}
+    tokens["mia"] = jwt("mia", role="minter")
     tokens["rita-relay"] = jwt("rita")  # a second token of the call's user, for the relay
     shown: list[str] = []  # what the broker handed out: client secrets, SDP credentials
     with contextlib.ExitStack() as stack:

@@ -84,24 +84,24 @@ async def test_broken_provider_means_401_not_500(
     clock = ManualClock(time.time())
     calls: list[float] = []
     async with app_client(keys, _failing(make, calls), clock) as client:
-        started = time.monotonic()
         responses = [
             await client.post(MINT, json=MINT_BODY, headers=bearer(rs256(keys, claims(clock.now))))
             for _ in range(5)
         ]
-        elapsed = time.monotonic() - started
 
     assert [r.status_code for r in responses] == [401] * 5
     assert {r.json()["error"]["code"] for r in responses} == {"invalid_token"}
     assert len(calls) == 1  # one attempt, then the cooldown protects the provider
-    assert elapsed < 2.0
 
 
 async def test_slow_provider_is_cut_at_its_timeout_and_last_good_keys_kept(keys: Keys) -> None:
     clock = ManualClock(time.time())
     slow = False
+    fetches = 0
 
     async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal fetches
+        fetches += 1
         if slow:
             await asyncio.sleep(5)
         return httpx.Response(200, json=keys.jwks())
@@ -114,15 +114,14 @@ async def test_slow_provider_is_cut_at_its_timeout_and_last_good_keys_kept(keys:
         started = time.monotonic()
         kept = await cache.key_for("rsa-1", "RS256")
         stale_elapsed = time.monotonic() - started
-        started = time.monotonic()
         with pytest.raises(InvalidToken):
             await cache.key_for("unknown", "RS256")
-        unknown_elapsed = time.monotonic() - started
 
     assert kept is first
     assert cache.failures == 1
+    # Cut at the cache's 0.2 s timeout, not held for the provider's 5 s.
     assert stale_elapsed < 1.0
-    assert unknown_elapsed < 0.1  # within the cooldown: no second slow fetch
+    assert fetches == 2  # within the cooldown: no second slow fetch for the unknown key
 
 
 async def test_slow_provider_without_keys_gives_401_within_deadline(keys: Keys) -> None:
@@ -139,7 +138,9 @@ async def test_slow_provider_without_keys_gives_401_within_deadline(keys: Keys) 
     elapsed = time.monotonic() - started
 
     assert response.status_code == 401
-    assert elapsed < 3.0  # the app's JWKS timeout is 2 s
+    # Cut at the app's 2 s JWKS timeout (with the app's start-up and a loaded machine's
+    # slack), not held for the provider's 30 s.
+    assert elapsed < 6.0
 
 
 async def test_rotated_key_is_accepted_after_one_refresh(keys: Keys) -> None:

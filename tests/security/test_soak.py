@@ -18,6 +18,7 @@ import pytest
 from service.auth.tokens import sign_dev_token
 from service.config.settings import load_settings
 from service.dev import create_dev_app
+from tests.eventually import eventually
 from tests.redis_servers import start_server
 from tests.security.conftest import MINT, MINT_BODY, bearer
 
@@ -86,13 +87,20 @@ async def test_soak_two_replicas_redis_restarted(tmp_path: Path) -> None:
             elapsed = time.monotonic() - started
             # The restart may have opened a replica's circuit breaker close to the end:
             # the listing waits for it to close again (a few seconds at most).
-            for _ in range(50):
-                listed = await first.get(
-                    "/v1/organization/users", params={"limit": 100}, headers=bearer(ADMIN_KEY)
+            answers: list[httpx.Response] = []
+
+            async def listing() -> bool:
+                answers.append(
+                    await first.get(
+                        "/v1/organization/users",
+                        params={"limit": 100},
+                        headers=bearer(ADMIN_KEY),
+                    )
                 )
-                if listed.status_code != 503:
-                    break
-                await asyncio.sleep(0.2)
+                return answers[-1].status_code != 503
+
+            await eventually(listing, seconds=10, what="the users listing", every=0.2)
+            listed = answers[-1]
     finally:
         server.stop()
 
@@ -102,6 +110,8 @@ async def test_soak_two_replicas_redis_restarted(tmp_path: Path) -> None:
     assert statuses[200] >= USERS
     assert statuses[429] > 0
     assert max(granted.values()) <= bound, granted
+    # Every mint answered within the 100 ms Redis deadline plus a loaded machine's slack,
+    # the restart included: none waited on Redis's return (or the client's 5 s timeout).
     assert slowest < 1.5
     assert listed.status_code == 200
     assert {u["id"] for u in listed.json()["data"]} >= set(granted)

@@ -160,7 +160,8 @@ async def test_upstream_fault(
     assert response.json()["error"]["code"] == case.code
     assert failed_calls == case.calls
     assert response.headers.get("retry-after") == case.retry_after
-    assert elapsed < DEADLINE_MS / 1000 + 0.5  # nothing waits past the deadline
+    # Nothing waits past the 0.3 s deadline: the hanging cases would take 5 s without it.
+    assert elapsed < DEADLINE_MS / 1000 + 1.5
     assert "ek_" not in response.text
     assert UPSTREAM_KEY not in response.text
     assert upstream.keys_seen == {f"Bearer {UPSTREAM_KEY}"}

@@ -324,3 +324,17 @@ async def test_replicas_asking_at_once_all_get_one_tenant_secret(store: Store) -
 
     assert len(set(kept)) == 1
     assert kept[0].startswith("candidate-")
+
+
+async def test_revoked_users_lists_the_tenants_revoked_users(store: Store) -> None:
+    for user in ("alice", "bob", "carol"):
+        await store.admit(request_for(user=user, limits=("3/minute",)))
+    assert await store.revoked_users("acme") == set()
+
+    await store.revoke("acme", "alice")
+    await store.revoke("acme", "carol")
+    await store.set_role("acme", "carol", "reader")  # restored
+    await store.revoke("acme", "nobody")  # unknown: nothing recorded
+
+    assert await store.revoked_users("acme") == {"alice"}
+    assert await store.revoked_users("globex") == set()

@@ -22,7 +22,8 @@ from service.errors import StoreUnavailable
 from service.stores import redis_client
 from service.stores.redis_client import LuaScript, create_client, guarded, run_script
 from service.stores.redis_url import parse_redis_url
-from tests.redis_servers import RedisServer
+from tests.eventually import eventually
+from tests.redis_servers import RedisServer, command_calls
 
 # --- guarded -----------------------------------------------------------------------------
 
@@ -121,13 +122,14 @@ async def test_guard_deadline_covers_waiting_for_a_slot() -> None:
     elapsed = loop.time() - started
 
     assert await holder == "done"
-    # Without the slot wait under the deadline the call would succeed (0.08 < 0.1).
+    # Without the slot wait under the deadline the call would succeed (0.08 < 0.1). Cut
+    # at the deadline: not refused at once for want of a slot, and not left to run on.
     assert 0.09 < elapsed < 1.0
 
 
 async def test_guard_many_calls_each_its_own_deadline() -> None:
     """Calls of mixed lengths, started at different times: each one that outlives its own
-    deadline, and only those, times out; afterwards nothing is left in flight."""
+    deadline, and only those, times out; afterwards nothing is left running."""
     guard = store_guard(0.1, asyncio.Semaphore(100))
     durations = [0.0, 0.15, 0.01, 0.2, 0.05, 0.12, 0.0, 0.03] * 4
 
@@ -139,9 +141,9 @@ async def test_guard_many_calls_each_its_own_deadline() -> None:
             return "timeout"
 
     results = await asyncio.gather(*(one(i, d) for i, d in enumerate(durations)))
-    await asyncio.sleep(0.15)  # the last deadline passes; the timer drains the queue
 
     assert results == [("timeout" if d > 0.1 else str(i)) for i, d in enumerate(durations)]
+    assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 # --- EVALSHA on a pooled connection against execute_command --------------------------------
@@ -346,7 +348,13 @@ async def test_frozen_server_then_stale_reply_is_not_read_by_the_next_call(
             await guard("admit", lambda: run_script(client, script, [], ["stale"]))
     finally:
         os.kill(own_server.process.pid, signal.SIGCONT)
-    await asyncio.sleep(0.05)  # the server answers the timed-out call now
+    # The server runs the timed-out call now, and its reply waits on the pooled connection.
+    with own_server.client() as admin:
+        await eventually(
+            lambda: command_calls(admin).get("evalsha", 0) == 1,
+            seconds=5,
+            what="the timed-out EVALSHA run once the server wakes",
+        )
 
     replies = [
         await guard("admit", functools.partial(run_script, client, script, [], [word]))

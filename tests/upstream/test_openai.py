@@ -338,20 +338,27 @@ async def test_a_slow_upstream_times_out_at_the_deadline() -> None:
             await mint(upstream)
         elapsed = time.monotonic() - started
 
+    # Cut at the 0.2 s deadline: not failed at once, and not left to the (never) answer.
     assert 0.15 <= elapsed < 1.0
     assert len(calls) == 1
     assert (raised.value.status, raised.value.code) == (504, "upstream_timeout")
 
 
 async def test_the_retry_runs_inside_the_same_deadline() -> None:
-    async with scripted(httpx.Response(502), hang, deadline=0.2) as (upstream, calls):
+    async def slow_502(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.5)  # half the deadline: enough left for a retry
+        return httpx.Response(502)
+
+    async with scripted(slow_502, hang, deadline=1.0) as (upstream, calls):
         started = time.monotonic()
         with pytest.raises(UpstreamTimeout):
             await mint(upstream)
         elapsed = time.monotonic() - started
 
     assert len(calls) == 2
-    assert elapsed < 1.0
+    # The retry ends when the call's 1 s deadline does (a retry with a deadline of its own
+    # would end at 1.5 s at the earliest); the margin is for a loaded machine.
+    assert elapsed < 1.4
 
 
 async def test_no_retry_when_too_little_of_the_deadline_remains() -> None:
@@ -685,3 +692,21 @@ async def test_a_live_session_against_the_fake_upstream() -> None:
     )
     assert created["session"]["id"].startswith("live_")
     await upstream.aclose()
+
+
+async def test_a_live_session_is_hung_up_over_rest_and_a_gone_one_is_not_found() -> None:
+    fake = create_fake_app(api_key=FAKE_KEY)
+    upstream = OpenAIUpstream(
+        base_url="http://fake/v1",
+        api_key=Secret(FAKE_KEY),
+        transport=httpx.ASGITransport(app=fake),
+    )
+    session_id = fake.state.live_sessions.create({"model": "gpt-live-1"})
+    await upstream.hangup_live_session(session_id)
+    assert fake.state.live_sessions.closed[session_id] == "close_requested"
+    with pytest.raises(NotFound):
+        await upstream.hangup_live_session(session_id)
+    await upstream.aclose()
+    async with scripted(ok({})) as (scripted_upstream, calls):
+        await scripted_upstream.hangup_live_session("live/1")
+    assert calls[0].url.raw_path == b"/v1/live/sessions/live%2F1/hangup"

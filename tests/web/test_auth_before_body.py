@@ -58,6 +58,9 @@ POSTS = {
     "mint transcription": Post(
         "/v1/realtime/transcription_sessions", JSON, MINT_GARBAGE, reader, 400
     ),
+    "mint translation": Post(
+        "/v1/realtime/translations/client_secrets", JSON, MINT_GARBAGE, reader, 400
+    ),
     "mint too large": Post("/v1/realtime/client_secrets", JSON, HUGE, reader, 413),
     "call multipart flood": Post("/v1/realtime/calls", FLOOD_TYPE, FLOOD, reader, 400),
     "call sdp": Post("/v1/realtime/calls", "application/sdp", b"hello", reader, 400),

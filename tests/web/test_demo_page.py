@@ -107,12 +107,14 @@ class Page:
     async def wait_for(self, expression: str) -> Any:
         """Poll until `expression` is truthy: waits for the page, never for a time window."""
         # The page is in another process: polling is the only way to see it change.
-        for _ in range(200):
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out waiting for: {expression}")
+        values: list[Any] = []
+
+        async def truthy() -> bool:
+            values.append(await self.evaluate(expression))
+            return bool(values[-1])
+
+        await eventually(truthy, seconds=10, what=f"the page's {expression}", every=0.05)
+        return values[-1]
 
     def text(self, element_id: str) -> str:
         return f"document.getElementById({json.dumps(element_id)}).textContent"
@@ -154,12 +156,13 @@ async def browser_page(url: str, profile: Path) -> AsyncIterator[Page]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        for _ in range(400):
-            if port_file.exists() and port_file.read_text().strip():
-                break
+
+        def listening() -> bool:
             if proc.returncode is not None:
                 raise AssertionError(f"chromium exited with {proc.returncode}")
-            await asyncio.sleep(0.05)
+            return port_file.exists() and bool(port_file.read_text().strip())
+
+        await eventually(listening, seconds=20, what="chromium's DevTools port", every=0.05)
         devtools_port = int(port_file.read_text().splitlines()[0])
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{devtools_port}/json/list") as listing:
@@ -495,3 +498,53 @@ async def test_dev_token_refuses_bad_input(body: dict[str, Any], code: str) -> N
         response = await client.post("/dev/token", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+
+
+NO_MINT_POLICY = {
+    "default_role": "reader",
+    "roles": {
+        "reader": {"mint": False, "limits": ["10/minute"]},
+        "owner": {"limits": ["10/minute"]},
+    },
+}
+
+
+@pytest.mark.skipif(
+    NO_BROWSER, reason="BROKER_TESTS_NO_BROWSER=1: demo page not tested in a browser"
+)
+async def test_the_demo_page_shows_why_a_role_may_not_mint(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "BROKER_POLICY": json.dumps(NO_MINT_POLICY),
+        "BROKER_LOG_LEVEL": "warning",
+    }
+    base = f"http://127.0.0.1:{port}"
+    with running(["dev", "--port", str(port)], env=env, ready_url=f"{base}/healthz"):
+        async with browser_page(base + "/", tmp_path / "profile") as page:
+            await signed_in_as(page, "no-mint-user")
+            # An owner mints: a secret is shown...
+            await page.evaluate("document.getElementById('role').value = 'owner'")
+            await page.evaluate("document.getElementById('signin').click()")
+            await page.wait_for(f"{page.text('signed')}.includes('(owner)')")
+            await page.evaluate("document.getElementById('mint').click()")
+            await page.wait_for(f"{page.text('secret')}.startsWith('ek_')")
+            # ...a reader may not: the 403 says why, and the owner's secret is gone.
+            await page.evaluate("document.getElementById('role').value = 'reader'")
+            await page.evaluate("document.getElementById('signin').click()")
+            note = await page.wait_for(
+                f"{page.text('policy-note')}.includes('mints no client secret') && "
+                f"{page.text('policy-note')}"
+            )
+            await page.evaluate("document.getElementById('mint').click()")
+            banner = await page.wait_for(
+                "!document.getElementById('banner').hidden && "
+                "document.getElementById('banner').textContent"
+            )
+            secret = await page.evaluate(page.text("secret"))
+            connect_disabled = await page.evaluate("document.getElementById('connect').disabled")
+    assert "mint: false" in note
+    assert banner.startswith("403 role_forbidden: ")
+    assert "call control" in banner
+    assert secret == "—"
+    assert connect_disabled is True

@@ -16,7 +16,7 @@ from service.auth.tokens import sign_dev_token
 from service.dev import create_dev_app
 from service.mint import plans as mint_plans
 from service.redact import user_hash
-from service.session.model import Endpoint, MintRequest
+from service.session.model import Endpoint
 from service.timing import parse_server_timing
 from tests.web.conftest import SECRET, TokenFactory, make_settings
 
@@ -211,7 +211,7 @@ async def test_a_repeated_body_is_decoded_once_and_adjusted_every_time(
     decoded: list[bytes] = []
     general = mint_plans.decode_body
 
-    def counting(endpoint: Endpoint, raw: bytes) -> MintRequest:
+    def counting(endpoint: Endpoint, raw: bytes) -> mint_plans.Requested:
         decoded.append(raw)
         return general(endpoint, raw)
 

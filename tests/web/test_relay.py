@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from service.auth.tokens import sign_dev_token
 from service.dev import create_dev_app
 from service.relay.hub import Relay, RelayHub
+from tests.eventually import eventually, settle
 from tests.web.conftest import SECRET, make_settings
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -30,8 +31,8 @@ POLICY = {"roles": {"reader": {"client_channel": "relay", "limits": ["100/minute
 class Served:
     """The broker on uvicorn, on a free local port."""
 
-    def __init__(self, app: Starlette, port: int) -> None:
-        self.app, self.port = app, port
+    def __init__(self, app: Starlette, server: uvicorn.Server, port: int) -> None:
+        self.app, self.server, self.port = app, server, port
         self.jwt = sign_dev_token(SECRET, sub="alice", role="reader", now=time.time())
 
     async def place(self) -> str:
@@ -58,10 +59,17 @@ class Served:
             )
         assert hung.status_code == 200, hung.text
 
-    async def wait(self, check: Callable[[], object], seconds: float = 3.0) -> None:
-        async with asyncio.timeout(seconds):
-            while not check():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+    async def wait(self, check: Callable[[], object], what: str) -> None:
+        await eventually(check, seconds=3, what=what)
+
+    async def handlers_done(self) -> None:
+        """Every request and relay the server took has returned from the app (a relay's
+        handler returns after its detach and its own close), and what they left queued
+        has run: whatever they were going to log, they have."""
+        await eventually(
+            lambda: not self.server.server_state.tasks, seconds=5, what="the handlers' return"
+        )
+        await settle()
 
 
 @pytest.fixture
@@ -85,10 +93,8 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-        yield Served(app, sock.getsockname()[1])
+        await eventually(lambda: server.started, seconds=10, what="uvicorn's start")
+        yield Served(app, server, sock.getsockname()[1])
     finally:
         server.should_exit = True
         await task
@@ -102,7 +108,7 @@ def above_info(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def relay_gone(served: Served, call_id: str) -> None:
     held = served.app.state.calls._held[("default", call_id)]
-    await served.wait(lambda: held.relay_replica is None)
+    await served.wait(lambda: held.relay_replica is None, "the relay's detach")
 
 
 async def test_a_browser_that_closes_its_relay_is_a_normal_end(
@@ -115,7 +121,7 @@ async def test_a_browser_that_closes_its_relay_is_a_normal_end(
         await ws.recv()
     assert ws.close_code == 1000
     await relay_gone(served, call_id)
-    await asyncio.sleep(0.2)  # the relay's own close, after its detach
+    await served.handlers_done()
 
     assert above_info(caplog) == []
 
@@ -129,7 +135,7 @@ async def test_a_browser_whose_connection_drops_is_a_normal_end(
         ws_connection: ClientConnection = ws
         ws_connection.transport.abort()  # no closing handshake: a tab killed, a network gone
     await relay_gone(served, call_id)
-    await asyncio.sleep(0.2)
+    await served.handlers_done()
 
     assert above_info(caplog) == []
 
@@ -141,11 +147,11 @@ async def test_a_call_that_ends_closes_its_relay_as_a_normal_end(
     call_id = await served.place()
     async with served.relay(call_id) as ws:
         held = served.app.state.calls._held[("default", call_id)]
-        await served.wait(lambda: held.relay_replica is not None)
+        await served.wait(lambda: held.relay_replica is not None, "the relay's attach")
         await served.hang_up(call_id)
         async for _ in ws:  # until the relay closes
             pass
     assert ws.close_code == 1000
-    await asyncio.sleep(0.2)
+    await served.handlers_done()
 
     assert above_info(caplog) == []
