@@ -285,6 +285,9 @@ class CallController:
         if held is None:
             self.start()
             held = self._adopt(tenant, record)
+            # Its record is written by the next heartbeat: without one, that heartbeat
+            # would read the call as adopted elsewhere and drop it unended.
+            self._unrecorded.add(held)
             self._metrics.call_placed(record.tenant, record.kind)
         self._endings.end(held, "placement_cancelled")
 

@@ -88,7 +88,8 @@ class Lifecycle:
         (from two ticks), up to MAX_RETRY_SECONDS."""
         if self.phase is Phase.ENDING:
             self._refusals += 1
-            self.retry_at = now + min(MAX_RETRY_SECONDS, tick * 2.0**self._refusals)
+            # The exponent is capped: 2.0**1023 and beyond overflow (hours of refusals).
+            self.retry_at = now + min(MAX_RETRY_SECONDS, tick * 2.0 ** min(self._refusals, 16))
 
     def held_back(self, now: float) -> None:
         """The hangup was not attempted (the lease is stale): due again from `now`, every

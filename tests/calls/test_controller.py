@@ -459,3 +459,25 @@ async def test_a_sideband_that_closed_is_a_loss_only_if_the_call_went_on(
         ("placed", "realtime"): 1,
         ("ended", ended): 1,
     }
+
+
+async def test_an_abandoned_call_upstream_will_not_hang_up_is_held_until_it_is_over() -> None:
+    # A placement cancelled after upstream made the call: the call is ended here, its
+    # record written and kept through heartbeats until upstream takes the hangup.
+    upstream, store = Upstream(failures=1000), MemoryCallStore()
+    calls = controller(Connector(), upstream, store)
+    await store.acquire("default", "alice", "rtc_1", 1, 60)
+    try:
+        calls.abandon(TENANT, record())
+        await until(lambda: len(upstream.hangups) >= 3)
+        # Three heartbeats (one a third of the 1 s lease, on the system clock this
+        # controller runs on) while upstream keeps refusing.
+        await asyncio.sleep(1.2)
+
+        assert calls.held("default") == ["rtc_1"]  # still ending, still held
+        assert await store.record("default", "rtc_1") is not None
+        upstream.failures = 0
+        await until(lambda: calls.held("default") == [], seconds=10)
+    finally:
+        await calls.aclose()
+    assert await store.user_calls("default", "alice") == []

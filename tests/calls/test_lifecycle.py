@@ -62,3 +62,12 @@ def test_a_refused_hangup_is_due_again_later_and_later() -> None:
     assert delays == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
     life.ended()
     assert not life.retry_due(1e9)
+
+
+def test_hours_of_refusals_do_not_overflow_the_backoff() -> None:
+    life = Lifecycle()
+    life.end("admin")
+    for _ in range(1100):  # 2.0**1023 would overflow a float
+        life.refused(100.0, 1.0)
+
+    assert life.retry_at == 130.0
