@@ -118,6 +118,8 @@ class _DebugLoop:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        # The CLI reads the app's state (its metrics) once it has made it.
+        self.state = app.state
         self.armed = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
