@@ -133,6 +133,7 @@ class CallController:
         self._max_calls = options.max_calls
         self._rejoin_seconds = options.rejoin_seconds
         self._keepalive = keepalive if options.ping_seconds > 0 else None
+        self._pinging: asyncio.Task[None] | None = None
         self._ping_seconds = options.ping_seconds
         self._metrics: CallMetrics = metrics if metrics is not None else NoMetrics()
         self._held: dict[tuple[str, str], Held] = {}
@@ -543,12 +544,17 @@ class CallController:
         if now >= self._backstop_at:
             self._backstop_at = now + REVOCATION_BACKSTOP_SECONDS
             self._revocations.missed(self._held_users())
-        if self._keepalive is not None:
-            # A share of the sidebands each tick: each once per ping interval.
-            _, dropped = await self._keepalive.step(self._tick / self._ping_seconds)
-            if dropped:
-                # Their readers join them again (or end the calls), each logging it.
-                logger.warning("calls: %d sidebands did not answer a ping; dropped", dropped)
+        if self._keepalive is not None and (self._pinging is None or self._pinging.done()):
+            # Beside the pass: its pings are spread over half a tick.
+            self._pinging = self._side_task(self._keep_alive(self._keepalive))
+
+    async def _keep_alive(self, keepalive: Keepalive) -> None:
+        """A share of the sidebands each tick: each looked at once per ping interval."""
+        share = self._tick / self._ping_seconds
+        _, dropped = await keepalive.step(share, spread=self._tick / 2)
+        if dropped:
+            # Their readers join them again (or end the calls), each logging it.
+            logger.warning("calls: %d sidebands did not answer a ping; dropped", dropped)
 
     def _unschedule(self) -> None:
         """A call ended: its deadline entry goes too. Removing one entry from a heap is

@@ -11,11 +11,11 @@ controller the same thing: JSON text in, JSON events out, None when the call end
 forgot it: no FIN, no RST, nothing arrives and nothing sent gets through), which TCP
 alone notices only after hours. The call scheduler drives it (no task per call:
 thousands sit idle for an hour), looking at every sideband once per `ping_seconds`, a
-share of them at each tick (10,000 pings at once, and their 10,000 answers, held reverts
-back by up to ~100 ms): a sideband that said nothing since it was last looked at is
-pinged; one whose ping is still unanswered at the next look is dropped (the TCP
-connection aborted), and its reader joins it again, or the call is ended. A dead path is
-noticed within three looks.
+share of them at each tick, their pings spread over half a tick (10,000 pings at once,
+and their 10,000 answers, held reverts back by up to ~100 ms): a sideband that said
+nothing since it was last looked at is pinged; one whose ping is still unanswered at the
+next look is dropped (the TCP connection aborted), and its reader joins it again, or the
+call is ended. A dead path is noticed within three looks.
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ class Keepalive:
     def discard(self, sideband: _WebSocketConnection) -> None:
         self._sidebands.discard(sideband)
 
-    async def step(self, share: float) -> tuple[int, int]:
+    async def step(self, share: float, *, spread: float = 0.0) -> tuple[int, int]:
         """Look at the next `share` of the sidebands (`share`: the tick over the ping
-        interval). A turn looks at every sideband open when it started, once, and takes
-        one interval at least. (Pinged, dropped)."""
+        interval), their pings spread over `spread` seconds. A turn looks at every
+        sideband open when it started, once, and takes one interval at least. (Pinged,
+        dropped)."""
         share = min(1.0, share)
         if self._done >= len(self._turn):
             if self._elapsed < 1.0 - 1e-9:  # this turn's interval is not over
@@ -115,6 +116,8 @@ class Keepalive:
         looked = self._turn[self._done : self._done + count]
         self._done += count
         pinged = dropped = 0
+        # Their answers come back as spread: a thousand at once held reverts back.
+        pause = spread / max(1, math.ceil(len(looked) / PING_CHUNK))
         for start in range(0, len(looked), PING_CHUNK):
             for sideband in looked[start : start + PING_CHUNK]:
                 if sideband not in self._sidebands:
@@ -125,7 +128,7 @@ class Keepalive:
                 elif not alive:
                     self._sidebands.discard(sideband)
                     dropped += 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(pause)
         return pinged, dropped
 
 

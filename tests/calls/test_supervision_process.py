@@ -446,7 +446,7 @@ def test_a_sideband_whose_path_died_silently_is_noticed_and_joined_again(
     assert noticed_in <= 3 * (1 + 0.4) + 2  # three rounds of one second, a tick each
     losses = 'broker_call_sideband_losses_total{tenant="default"} 1.0'
     assert losses in httpx.get(f"{d.url('a')}/metrics").text
-    assert "sidebands did not answer a ping" in d.log("a")
+    wait_for(lambda: "sidebands did not answer a ping" in d.log("a"), 2, "the drop logged")
     assert d.hung_up() == []
 
 
