@@ -21,7 +21,7 @@ from tests.web.conftest import SECRET, make_settings
 # The access line names a route by its template: never a user id of the path.
 USER_ROUTE = "/v1/organization/users/{user_id:path}"
 
-UPSTREAM_KEY = "sk-proj-upstreamkey01234"
+UPSTREAM_KEY = "test-upstream-key-LEAKCANARY-01234"  # fake: never a real key's shape
 ADMIN_KEY = "admin-key-0123456789-abcdef"
 POLICY = '{"roles": {"reader": {"limits": ["4/minute"]}, "owner": {"limits": ["4/minute"]}}}'
 
