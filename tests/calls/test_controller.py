@@ -22,31 +22,11 @@ from service.calls.model import CallPolicy, Supervision
 from service.calls.store import EventHandler, Reconnected
 from service.calls.store_memory import MemoryCallStore
 from service.calls.supervised import CallMetrics, CallOptions, IsRevoked
-from service.config.settings import TenantSettings, load_settings
+from service.config.settings import TenantSettings
 from service.errors import NotFound, UpstreamError, UpstreamUnavailable
 from service.logs import Throttled
+from tests.calls.doubles import TENANT, Line
 from tests.eventually import eventually, settle
-
-TENANT = load_settings({"BROKER_UPSTREAM": "fake", "BROKER_JWT_SECRET": "x" * 32}).tenants[0]
-
-
-class Line:
-    """A sideband: events put in are read by the controller; None ends it."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
-        self.closed = False
-
-    async def recv(self) -> str | None:
-        return None if self.closed else await self.queue.get()
-
-    async def send(self, event: dict[str, Any]) -> None:
-        self.sent.append(event)
-
-    async def close(self) -> None:
-        self.closed = True
-        self.queue.put_nowait(None)
 
 
 class Connector:
