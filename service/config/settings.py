@@ -36,7 +36,8 @@ from service.policy.model import Policy
 from service.policy.parse import render_policy
 from service.redact import Secret
 
-UpstreamKind = Literal["openai", "azure", "fake"]
+UpstreamKind = Literal["openai", "azure", "fake", "gemini"]
+GeminiApiVersion = Literal["v1alpha", "v1beta"]
 UpstreamApi = Literal["ga", "beta"]
 FailureMode = Literal["closed", "open"]
 LogFormat = Literal["json", "console"]
@@ -44,6 +45,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 
 MASK = "**********"
 DEFAULT_UPSTREAM_URL = "https://api.openai.com/v1"
+DEFAULT_GEMINI_URL = "https://generativelanguage.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class TenantSettings:
     upstream_timeout_ms: int = 10_000
     # The key of user_hash (DESIGN 13.1); None: generated and kept in the state store.
     user_hash_key: Secret | None = None
+    # UPSTREAM=gemini (DESIGN 12): the API version of Google's routes the broker calls.
+    gemini_api_version: GeminiApiVersion = "v1alpha"
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,8 @@ def _load_tenant(
         if upstream_url is not None:
             upstream_url = upstream_url.rstrip("/")  # paths are appended: "/realtime/..."
         else:
-            env.problem("UPSTREAM_URL", "must be an http(s) URL such as " + DEFAULT_UPSTREAM_URL)
+            example = DEFAULT_GEMINI_URL if upstream == "gemini" else DEFAULT_UPSTREAM_URL
+            env.problem("UPSTREAM_URL", "must be an http(s) URL such as " + example)
     if upstream != "fake" and not env.present("UPSTREAM_API_KEY"):
         env.missing(("UPSTREAM_API_KEY",), "required unless BROKER_UPSTREAM=fake (dev mode only)")
     issuer, audience = env.get("JWT_ISSUER"), env.get("JWT_AUDIENCE")
@@ -216,7 +221,8 @@ def _load_tenant(
     return TenantSettings(
         id=tenant_id,
         upstream=upstream,
-        upstream_url=upstream_url or DEFAULT_UPSTREAM_URL,
+        upstream_url=upstream_url
+        or (DEFAULT_GEMINI_URL if upstream == "gemini" else DEFAULT_UPSTREAM_URL),
         upstream_api=cast(UpstreamApi, env.choice("UPSTREAM_API", get_args(UpstreamApi), "ga")),
         upstream_api_key=env.secret("UPSTREAM_API_KEY"),
         jwt_secret=jwt_secret,
@@ -238,6 +244,10 @@ def _load_tenant(
         jwt_jwks_cache_seconds=env.integer("JWT_JWKS_CACHE_SECONDS", 300, 0, 86_400),
         upstream_timeout_ms=env.integer("UPSTREAM_TIMEOUT_MS", 10_000, 100, 60_000),
         user_hash_key=env.secret("USER_HASH_KEY", min_chars=32),
+        gemini_api_version=cast(
+            GeminiApiVersion,
+            env.choice("GEMINI_API_VERSION", get_args(GeminiApiVersion), "v1alpha"),
+        ),
     )
 
 

@@ -50,6 +50,7 @@ from service.web.live import live_routes
 from service.web.middleware import RequestContextMiddleware, route_template
 from service.web.openapi import STRING, DocumentedRoute, Operation, openapi_routes
 from service.web.relay import relay_routes
+from service.web.usage import usage_routes
 from service.web.vector_stores import vector_store_routes
 
 if TYPE_CHECKING:  # a name for annotations only: memory-only deployments never load redis
@@ -297,6 +298,7 @@ def create_app(
     routes += relay_routes()
     routes += live_routes()
     routes += vector_store_routes()
+    routes += usage_routes(clock=clock)
     routes += openapi_routes()
     if settings.dev:
         # The demo page and its token endpoint exist only in dev mode.

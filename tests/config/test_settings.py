@@ -245,7 +245,7 @@ def test_tenant_problems_name_the_tenant() -> None:
     problems = problems_of(env(UPSTREAM="nope"))
 
     assert problems == [
-        "tenant default: BROKER_UPSTREAM: must be one of openai, azure, fake, not 'nope'"
+        "tenant default: BROKER_UPSTREAM: must be one of openai, azure, fake, gemini, not 'nope'"
     ]
 
 
@@ -554,3 +554,37 @@ def test_dev_allowed_hosts_are_names_lower_cased() -> None:
     assert load_settings(env()).dev_allowed_hosts == ()
     settings = load_settings(env(DEV_ALLOWED_HOSTS=" DevBox.lan, .dev.test ,[::2],*"))
     assert settings.dev_allowed_hosts == ("devbox.lan", ".dev.test", "[::2]", "*")
+
+
+def test_a_gemini_tenant_defaults_to_googles_endpoint_and_v1alpha() -> None:
+    settings = load_settings(
+        {
+            "BROKER_UPSTREAM": "gemini",
+            "BROKER_UPSTREAM_API_KEY": "g-key",
+            "BROKER_JWT_SECRET": "s" * 32,
+        }
+    )
+    tenant = settings.tenants[0]
+    assert (tenant.upstream, tenant.upstream_url) == (
+        "gemini",
+        "https://generativelanguage.googleapis.com",
+    )
+    assert tenant.gemini_api_version == "v1alpha"
+    beta = load_settings(
+        {
+            "BROKER_UPSTREAM": "gemini",
+            "BROKER_UPSTREAM_API_KEY": "g-key",
+            "BROKER_JWT_SECRET": "s" * 32,
+            "BROKER_GEMINI_API_VERSION": "v1beta",
+        }
+    )
+    assert beta.tenants[0].gemini_api_version == "v1beta"
+    with pytest.raises(ConfigError, match="GEMINI_API_VERSION: must be one of v1alpha, v1beta"):
+        load_settings(
+            {
+                "BROKER_UPSTREAM": "gemini",
+                "BROKER_UPSTREAM_API_KEY": "g-key",
+                "BROKER_JWT_SECRET": "s" * 32,
+                "BROKER_GEMINI_API_VERSION": "v2",
+            }
+        )
