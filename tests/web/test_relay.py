@@ -16,9 +16,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from service.auth.tokens import sign_dev_token
 from service.dev import create_dev_app
+from service.errors import StoreUnavailable
 from service.relay.hub import Relay, RelayHub
 from tests.eventually import eventually, settle
 from tests.web.conftest import SECRET, make_settings
@@ -155,3 +157,34 @@ async def test_a_call_that_ends_closes_its_relay_as_a_normal_end(
     await served.handlers_done()
 
     assert above_info(caplog) == []
+
+
+async def test_a_relay_whose_attach_fails_closes_1011_and_frees_the_call_for_another(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub: RelayHub = served.app.state.relays
+    attach, failures = hub.attach, [StoreUnavailable("redis down")]
+
+    async def attach_once_down(relay: Relay) -> None:
+        if failures:
+            raise failures.pop()
+        await attach(relay)
+
+    monkeypatch.setattr(hub, "attach", attach_once_down)
+    call_id = await served.place()
+    async with served.relay(call_id) as ws:
+        # Accepted before the attach: the refusal is a close code the browser can act on.
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+    assert (ws.protocol.close_code, ws.protocol.close_reason) == (1011, "store unavailable")
+    assert not failures
+    # Its claim was released with its handler's end: the call takes a relay again at once,
+    # not after the slot lapses (CLAIM_SECONDS).
+    await served.handlers_done()
+    held = served.app.state.calls._held[("default", call_id)]
+    async with served.relay(call_id) as ws:
+        await served.wait(lambda: held.relay_replica is not None, "the second relay's attach")
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        await ws.recv()
+    assert ws.protocol.close_code == 1000
+    await served.handlers_done()
