@@ -4,6 +4,10 @@ NAT or load balancer that forgot it), for tests of what notices one. Framework-f
     proxy = FreezingProxy(target_port).start()   # 127.0.0.1:proxy.port → 127.0.0.1:target
     proxy.freeze()      # every connection open now: held open, nothing forwarded either
                         # way, nothing closed (no FIN, no RST); later ones are forwarded
+    proxy.cut()         # as freeze, and every later connection frozen as it opens: the
+                        # path is dead for new connections too (a partition)
+    proxy.mend()        # the path works again: frozen connections forward what they held
+                        # and what comes next; later ones are forwarded
     proxy.stop()
 
 It runs on an event loop in a thread of its own, so sync tests (driving processes) and
@@ -29,6 +33,7 @@ READ_SIZE = 65536
 class _Path:
     """One connection through the proxy: both sockets and the two pumps between them."""
 
+    readers: list[asyncio.StreamReader] = field(default_factory=list)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -42,6 +47,8 @@ class FreezingProxy:
         self._server: asyncio.Server | None = None
         self._paths: list[_Path] = []
         self._frozen: list[_Path] = []
+        # Set by `cut`: connections that open are frozen at once.
+        self._cut = False
 
     def start(self) -> FreezingProxy:
         self._thread.start()
@@ -52,6 +59,16 @@ class FreezingProxy:
     def freeze(self) -> int:
         """Freeze every connection open now; how many."""
         return self._run(self._freeze())
+
+    def cut(self) -> int:
+        """Freeze every connection open now, and every later one as it opens (accepted,
+        then nothing through), until `mend`; how many were open."""
+        return self._run(self._freeze(cut=True))
+
+    def mend(self) -> int:
+        """Forward again: the frozen connections (what their sockets buffered meanwhile
+        first) and every later one; how many frozen ones were still open."""
+        return self._run(self._mend())
 
     @property
     def frozen(self) -> int:
@@ -76,7 +93,14 @@ class FreezingProxy:
         except OSError:
             writer.close()
             return
-        path = _Path(writers=[writer, up_writer])
+        path = _Path(readers=[reader, up_reader], writers=[writer, up_writer])
+        if self._cut:
+            self._frozen.append(path)
+            return
+        self._forward(path)
+
+    def _forward(self, path: _Path) -> None:
+        (reader, up_reader), (writer, up_writer) = path.readers, path.writers
         path.pumps = [
             asyncio.create_task(self._pump(reader, up_writer, path)),
             asyncio.create_task(self._pump(up_reader, writer, path)),
@@ -94,7 +118,8 @@ class FreezingProxy:
         for each in path.writers:
             each.close()
 
-    async def _freeze(self) -> int:
+    async def _freeze(self, *, cut: bool = False) -> int:
+        self._cut = self._cut or cut
         frozen = [p for p in self._paths if all(not w.is_closing() for w in p.writers)]
         for path in frozen:
             # Nothing read, nothing written; the sockets stay open (kept in _frozen).
@@ -104,6 +129,22 @@ class FreezingProxy:
         self._paths = [p for p in self._paths if p not in frozen]
         self._frozen += frozen
         return len(frozen)
+
+    async def _mend(self) -> int:
+        self._cut = False
+        frozen, self._frozen = self._frozen, []
+        resumed = 0
+        for path in frozen:
+            if any(w.is_closing() for w in path.writers):
+                # One side went away for good while frozen: the other is told now.
+                for writer in path.writers:
+                    writer.close()
+                continue
+            # A side that only half-closed (FIN) is read to its end, then closed, as a
+            # live path would have done.
+            self._forward(path)
+            resumed += 1
+        return resumed
 
     async def _close(self) -> None:
         if self._server is not None:
