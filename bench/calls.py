@@ -2,7 +2,7 @@
 measure what a held call costs.
 
     python bench/calls.py                 # N = 1000, 5000, 10000 (~4 minutes)
-    python bench/calls.py --quick         # N = 200 (~30 s)
+    python bench/calls.py --quick         # N = 200 (~45 s)
     python bench/calls.py --calls 2000    # any list: --calls 500,2000
 
 Per N, with `serve` pinned to core 0 and Redis, the fake upstream (its own process, every
@@ -17,6 +17,12 @@ sideband a real WebSocket) and this load generator on core 1:
 - reverts: 200 sampled calls get a client `session.update` (through the fake); the fake
   times each until the broker's reverting `session.update` arrives (p50 / p99 / max, and
   how many never came);
+- usage: for USAGE_SECONDS every held call gets a response every USAGE_PERIOD (10 s),
+  each done with usage (injected through the fake, spread evenly over the period); the
+  broker's CPU share meanwhile, the ledger's Redis writes per second (HINCRBY,
+  HINCRBYFLOAT and EXPIRE from Redis's `INFO commandstats`, before and after: they include
+  the per-user day counters written on the same pipeline), and the responses the ledger
+  counted (read back through `/v1/organization/usage/completions`) against those sent;
 - mints on the same replica while it holds the calls: 500 at 8 in flight, p50 / p99.
 
 Prints one line per N and writes the figures as JSON (`--out`). With `--ping-cost`, then
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,6 +55,8 @@ from service.timing import parse_server_timing
 
 SECRET = "bench-calls-secret-0123456789-abcdefghij"
 UPSTREAM_KEY = "sk-bench-calls-" + "k" * 24
+ADMIN_KEY = "bench-calls-admin-key-0123456789"
+MODEL = "gpt-realtime-mini"
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 POLICY = {
     "default_role": "reader",
@@ -55,11 +64,31 @@ POLICY = {
         "reader": {
             "instructions": {"mode": "server", "text": "Policy text."},
             "limits": ["1000000/minute"],
+            # Priced (service/usage/prices.json): the usage phase writes money too.
+            "models": [MODEL],
         }
     },
 }
 PLACE_CONCURRENCY, MINT_CONCURRENCY = 64, 8
 REVERT_SAMPLE, MINTS, IDLE_SECONDS = 200, 500, 16.0
+# The usage phase: a response per call every USAGE_PERIOD, for USAGE_SECONDS; posted to the
+# fake USAGE_CONCURRENCY at a time.
+USAGE_PERIOD, USAGE_SECONDS, USAGE_CONCURRENCY = 10.0, 10.0, 32
+# The ledger's writes (and the budget counters' on the same pipeline): Redis commands.
+USAGE_WRITES = ("hincrby", "hincrbyfloat", "expire")
+# A short spoken turn's usage, as the fake reports it by default (service.fake.calls).
+USAGE = {
+    "total_tokens": 100,
+    "input_tokens": 40,
+    "output_tokens": 60,
+    "input_token_details": {
+        "text_tokens": 10,
+        "audio_tokens": 30,
+        "cached_tokens": 8,
+        "cached_tokens_details": {"text_tokens": 6, "audio_tokens": 2},
+    },
+    "output_token_details": {"text_tokens": 15, "audio_tokens": 45},
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,6 +150,7 @@ class Run:
                 "BROKER_UPSTREAM_URL": self.fake,
                 "BROKER_UPSTREAM_API_KEY": UPSTREAM_KEY,
                 "BROKER_JWT_SECRET": SECRET,
+                "BROKER_ADMIN_API_KEY": ADMIN_KEY,
                 "BROKER_POLICY": json.dumps(POLICY),
                 "BROKER_MAX_CALLS": str(self.calls + 1000),
                 "BROKER_LOG_LEVEL": "warning",
@@ -190,6 +220,8 @@ class Run:
             await asyncio.sleep(2)
             reverts = (await stats())["revert_ms"]
 
+            usage = await self.usage(http, call_ids, fake_headers)
+
             mint_latency: list[float] = []
             mint_inside: list[float] = []  # the broker's own time (Server-Timing), ms
             mint_statuses: dict[int, int] = {}
@@ -229,6 +261,7 @@ class Run:
             "revert_p50_ms": pct(reverts, 0.50),
             "revert_p99_ms": pct(reverts, 0.99),
             "revert_max_ms": max(reverts) if reverts else float("nan"),
+            **usage,
             "mint_p50_ms": pct(mint_latency, 0.50) * 1000,
             "mint_p99_ms": pct(mint_latency, 0.99) * 1000,
             "mint_inside_p99_ms": pct(mint_inside, 0.99),
@@ -236,6 +269,65 @@ class Run:
             "gc_full_collections": gc_pauses[0],
             "gc_full_pause_max_ms": gc_pauses[1],
         }
+
+    async def usage(
+        self, http: httpx.AsyncClient, call_ids: list[str], fake_headers: dict[str, str]
+    ) -> dict[str, Any]:
+        """The usage phase: responses with usage on every call, spread evenly; what the
+        broker's CPU and the ledger's Redis writes were meanwhile."""
+        pid, writes = self.broker.pid, redis.Redis(port=self.redis_port)
+        rounds = max(1, round(USAGE_SECONDS / USAGE_PERIOD))
+        todo = [call_id for _ in range(rounds) for call_id in call_ids]
+        interval = USAGE_PERIOD / max(1, len(call_ids))
+        sent, failed = 0, 0
+        event = {"type": "response.create", "usage": USAGE}
+        gate = asyncio.Semaphore(USAGE_CONCURRENCY)
+
+        async def respond(call_id: str) -> None:
+            nonlocal sent, failed
+            async with gate:
+                r = await http.post(
+                    f"{self.fake}/_fake/realtime/calls/{call_id}/events",
+                    json=event,
+                    headers=fake_headers,
+                )
+            if r.is_success:
+                sent += 1
+            else:
+                failed += 1
+
+        before, cpu0, t0 = commands(writes), cpu_seconds(pid), time.monotonic()
+        tasks = []
+        for n, call_id in enumerate(todo):
+            # The n-th response at n * interval: a steady rate, not bursts.
+            await asyncio.sleep(max(0.0, t0 + n * interval - time.monotonic()))
+            tasks.append(asyncio.create_task(respond(call_id)))
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(2)  # the last responses' batch written (one tick)
+        elapsed = time.monotonic() - t0
+        cpu = (cpu_seconds(pid) - cpu0) / elapsed
+        written = commands(writes) - before
+        writes.close()
+        found = await http.get(
+            self.base + "/v1/organization/usage/completions",
+            params={"start_time": int(time.time()) - 86_400, "bucket_width": "1d", "limit": 2},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        counted = sum(r["num_model_requests"] for b in found.json()["data"] for r in b["results"])
+        return {
+            "usage_responses_sent": sent,
+            "usage_responses_failed": failed,
+            "usage_responses_in_ledger": counted,
+            "usage_responses_per_second": sent / elapsed,
+            "usage_cpu": cpu,
+            "usage_redis_writes_per_second": written / elapsed,
+        }
+
+
+def commands(client: redis.Redis) -> int:
+    """The usage writes Redis has run so far (INFO commandstats)."""
+    stats: dict[str, Any] = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in USAGE_WRITES)
 
 
 def gc_histogram(text: str) -> tuple[int, float]:
@@ -269,7 +361,11 @@ def describe(r: dict[str, Any]) -> str:
         f"{r['rss_before_mib']:.0f} → {r['rss_after_mib']:.0f} MiB "
         f"({r['kib_per_call']:.1f} KiB/call); idle CPU {r['idle_cpu'] * 100:.1f}%; reverts "
         f"{r['reverts_seen']}/{r['reverts_sampled']} p50 {r['revert_p50_ms']:.1f} / p99 "
-        f"{r['revert_p99_ms']:.1f} / max {r['revert_max_ms']:.1f} ms; mints p50 "
+        f"{r['revert_p99_ms']:.1f} / max {r['revert_max_ms']:.1f} ms; usage "
+        f"{r['usage_responses_per_second']:.0f} responses/s (ledger counted "
+        f"{r['usage_responses_in_ledger']}/{r['usage_responses_sent']}), CPU "
+        f"{r['usage_cpu'] * 100:.1f}%, Redis writes {r['usage_redis_writes_per_second']:.0f}/s; "
+        f"mints p50 "
         f"{r['mint_p50_ms']:.1f} / p99 {r['mint_p99_ms']:.1f} ms (in the broker p99 "
         f"{r['mint_inside_p99_ms']:.1f} ms; {r['mint_statuses']}); full GCs "
         f"{r['gc_full_collections']}, longest ≤ {r['gc_full_pause_max_ms']:.0f} ms"
@@ -309,7 +405,16 @@ def main() -> int:
     parser.add_argument(
         "--ping-cost", action="store_true", help="the largest N again with pings off"
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="idle and usage windows of 2 s: the suite's end-to-end run (bench/tests), "
+        "whose figures mean little",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        global IDLE_SECONDS, USAGE_PERIOD, USAGE_SECONDS
+        IDLE_SECONDS, USAGE_PERIOD, USAGE_SECONDS = 2.0, 2.0, 2.0
     counts = [
         int(n) for n in (args.calls or ("200" if args.quick else "1000,5000,10000")).split(",")
     ]
@@ -336,7 +441,12 @@ def main() -> int:
         json.dumps({"runs": results, "without_pings": without_pings, "soft_nofile": soft}, indent=2)
     )
     print(f"bench: results in {args.out}")
-    return 0 if all(r["statuses"] == {201: r["calls"]} for r in results) else 1
+    complete = all(
+        r["statuses"] == {201: r["calls"]}
+        and r["usage_responses_in_ledger"] == r["usage_responses_sent"]
+        for r in results
+    )
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

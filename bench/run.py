@@ -37,7 +37,35 @@ from service.timing import parse_server_timing
 
 PATH = "/v1/realtime/client_secrets"
 LEVELS = (0.25, 0.50, 0.75)
-TARGETS = ("hello", "proxy", "broker-hs256", "broker-jwks", "broker-adjust")
+TARGETS = ("hello", "proxy", "broker-hs256", "broker-jwks", "broker-adjust", "broker-gemini")
+# The Gemini Live mint (README "Gemini Live"): a fourth tenant of the same broker, whose
+# upstream is the fake Gemini the fake upstream process serves beside the fake OpenAI
+# (`token-broker fake-upstream`, at Google's paths). What an app sends for every session;
+# the policy changes some of it (the voice, the instructions), so it is applied for real.
+GEMINI_PATH = "/v1alpha/auth_tokens"
+GEMINI_MODEL = "gemini-live-2.5-flash-preview"
+GEMINI_BODY = {
+    "bidiGenerateContentSetup": {
+        "model": f"models/{GEMINI_MODEL}",
+        "generationConfig": {
+            "responseModalities": ["AUDIO"],
+            "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Puck"}}},
+        },
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+    }
+}
+GEMINI_POLICY = {
+    **fx.PERMISSIVE_POLICY,
+    "roles": {
+        "reader": {
+            **fx.OPEN_LIMITS,
+            "models": [GEMINI_MODEL],
+            "voices": ["Kore"],
+            "modalities": ["audio"],
+            "instructions": {"mode": "prefix", "text": "You are the bench assistant."},
+        }
+    },
+}
 # The blocking check's rate, as a share of the 25% point (so 10% of the HS256 ceiling).
 DEBUG_SHARE = 0.4
 
@@ -58,8 +86,34 @@ def median_spread(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), (max(values) - min(values)) / 2
 
 
+def path_of(target: str) -> str:
+    return GEMINI_PATH if target == "broker-gemini" else PATH
+
+
+def bodies_of(target: str, count: int) -> list[bytes]:
+    if target == "broker-gemini":
+        return [json.dumps(GEMINI_BODY).encode()] * count
+    return fx.bodies(target, count)
+
+
+def broker_env(port: int, redis_port: int, upstream_port: int, jwks_port: int) -> dict[str, str]:
+    """The bench broker's tenants (bench/fixtures.py), and the Gemini one."""
+    env = fx.broker_env(port, redis_port, upstream_port, jwks_port)
+    env["BROKER_TENANTS"] += ",gemini"
+    env.update(
+        {
+            "BROKER_GEMINI_UPSTREAM": "gemini",
+            "BROKER_GEMINI_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
+            "BROKER_GEMINI_JWT_SECRET": fx.HS_SECRET,
+            "BROKER_GEMINI_JWT_ISSUER": "bench-gemini",
+            "BROKER_GEMINI_POLICY": json.dumps(GEMINI_POLICY),
+        }
+    )
+    return env
+
+
 def wrk_rate(
-    port: int, tokens: list[str], bodies: list[bytes], seconds: float, work: Path
+    port: int, path: str, tokens: list[str], bodies: list[bytes], seconds: float, work: Path
 ) -> float:
     """wrk's closed loop; request i carries tokens[i] and bodies[i] (one line each)."""
     (work / "tokens.txt").write_text("\n".join(tokens) + "\n")
@@ -72,7 +126,7 @@ def wrk_rate(
             f"-d{int(seconds)}s",
             "-s",
             str(Path(__file__).parent / "post.lua"),
-            f"http://127.0.0.1:{port}{PATH}",
+            f"http://127.0.0.1:{port}{path}",
             "--",
             str(work / "tokens.txt"),
             str(work / "body.json"),
@@ -153,10 +207,11 @@ class Bench:
             "broker-hs256": fx.token_pool(n, issuer="bench-hs", signers=hs),
             "broker-jwks": fx.token_pool(n, issuer="bench-jwks", signers=jw_signers),
             "broker-adjust": fx.token_pool(n, issuer="bench-adjust", signers=hs),
+            "broker-gemini": fx.token_pool(n, issuer="bench-gemini", signers=hs),
         }
 
     def start_target(self, name: str, port: int, *, debug: bool = False) -> Any:
-        env = fx.broker_env(port, self.redis_port, self.up_port, self.jwks_port)
+        env = broker_env(port, self.redis_port, self.up_port, self.jwks_port)
         if name == "hello":
             argv = [
                 fx.python(),
@@ -187,9 +242,10 @@ class Bench:
 
     def requests(self, target: str, port: int) -> tuple[list[bytes], list[str], list[bytes]]:
         tokens = self.pools.get(target, ["none"])
-        bodies = fx.bodies(target, len(tokens))
+        bodies = bodies_of(target, len(tokens))
+        path = path_of(target)
         reqs = [
-            loadgen.build_request("127.0.0.1", port, PATH, body, {"Authorization": f"Bearer {t}"})
+            loadgen.build_request("127.0.0.1", port, path, body, {"Authorization": f"Bearer {t}"})
             for t, body in zip(tokens, bodies, strict=True)
         ]
         return reqs, tokens, bodies
@@ -198,7 +254,9 @@ class Bench:
     def closed_once(self, target: str, port: int) -> float:
         reqs, tokens, bodies = self.requests(target, port)
         if self.use_wrk:
-            return wrk_rate(port, tokens, bodies, self.args.closed_seconds, self.work)
+            return wrk_rate(
+                port, path_of(target), tokens, bodies, self.args.closed_seconds, self.work
+            )
         stats = asyncio.run(
             loadgen.closed_loop(
                 "127.0.0.1", port, reqs, connections=64, duration=self.args.closed_seconds

@@ -52,6 +52,41 @@ DEV_POLICY: dict[str, Any] = {
 }
 
 
+# The same for a Gemini tenant (`token-broker dev --upstream gemini`): Gemini Live models
+# and prebuilt voices (the first of each is what a request without one gets).
+DEV_GEMINI_MODELS = [
+    "gemini-2.5-flash-native-audio-preview-12-2025",
+    "gemini-live-2.5-flash-preview",
+]
+DEV_GEMINI_POLICY: dict[str, Any] = {
+    "default_role": "reader",
+    "on_violation": "clamp",
+    "roles": {
+        "reader": {
+            "models": DEV_GEMINI_MODELS,
+            "voices": ["Puck", "Kore", "Charon"],
+            "instructions": {"mode": "server", "text": DEV_INSTRUCTIONS},
+            "ttl_seconds": {"default": 60, "max": 600},
+            "limits": ["10/minute", "500/day"],
+        },
+        "owner": {
+            "models": DEV_GEMINI_MODELS,
+            "voices": ["Puck", "Kore", "Charon", "Aoede"],
+            "instructions": {"mode": "server", "text": DEV_INSTRUCTIONS},
+            "ttl_seconds": {"default": 60, "max": 600},
+            "limits": ["30/minute", "2000/day"],
+        },
+    },
+}
+# What `dev --upstream` chooses: the fake that dev mode runs in process.
+DEV_UPSTREAMS = ("openai", "gemini")
+# Where a Gemini client opens a Live session with an ephemeral token (v1alpha: the SDKs'
+# version for ephemeral tokens).
+GEMINI_LIVE_PATH = (
+    "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained"
+)
+
+
 def dev_secret_path() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "token-broker" / "dev-jwt-secret"
@@ -75,12 +110,18 @@ def dev_secret() -> str:
     return value
 
 
-def dev_environ(environ: Mapping[str, str]) -> dict[str, str]:
+def dev_environ(environ: Mapping[str, str], *, upstream: str = "openai") -> dict[str, str]:
     """Dev mode's defaults under whatever the caller set: fake upstream, in-memory state,
-    the dev secret, loopback only, console logs, `DEV_POLICY`."""
+    the dev secret, loopback only, console logs, `DEV_POLICY`. With `upstream` "gemini",
+    the tenant is a Gemini one whose upstream is the in-process fake Gemini: its key is
+    generated here (whatever key the environment holds is not for the fake), and the
+    default policy is `DEV_GEMINI_POLICY`."""
     env = dict(environ)
     env.setdefault("BROKER_HOST", "127.0.0.1")
     env.setdefault("BROKER_PORT", str(DEV_PORT))
+    if upstream == "gemini":
+        env["BROKER_UPSTREAM"] = "gemini"
+        env["BROKER_UPSTREAM_API_KEY"] = secrets.token_urlsafe(32)
     env.setdefault("BROKER_UPSTREAM", "fake")
     env.setdefault("BROKER_LOG_FORMAT", "console")
     # Local frontends (Vite, Next, ...) run on a port of their own.
@@ -89,7 +130,7 @@ def dev_environ(environ: Mapping[str, str]) -> dict[str, str]:
         env["BROKER_JWT_SECRET"] = dev_secret()
     # An empty value counts as unset (service.config.environment).
     if not any(env.get(k, "").strip() for k in ("BROKER_POLICY", "BROKER_POLICY_FILE")):
-        env["BROKER_POLICY"] = json.dumps(DEV_POLICY)
+        env["BROKER_POLICY"] = json.dumps(DEV_GEMINI_POLICY if upstream == "gemini" else DEV_POLICY)
     return env
 
 
@@ -129,7 +170,7 @@ def api_config(app: Any, settings: Settings) -> uvicorn.Config:
     )
 
 
-def _run(settings: Settings, *, banner: str | None = None) -> int:
+def _run(settings: Settings, *, banner: str | None = None, fake_gemini: bool = False) -> int:
     import uvicorn
 
     from service.logs import configure_logging
@@ -140,7 +181,7 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
         from service.dev import create_dev_app
 
         # A page that re-points its own name at 127.0.0.1 must not reach dev mode.
-        app = create_dev_app(settings, local_only=True)
+        app = create_dev_app(settings, local_only=True, fake_gemini=fake_gemini)
     else:
         app = create_app(settings)
     # A process-wide setting, so it belongs to the process that serves, not to the app
@@ -226,13 +267,17 @@ def _serve_with_metrics(
     ApiServer(config).run(sockets=[api_socket])
 
 
-def describe_backends(settings: Settings) -> str:
+def describe_backends(settings: Settings, *, fake_gemini: bool = False) -> str:
     """What this process really runs on, for the dev banner."""
     state = "in-memory state" if settings.redis_url is None else "Redis state"
     upstreams = []
     for tenant in settings.tenants:
         if tenant.upstream == "fake":
             upstreams.append("the built-in fake upstream (no key needed)")
+        elif tenant.upstream == "gemini" and fake_gemini:
+            upstreams.append("the built-in fake Gemini (no key needed)")
+        elif tenant.upstream == "gemini":
+            upstreams.append(f"Gemini at {tenant.upstream_url}")
         else:
             name = "Azure OpenAI" if tenant.upstream == "azure" else "OpenAI"
             upstreams.append(f"{name} at {tenant.upstream_url}")
@@ -298,7 +343,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from service.auth.tokens import sign_dev_token
 
-    env = _listen_flags(args, dev_environ(os.environ))
+    gemini = args.upstream == "gemini"
+    env = _listen_flags(args, dev_environ(os.environ, upstream=args.upstream))
     settings = dataclasses.replace(_load(env), dev=True)
     tenant = settings.tenants[0]
     assert tenant.jwt_secret is not None, "dev mode signs its own tokens"
@@ -307,28 +353,44 @@ def cmd_dev(args: argparse.Namespace) -> int:
     )
     base = f"http://{settings.host}:{settings.port}"
     own_policy = any(os.environ.get(k, "").strip() for k in ("BROKER_POLICY", "BROKER_POLICY_FILE"))
-    banner = "\n".join(
-        [
-            f"token-broker dev: {base} ({describe_backends(settings)}; demo page at {base}/)",
-            "Pages that may call it from a browser (CORS): "
-            + (", ".join(tenant.cors_origins) or "none (set BROKER_CORS_ORIGINS)"),
-            "Policy: "
-            + (
-                "the one you set"
-                if own_policy
-                else "dev mode's default (voice allow-lists, server instructions; set your "
-                "own with BROKER_POLICY)"
-            )
-            + "; token-broker config check --dev prints it",
-            "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
-            f"  {token}",
+    backends = describe_backends(settings, fake_gemini=gemini)
+    lines = [
+        f"token-broker dev: {base} ({backends}; demo page at {base}/)",
+        "Pages that may call it from a browser (CORS): "
+        + (", ".join(tenant.cors_origins) or "none (set BROKER_CORS_ORIGINS)"),
+        "Policy: "
+        + (
+            "the one you set"
+            if own_policy
+            else "dev mode's default (voice allow-lists, server instructions; set your "
+            "own with BROKER_POLICY)"
+        )
+        + "; token-broker config check --dev"
+        + (" --upstream gemini" if gemini else "")
+        + " prints it",
+        "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
+        f"  {token}",
+    ]
+    if gemini:
+        ws_base = "ws" + base.removeprefix("http")
+        lines += [
+            "Mint a Gemini Live ephemeral token (the JWT where Google's API key goes):",
+            f"  curl -s -X POST {base}/v1alpha/auth_tokens \\",
+            f"    -H 'x-goog-api-key: {token}' -H 'Content-Type: application/json' \\",
+            '    -d \'{"uses": 1, "bidiGenerateContentSetup": {"model": "models/'
+            + DEV_GEMINI_MODELS[0]
+            + "\"}}'",
+            "The fake Gemini Live peer, for that token's name (as the SDKs open it with the",
+            f"broker's URL as their base URL): {ws_base}{GEMINI_LIVE_PATH}?access_token=NAME",
+        ]
+    else:
+        lines += [
             "Mint a Realtime client secret:",
             f"  curl -s -X POST {base}/v1/realtime/client_secrets \\",
             f"    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
             '    -d \'{"session": {"type": "realtime"}}\'',
         ]
-    )
-    return _run(settings, banner=banner)
+    return _run(settings, banner="\n".join(lines), fake_gemini=gemini)
 
 
 def cmd_fake_upstream(args: argparse.Namespace) -> int:
@@ -350,7 +412,9 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
     )
     print(
         f"token-broker fake-upstream: http://{args.host}:{args.port}/v1 (the fake OpenAI: "
-        f"any non-empty key; {peer})",
+        f"any non-empty key; {peer}); the fake Gemini at http://{args.host}:{args.port} "
+        "(/v1alpha/auth_tokens, /v1beta/auth_tokens and the Live peer; any non-empty "
+        "x-goog-api-key)",
         flush=True,
     )
     uvicorn.Server(config).run(sockets=[listening])
@@ -416,7 +480,9 @@ def cmd_jwt(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    env: Mapping[str, str] = dev_environ(os.environ) if args.dev else os.environ
+    env: Mapping[str, str] = (
+        dev_environ(os.environ, upstream=args.upstream) if args.dev else os.environ
+    )
     try:
         settings = load_settings(env)
     except ConfigError as exc:
@@ -441,9 +507,17 @@ def build_parser() -> argparse.ArgumentParser:
         "upstream, a generated HS256 secret, CORS open to http://localhost:* and "
         "http://127.0.0.1:*, a demo page at /. It answers only requests for localhost, "
         "127.0.0.1 and [::1] (more with BROKER_DEV_ALLOWED_HOSTS). Any BROKER_* variable "
-        "still applies.",
+        "still applies. With --upstream gemini the tenant is a Gemini one: it mints Gemini "
+        "Live ephemeral tokens from a fake Gemini, whose Live peer answers at Google's "
+        "WebSocket paths on the same port.",
     )
     dev.add_argument("--port", type=int, default=None, help="port (default: BROKER_PORT, 8080)")
+    dev.add_argument(
+        "--upstream",
+        choices=DEV_UPSTREAMS,
+        default="openai",
+        help="which fake runs in process: OpenAI's (default) or Gemini's",
+    )
     dev.set_defaults(func=cmd_dev)
 
     serve = sub.add_parser(
@@ -458,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default: BROKER_PORT, 8080)")
     serve.set_defaults(func=cmd_serve)
 
-    fake = sub.add_parser("fake-upstream", help="run the fake OpenAI upstream on its own")
+    fake = sub.add_parser(
+        "fake-upstream", help="run the fake OpenAI upstream (and the fake Gemini) on its own"
+    )
     fake.add_argument("--port", type=int, required=True, help="port to listen on")
     fake.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     fake.set_defaults(func=cmd_fake_upstream)
@@ -484,6 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="print the effective configuration, masked")
     check.add_argument("--dev", action="store_true", help="with dev mode's defaults")
+    check.add_argument(
+        "--upstream",
+        choices=DEV_UPSTREAMS,
+        default="openai",
+        help="with --dev: the defaults of `dev --upstream` (default openai)",
+    )
     check.set_defaults(func=cmd_config_check)
     return parser
 

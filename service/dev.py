@@ -46,18 +46,22 @@ def create_dev_app(
     clock: Clock = system_clock,
     call_options: CallOptions | None = None,
     local_only: bool = False,
+    fake_gemini: bool = False,
     **kwargs: Any,
 ) -> BrokerApp:
     """`create_app` with every `UPSTREAM=fake` tenant served by a fake of its own, in
     process; `app.state.fake_calls` holds their WebRTC call registries by tenant and
     `app.state.fake_live` their GPT-Live sessions (`fake_apps`: the fakes), for tests that
-    play the browser. Other keywords go to `create_app` unchanged; a `transport` given
-    there serves every tenant instead of the fakes. `local_only` (what `token-broker dev`
-    serves) answers only local host names and `settings.dev_allowed_hosts`."""
+    play the browser. With `fake_gemini` (`token-broker dev --upstream gemini`), every
+    `UPSTREAM=gemini` tenant mints from a fake Gemini in process too, whose Live peer
+    answers at Google's WebSocket paths on the app itself (`app.state.fake_gemini`: the
+    fake Geminis by tenant). Other keywords go to `create_app` unchanged; a `transport`
+    given there serves every tenant instead of the fakes. `local_only` (what `token-broker
+    dev` serves) answers only local host names and `settings.dev_allowed_hosts`."""
     shared = kwargs.get("transport") is not None
     if not shared:
         settings = _with_fake_keys(settings)
-    fakes = InProcessFakes(() if shared else settings.tenants, clock=clock)
+    fakes = InProcessFakes(() if shared else settings.tenants, clock=clock, gemini=fake_gemini)
     # The fakes' sideband connector goes in with the options, so create_app's own defaults
     # from the settings never apply here: they are made the same way (BROKER_MAX_CALLS and
     # BROKER_CALL_LEASE_SECONDS hold in dev mode too).
@@ -72,8 +76,11 @@ def create_dev_app(
     app.state.fake_calls = fakes.calls
     app.state.fake_live = fakes.live
     app.state.fake_apps = fakes.apps
+    app.state.fake_gemini = fakes.gemini_fakes
     if settings.dev:
         app.router.routes.extend(fakes.routes())
+    # Gemini's clients open the Live session at their base URL, which is the broker's.
+    app.router.routes.extend(fakes.gemini_routes())
     if local_only:
         app.add_middleware(LocalHostsOnly, allowed=(*LOCAL_HOSTS, *settings.dev_allowed_hosts))
     return app

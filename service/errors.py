@@ -11,6 +11,8 @@
     │   ├── UserRevoked                                        user_revoked
     │   └── RoleForbidden                                      role_forbidden
     ├── RateLimited                 429 rate_limit_error       rate_limit_exceeded (+ Retry-After)
+    │   ├── BudgetExceeded                                     budget_exceeded
+    │   └── SpendLimitReached                                  spend_limit_reached
     ├── UpstreamError               502 upstream_error         upstream_error
     ├── ServiceUnavailable          503 service_unavailable
     │   ├── RateLimiterUnavailable                             rate_limiter_unavailable
@@ -195,3 +197,17 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration:\n" + "\n".join(f"- {p}" for p in self.problems))
+
+
+class BudgetExceeded(RateLimited):
+    """The user has spent a money budget (`daily_usd_budget`, `monthly_usd_budget`):
+    `Retry-After` is the start of the next UTC day or month."""
+
+    code = "budget_exceeded"
+
+
+class SpendLimitReached(RateLimited):
+    """The tenant's hard monthly spend limit is enforcing: `Retry-After` is the start of
+    the next UTC month (or sooner, when an admin raises or deletes the limit)."""
+
+    code = "spend_limit_reached"

@@ -7,6 +7,7 @@ never share counts). This module owns `prometheus_client`.
     broker_upstream_latency_seconds{tenant}                histogram, every upstream call
     broker_upstream_errors_total{tenant,kind}              timeout | unavailable | error | ...
     broker_jwks_refreshes_total{tenant}                    read from the Authenticator at scrape
+    broker_tenant_info{tenant,upstream}                    1 per tenant: its upstream kind
     broker_request_duration_seconds{route,method,status_class}   histogram, route template
     broker_calls_active                                    calls this replica supervises
     broker_calls_total{tenant,kind}                        calls placed: realtime | live
@@ -19,10 +20,16 @@ never share counts). This module owns `prometheus_client`.
     broker_call_hangup_failures_total{tenant}              hangups upstream refused (retried)
     broker_call_lease_renewal_failures_total               heartbeat batches the store missed
     broker_gc_pause_seconds{generation}                    histogram, the collector's pauses
+    broker_usage_tokens_total{tenant,model,kind}           tokens of supervised calls written
+                                                           to the ledger, by kind
+    broker_spend_usd_total{tenant,model}                   what they cost (USD, as priced)
+    broker_usage_unpriced_total{tenant,model,kind}         usage with no price (tokens, or
+                                                           minutes): counted, costing nothing
 
 Labels are bounded on purpose: a tenant not configured is counted as "unknown" (a 401
-has no tenant yet), routes are templates ("other" when none matched), and no label ever
-holds a user id or anything a caller chose freely.
+has no tenant yet), routes are templates ("other" when none matched), a model neither
+priced nor named by the policy is "other", and no label ever holds a user id or anything
+a caller chose freely.
 """
 
 from __future__ import annotations
@@ -145,15 +152,30 @@ class Metrics:
     """The broker's metrics on a registry of its own.
 
     `tenants` are the configured tenant ids: any other value is counted as "unknown".
-    `jwks_refreshes` (optional) is read at every scrape.
+    `jwks_refreshes` (optional) is read at every scrape. `upstreams` (optional): each
+    tenant's upstream kind, exported as `broker_tenant_info{tenant,upstream} 1`, so that any
+    per-tenant series can be summed by upstream kind (`* on (tenant) group_left (upstream)
+    broker_tenant_info`) without an extra label on every series.
     """
 
     def __init__(
-        self, tenants: Iterable[str], *, jwks_refreshes: JwksRefreshes | None = None
+        self,
+        tenants: Iterable[str],
+        *,
+        jwks_refreshes: JwksRefreshes | None = None,
+        upstreams: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._tenants = frozenset(tenants)
         r = self.registry
+        info = Gauge(
+            "broker_tenant_info",
+            "Each configured tenant's upstream kind (openai, azure, gemini, fake); always 1.",
+            ["tenant", "upstream"],
+            registry=r,
+        )
+        for tenant, kind in (upstreams or {}).items():
+            info.labels(tenant, kind).set(1)
         self._mints = _Bound(
             Counter("broker_mints", "Mint requests by outcome.", ["tenant", "outcome"], registry=r)
         )
@@ -228,6 +250,30 @@ class Metrics:
             "broker_call_lease_renewal_failures",
             "Heartbeat batches of supervised calls the state store did not take.",
             registry=r,
+        )
+        self._usage_tokens = _Bound(
+            Counter(
+                "broker_usage_tokens",
+                "Tokens of supervised calls and GPT-Live sessions written to the usage ledger.",
+                ["tenant", "model", "kind"],
+                registry=r,
+            )
+        )
+        self._spend = _Bound(
+            Counter(
+                "broker_spend_usd",
+                "What supervised usage cost, USD, as priced (PRICES or the built-in table).",
+                ["tenant", "model"],
+                registry=r,
+            )
+        )
+        self._unpriced = _Bound(
+            Counter(
+                "broker_usage_unpriced",
+                "Usage with no price (tokens, or minutes of call time): counted, costing nothing.",
+                ["tenant", "model", "kind"],
+                registry=r,
+            )
         )
 
     def tenant_label(self, tenant: str | None) -> str:
@@ -309,6 +355,17 @@ class Metrics:
 
     def lease_renewal_failed(self) -> None:
         self._renewal_failures.inc()
+
+    # Usage and spend (service.usage.metering.UsageMetrics): what the ledger was written.
+
+    def usage_tokens(self, tenant: str, model: str, kind: str, count: int) -> None:
+        self._usage_tokens(self.tenant_label(tenant), model, kind).inc(count)
+
+    def usage_spend(self, tenant: str, model: str, usd: float) -> None:
+        self._spend(self.tenant_label(tenant), model).inc(usd)
+
+    def usage_unpriced(self, tenant: str, model: str, kind: str, count: float) -> None:
+        self._unpriced(self.tenant_label(tenant), model, kind).inc(count)
 
     def render(self) -> bytes:
         """The text exposition of this registry (content type `CONTENT_TYPE`)."""

@@ -282,6 +282,50 @@ def test_dev_prints_a_curl_line_that_mints(tmp_path: Path) -> None:
         assert minted.json()["client_secret"]["value"].startswith("ek_")
 
 
+def test_dev_upstream_gemini_says_so_and_its_curl_line_mints_a_gemini_token(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {"XDG_STATE_HOME": str(tmp_path), "BROKER_UPSTREAM_API_KEY": "sk-not-for-the-fake"}
+    with running(
+        ["dev", "--upstream", "gemini", "--port", str(port)],
+        env=env,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+    ) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any("access_token=NAME" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        curl = " ".join(
+            line.strip().rstrip("\\")
+            for line in lines
+            if line.strip()[:4] in ("curl", "-H '", "-d '")
+        )
+        result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
+
+    [first] = [line for line in lines if line.startswith("token-broker dev:")]
+    assert "the built-in fake Gemini (no key needed)" in first
+    assert "config check --dev --upstream gemini" in "".join(lines)
+    assert f"ws://127.0.0.1:{port}/ws/google.ai.generativelanguage.v1alpha." in lines[-1]
+    assert f"{port}/v1alpha/auth_tokens" in curl
+    assert json.loads(result.stdout)["name"].startswith("auth_tokens/")
+
+
+def test_config_check_dev_upstream_gemini_shows_the_gemini_defaults(tmp_path: Path) -> None:
+    from service.cli import DEV_GEMINI_MODELS
+
+    shown = run_cli(
+        "config", "check", "--dev", "--upstream", "gemini", env={"XDG_STATE_HOME": str(tmp_path)}
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    tenant = json.loads(shown.stdout)["tenants"]["default"]
+    assert tenant["upstream"] == "gemini"
+    assert tenant["upstream_api_key"] == "**********"
+    for rules in tenant["policy"]["roles"].values():
+        assert rules["models"] == DEV_GEMINI_MODELS
+
+
 # --- the first hour of a frontend developer ---------------------------------------------
 
 
@@ -531,6 +575,7 @@ def test_fake_upstream_says_where_it_listens(tmp_path: Path) -> None:
         line = first_line(proc, "token-broker fake-upstream:")
     assert line.startswith(f"token-broker fake-upstream: http://127.0.0.1:{port}/v1 (")
     assert "real WebRTC calls (aiortc)" in line  # the test environment has the dev extra
+    assert f"the fake Gemini at http://127.0.0.1:{port} (/v1alpha/auth_tokens" in line
 
 
 def test_dev_mode_s_default_policy_shows_what_a_policy_does(tmp_path: Path) -> None:

@@ -46,6 +46,16 @@ PURE = (
     "service.vector_stores.checks",
     "service.relay.policing",
     "service.relay.messages",
+    "service.usage.model",
+    "service.usage.prices",
+    "service.usage.periods",
+    "service.usage.budgets",
+    "service.gemini.schema",
+    "service.gemini.times",
+    "service.gemini.request",
+    "service.gemini.policy",
+    "service.gemini.locking",
+    "service.gemini.errors",
 )
 IO_LAYERS = (
     "service.web*",

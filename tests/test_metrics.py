@@ -301,3 +301,14 @@ def test_every_exported_metric_is_in_the_readmes_table() -> None:
 
     assert "broker_gc_pause_seconds" in exported
     assert exported - listed == set(), "add them to README's Metrics table"
+
+
+def test_each_tenants_upstream_kind_is_a_series_to_join_on() -> None:
+    from service.metrics import Metrics
+
+    metrics = Metrics(["acme", "globex"], upstreams={"acme": "openai", "globex": "gemini"})
+    metrics.mint("globex")
+    text = metrics.render().decode()
+    assert 'broker_tenant_info{tenant="acme",upstream="openai"} 1.0' in text
+    assert 'broker_tenant_info{tenant="globex",upstream="gemini"} 1.0' in text
+    assert 'broker_mints_total{outcome="ok",tenant="globex"} 1.0' in text

@@ -33,7 +33,11 @@ JS = ROOT / "tests" / "js"
 def node() -> str:
     found = shutil.which("node")
     assert found, "Node.js is needed for the README's browser snippets (apt-get install nodejs)"
-    wanted = [JS / "node_modules" / "@openai" / "agents-realtime", JS / "node_modules" / "esbuild"]
+    wanted = [
+        JS / "node_modules" / "@openai" / "agents-realtime",
+        JS / "node_modules" / "@google" / "genai",
+        JS / "node_modules" / "esbuild",
+    ]
     if not all(path.is_dir() for path in wanted):
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300,

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.process, pytest.mark.redis]
 def test_the_benchmark_places_holds_and_reverts_calls(tmp_path: Path) -> None:
     out = tmp_path / "calls.json"
     done = subprocess.run(
-        [sys.executable, "bench/calls.py", "--calls", "30", "--out", str(out)],
+        [sys.executable, "bench/calls.py", "--calls", "30", "--smoke", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -33,4 +33,6 @@ def test_the_benchmark_places_holds_and_reverts_calls(tmp_path: Path) -> None:
     assert run["joined"] == 30
     assert run["reverts_seen"] == run["reverts_sampled"] == 30
     assert run["mint_statuses"] == {"200": 500}
+    # Usage flowed on every held call and the ledger counted each response once.
+    assert run["usage_responses_in_ledger"] == run["usage_responses_sent"] >= 30
     assert "30 calls: placed 30" in done.stdout

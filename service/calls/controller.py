@@ -46,14 +46,14 @@ from service.calls.lifecycle import END_REASONS, Phase
 from service.calls.model import (
     SupervisedCall,
     Supervision,
-    Usage,
     over_budget,
     utc_day,
 )
 from service.calls.revocations import REVOCATION_BACKSTOP_SECONDS, RevocationWatch
 from service.calls.sideband import Keepalive, SidebandConnection, SidebandConnector
+from service.calls.spending import Spending
 from service.calls.state import Action
-from service.calls.store import CallStore, UsageDelta
+from service.calls.store import CallStore, Metered, UsageDelta
 from service.calls.supervised import (
     CallMetrics,
     CallOptions,
@@ -152,6 +152,10 @@ class CallController:
             audit=self._audit,
             spawn=self._side_task,
             may_act=self._may_act,
+        )
+        # Usage batches' ledger side, money budgets and the spend limit.
+        self.spending = Spending(
+            store, self._tenants.values(), self._held, self._endings, self._spawn, metrics
         )
         # Calls whose supervision record is not written yet (the store was down).
         self._unrecorded: set[Held] = set()
@@ -580,33 +584,37 @@ class CallController:
 
     async def _meter(self, held: list[Held]) -> None:
         try:
-            totals = await self._flush(held)
+            metered = await self._flush(held)
         except StoreUnavailable:
             self._warn.warning("usage", "calls: usage not metered, store unavailable")
             return
-        for h, usage in zip(held, totals, strict=True):
+        for h, usage in zip(held, metered.usage, strict=True):
             reached = over_budget(h.record.policy, usage)
             if reached is not None and h.life.phase is Phase.HELD:
                 self._endings.end(h, reached)
+        # Money budgets and the spend limit (service.calls.spending).
+        self.spending.enforce(held, metered)
 
-    async def _flush(self, held: list[Held]) -> list[Usage]:
-        """Each call's tokens and seconds since its last flush, in one batch."""
-        now, deltas = self._clock(), []
-        for h in held:
-            deltas.append(
-                UsageDelta(
-                    h.record.tenant,
-                    h.record.user_id,
-                    utc_day(now),
-                    h.state.pending_tokens,
-                    h.state.seconds_due(max(0.0, now - h.flushed_at)),
-                )
+    async def _flush(self, held: list[Held]) -> Metered:
+        """Each call's tokens, seconds and ledger entries since its last flush, in one
+        batch. Not written (the store is down): the ledger's share is pending again."""
+        now = self._clock()
+        deltas = [
+            UsageDelta(
+                h.record.tenant,
+                h.record.user_id,
+                utc_day(now),
+                h.state.pending_tokens,
+                h.state.seconds_due(max(0.0, now - h.flushed_at)),
             )
-        totals = await self.store.add_usage(deltas)
+            for h in held
+        ]
+        # Written with the calls' ledger entries (service.calls.spending).
+        metered = await self.spending.meter(held, deltas, now)
         for h, delta in zip(held, deltas, strict=True):
             h.state.metered(delta.tokens, delta.seconds)
             h.flushed_at = now
-        return totals
+        return metered
 
     async def _heartbeat(self) -> None:
         by_tenant: dict[str, list[Held]] = {}
@@ -728,6 +736,8 @@ class CallController:
             return
         if kind == "user.revoked" and isinstance(event.get("user_id"), str):
             self._revocations.revoked(tenant, event["user_id"])
+        elif self.spending.receive(kind, tenant, event):
+            return
         elif kind == "call.hangup" and isinstance(event.get("call_id"), str):
             held = self._held.get((tenant, event["call_id"]))
             if held is not None:

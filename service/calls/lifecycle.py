@@ -34,6 +34,7 @@ END_REASONS = frozenset(
     {
         ENDED_UPSTREAM,
         "admin",
+        "budget_exhausted",
         "daily_minute_budget",
         "daily_token_budget",
         "max_call_seconds",
@@ -41,6 +42,7 @@ END_REASONS = frozenset(
         "session_update",
         "shutdown",
         "sideband_unavailable",
+        "spend_limit_reached",
         "user_revoked",
     }
 )

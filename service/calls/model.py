@@ -61,6 +61,10 @@ class Budgets(Protocol):
     def daily_token_budget(self) -> int | None: ...
     @property
     def daily_minute_budget(self) -> int | None: ...
+    @property
+    def daily_usd_budget(self) -> float | None: ...
+    @property
+    def monthly_usd_budget(self) -> float | None: ...
 
 
 def over_budget(rules: Budgets, usage: Usage) -> str | None:
@@ -157,9 +161,15 @@ class CallPolicy:
     daily_minute_budget: int | None = None
     # Under "server" the client brings no instructions by any door (state.CallState).
     instructions_mode: InstructionsMode = "client"
+    # The model the call was placed with (its usage is priced as this model's); money
+    # budgets of the user, USD per UTC day and month (service.usage).
+    model: str | None = None
+    daily_usd_budget: float | None = None
+    monthly_usd_budget: float | None = None
 
     @classmethod
     def of(cls, role: str, rules: RoleRules, session: Mapping[str, Any]) -> CallPolicy:
+        model = session.get("model")
         return cls(
             role=role,
             pinned=pinned_fields(session, rules),
@@ -167,6 +177,9 @@ class CallPolicy:
             daily_token_budget=rules.daily_token_budget,
             daily_minute_budget=rules.daily_minute_budget,
             instructions_mode=rules.instructions.mode,
+            model=model if isinstance(model, str) else None,
+            daily_usd_budget=rules.daily_usd_budget,
+            monthly_usd_budget=rules.monthly_usd_budget,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -177,6 +190,9 @@ class CallPolicy:
             "daily_token_budget": self.daily_token_budget,
             "daily_minute_budget": self.daily_minute_budget,
             "instructions_mode": self.instructions_mode,
+            "model": self.model,
+            "daily_usd_budget": self.daily_usd_budget,
+            "monthly_usd_budget": self.monthly_usd_budget,
         }
 
     @classmethod
@@ -189,6 +205,10 @@ class CallPolicy:
             daily_minute_budget=data.get("daily_minute_budget"),
             # A record written before the field: the mode is unknown, nothing extra enforced.
             instructions_mode=data.get("instructions_mode", "client"),
+            # Records written before usage and spend: no model known, no money budget.
+            model=data.get("model"),
+            daily_usd_budget=data.get("daily_usd_budget"),
+            monthly_usd_budget=data.get("monthly_usd_budget"),
         )
 
 

@@ -1,4 +1,5 @@
-"""Placing a call (POST /v1/realtime/calls): admit, apply the policy, check the budgets,
+"""Placing a call (POST /v1/realtime/calls): admit, apply the policy, check the budgets
+(tokens, minutes, money and the tenant's spend limit),
 take a concurrency lease, forward the offer, start supervising. The caller comes in
 authenticated: the web layer does that before it reads the offer.
 
@@ -54,6 +55,7 @@ from service.policy.model import RoleRules
 from service.redact import user_hash
 from service.session.codec import decode_request, encode_upstream_request
 from service.stores.base import Admission, AdmitRequest
+from service.usage.budgets import refusal
 
 T = TypeVar("T")
 
@@ -171,7 +173,14 @@ async def admit_call(
         deadline = call_deadline(now, rules.max_call_seconds)
         lease_ttl = deadline - now + controller.lease_ttl
         try:
-            reached = over_budget(rules, await store.usage(tenant.id, user, utc_day(now)))
+            # The day's tokens and seconds, and the money (service.usage): read together.
+            usage, spend = await asyncio.gather(
+                store.usage(tenant.id, user, utc_day(now)), store.ledger.spend(tenant.id, user, now)
+            )
+            refused = refusal(rules, spend, now)
+            if refused is not None:
+                raise refused
+            reached = over_budget(rules, usage)
             if reached is not None:
                 raise RateLimited(
                     f"The user's {reached.replace('_', ' ')} is spent for today.",
@@ -240,7 +249,7 @@ async def place_call(
         return body["session"], [*adjustments, *dropped]
 
     pending, (upstream_session, adjusted) = await admit_call(broker, controller, identity, decide)
-    upstream = broker.upstreams[tenant.id]
+    upstream = broker.openai_upstream(tenant.id)
     try:
         answer, call_id = await upstream.create_call(
             offer, upstream_session, safety_identifier=pending.safety_identifier

@@ -176,7 +176,7 @@ class _WebSocketConnection:
 
     async def send(self, event: dict[str, Any]) -> None:
         try:
-            await self._socket.send(json.dumps(event))
+            await self._socket.send(json.dumps(event, allow_nan=False))
         except ConnectionClosed:
             # The call ended while we spoke; the reader sees the close next.
             return

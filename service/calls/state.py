@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from service.calls.model import CallPolicy, Pinned, drift, revert_event
 from service.policy.model import RoleRules
 from service.relay.policing import brings_instructions
+from service.usage.model import UNKNOWN_MODEL, Pending, realtime_counts, responses_counts
 
 # `reasoning.effort`, held like the controlled fields when the role lists efforts
 # (`with_reasoning`), but only where upstream reports one: a model that does not reason
@@ -44,6 +45,11 @@ class EventState(Protocol):
 
     # Tokens read on the sideband and not yet metered.
     pending_tokens: int
+    # The same usage by model and kind, not yet in the ledger (service.usage).
+    usage: Pending
+    # The model the call's time is priced as: the one it was placed with, or the one
+    # upstream says it runs.
+    model: str
     # Upstream said the call is over (no need to join its sideband again).
     over: bool
 
@@ -74,16 +80,18 @@ class CallState:
     `input` or with a `prompt` reference is cancelled, and a session `prompt` is an
     override like the pinned fields."""
 
-    __slots__ = ("over", "pending_tokens", "policy", "server_instructions")
+    __slots__ = ("model", "over", "pending_tokens", "policy", "server_instructions", "usage")
 
     def __init__(self, policy: CallPolicy, *, server_instructions: bool = False) -> None:
         self.policy = policy
         self.server_instructions = server_instructions
         self.pending_tokens = 0
+        self.usage = Pending()
+        self.model = policy.model or UNKNOWN_MODEL
         self.over = False
 
     def has_pending(self) -> bool:
-        return self.pending_tokens > 0
+        return self.pending_tokens > 0 or bool(self.usage)
 
     def seconds_due(self, elapsed: float) -> float:
         return elapsed
@@ -98,6 +106,9 @@ class CallState:
         kind = event.get("type")
         if kind == "response.done":
             self.pending_tokens += _total_tokens(event)
+            response = event.get("response")
+            if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                self.usage.add(self.model, realtime_counts(response["usage"]))
             return None
         if kind == "response.created":
             return self._response(event.get("response"))
@@ -109,6 +120,8 @@ class CallState:
         session = event.get("session")
         if not isinstance(session, dict):
             return None
+        if isinstance(session.get("model"), str) and session["model"]:
+            self.model = session["model"]
         changed = drift(self.policy.pinned, session)
         if _EFFORT in changed and _effort(session) is None:
             changed.remove(_EFFORT)
@@ -199,11 +212,21 @@ class LiveState:
     as the baseline: that replica metered what came before (up to its last batch).
     `session.closed` ends it."""
 
-    __slots__ = ("over", "pending_seconds", "pending_tokens", "policy", "reported")
+    __slots__ = (
+        "model",
+        "over",
+        "pending_seconds",
+        "pending_tokens",
+        "policy",
+        "reported",
+        "usage",
+    )
 
     def __init__(self, policy: CallPolicy, *, adopted: bool = False) -> None:
         self.policy = policy
         self.pending_tokens = 0
+        self.usage = Pending()
+        self.model = policy.model or UNKNOWN_MODEL
         self.pending_seconds = 0.0
         self.reported: float | None = None if adopted else 0.0
         self.over = False
@@ -221,10 +244,17 @@ class LiveState:
             nested = event.get("event")
             if isinstance(nested, dict) and nested.get("type") == "response.completed":
                 self.pending_tokens += _total_tokens(nested)
+                response = nested.get("response")
+                if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                    # The delegated backend's own model (a Responses model), not the
+                    # session's: its tokens are priced as that model's.
+                    model = response.get("model")
+                    backend = model if isinstance(model, str) and model else UNKNOWN_MODEL
+                    self.usage.add(backend, responses_counts(response["usage"]))
         return None
 
     def has_pending(self) -> bool:
-        return self.pending_tokens > 0 or self.pending_seconds > 0
+        return self.pending_tokens > 0 or self.pending_seconds > 0 or bool(self.usage)
 
     def seconds_due(self, elapsed: float) -> float:
         return self.pending_seconds

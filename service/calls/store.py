@@ -13,6 +13,9 @@ Three things, each shared by every replica on Redis:
 - **Events**: revocations and admin hangups, published by the replica that received them
   and delivered to every replica within a second (`listen`).
 
+- **Usage**: each user's metered tokens and seconds per UTC day (the token and minute
+  budgets), and the ledger (service.usage.ledger), written in the same batches.
+
 Implementations: `store_memory.MemoryCallStore` (dev, single process: nothing to adopt)
 and `store_redis.RedisCallStore`; one contract suite (tests/calls/test_store_contract.py)
 runs over memory, standalone Redis and a Redis Cluster.
@@ -28,6 +31,8 @@ from typing import Any, Protocol
 
 from service.calls.model import SupervisedCall, Supervision, Usage
 from service.logs import Throttled
+from service.usage.ledger import Ledger, Written
+from service.usage.model import LedgerEntry
 
 EventHandler = Callable[[dict[str, Any]], None]
 # Called by `listen` each time it (re)connects: events sent while it was away are lost,
@@ -84,6 +89,15 @@ class UsageDelta:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """What a usage batch wrote: each delta's new day totals (in order), and the spend of
+    each user the ledger entries named (service.usage.ledger.Written)."""
+
+    usage: list[Usage]
+    spend: Written
+
+
 class CallStore(Protocol):
     # --- leases ----------------------------------------------------------------------
 
@@ -109,6 +123,18 @@ class CallStore(Protocol):
         ...
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage: ...
+
+    async def meter(
+        self, deltas: Sequence[UsageDelta], entries: Sequence[LedgerEntry], now: float
+    ) -> Metered:
+        """`add_usage` and the ledger's `entries` (usage and spend, service.usage) in one
+        batch: one round trip on Redis (per node on a Cluster)."""
+        ...
+
+    @property
+    def ledger(self) -> Ledger:
+        """The usage ledger beside the calls (the admin usage API, budgets, spend limit)."""
+        ...
 
     # --- supervision -----------------------------------------------------------------
 

@@ -15,10 +15,13 @@ from service.calls.store import (
     USAGE_TTL_SECONDS,
     EventDelivery,
     EventHandler,
+    Metered,
     Reconnected,
     UsageDelta,
 )
 from service.clock import Clock, system_clock
+from service.usage.ledger_memory import MemoryLedger
+from service.usage.model import LedgerEntry
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,16 @@ class MemoryCallStore:
         self._events = EventDelivery(logger)
         # (tenant, call_id) -> (relay, expires_at)
         self._relays: dict[tuple[str, str], tuple[str, float]] = {}
+        self._ledger = MemoryLedger(clock=clock)
+
+    @property
+    def ledger(self) -> MemoryLedger:
+        return self._ledger
+
+    async def meter(
+        self, deltas: Sequence[UsageDelta], entries: Sequence[LedgerEntry], now: float
+    ) -> Metered:
+        return Metered(await self.add_usage(deltas), self._ledger.add(entries, now))
 
     @property
     def shared(self) -> bool:

@@ -33,6 +33,7 @@ from service.calls.store import (
     USAGE_TTL_SECONDS,
     EventDelivery,
     EventHandler,
+    Metered,
     Reconnected,
     UsageDelta,
 )
@@ -41,6 +42,8 @@ from service.errors import StoreUnavailable
 from service.logs import Throttled
 from service.stores import redis_keys
 from service.stores.redis_client import RedisConnection, awaitable, load_script
+from service.usage.ledger_redis import RedisLedger, queue_writes
+from service.usage.model import LedgerEntry
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,11 @@ class RedisCallStore:
         }
         self._listen_failures = Throttled(logger, interval=30.0)
         self._events = EventDelivery(logger)
+        self._ledger = RedisLedger(connection)
+
+    @property
+    def ledger(self) -> RedisLedger:
+        return self._ledger
 
     @classmethod
     def from_url(
@@ -142,25 +150,34 @@ class RedisCallStore:
     # --- usage -----------------------------------------------------------------------
 
     async def add_usage(self, deltas: Sequence[UsageDelta]) -> list[Usage]:
-        if not deltas:
-            return []
+        return (await self.meter(deltas, (), 0.0)).usage
 
-        async def run() -> list[Any]:
+    async def meter(
+        self, deltas: Sequence[UsageDelta], entries: Sequence[LedgerEntry], now: float
+    ) -> Metered:
+        if not deltas and not entries:
+            return Metered([], {})
+
+        async def run() -> Metered:
             # One round trip for the batch (per node on a Cluster): plain commands, so a
-            # restarted server needs no script reloaded mid-pipeline.
+            # restarted server needs no script reloaded mid-pipeline. The ledger's
+            # writes ride on it (service.usage.ledger_redis).
             pipe = self._client.pipeline(transaction=False)
             for d in deltas:
                 key = usage_key(d.tenant, d.user_id, d.day)
                 pipe.hincrby(key, "tokens", d.tokens)
                 pipe.hincrbyfloat(key, "seconds", float(d.seconds))
                 pipe.expire(key, USAGE_TTL_SECONDS)
-            return list(await pipe.execute())
+            ledger = queue_writes(pipe, entries, now)
+            replies = list(await pipe.execute())
+            split = len(replies) - ledger.count
+            usage = [
+                Usage(tokens=int(replies[i]), seconds=float(replies[i + 1]))
+                for i in range(0, split, 3)
+            ]
+            return Metered(usage, ledger.read(replies[split:]))
 
-        replies = await self._call("calls_usage", run)
-        return [
-            Usage(tokens=int(replies[i]), seconds=float(replies[i + 1]))
-            for i in range(0, len(replies), 3)
-        ]
+        return await self._call("calls_usage", run)
 
     async def usage(self, tenant: str, user_id: str, day: str) -> Usage:
         fields: Any = await self._call(

@@ -21,6 +21,7 @@ from service.config.environment import EnvReader, or_list
 from service.policy.model import Policy
 from service.policy.parse import PolicyError, default_policy, parse_policy
 from service.redact import Secret
+from service.usage.prices import PricesError, PriceTable, builtin_prices, parse_prices
 
 JWT_KEYS = ("JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL")
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -137,25 +138,49 @@ def _public_key(env: EnvReader) -> tuple[str | None, tuple[str, ...]]:
     return pem, ()
 
 
+_UNREADABLE = object()
+
+
+def _read_document(env: EnvReader, setting: str, text: str) -> object:
+    """The JSON (or, from a .toml file, TOML) of `setting`; `_UNREADABLE` after noting why."""
+    path = env.path(setting)
+    suffix = Path(path).suffix.lower() if path is not None else ".json"
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix == ".json":
+            return json.loads(text, parse_constant=_refuse_constant)
+        env.problem(setting, "must name a .json or .toml file")
+    except json.JSONDecodeError as exc:
+        env.problem(setting, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+    except ValueError as exc:  # tomllib.TOMLDecodeError, NaN/Infinity
+        env.problem(setting, f"invalid {suffix[1:].upper()}: {exc}")
+    return _UNREADABLE
+
+
+def read_prices(env: EnvReader) -> PriceTable:
+    """The tenant's PRICES (or PRICES_FILE) over the built-in table (service.usage)."""
+    builtin = builtin_prices()
+    text = env.get("PRICES")
+    if text is None:
+        return builtin
+    data = _read_document(env, "PRICES", text)
+    if data is _UNREADABLE:
+        return builtin
+    try:
+        return parse_prices(data).over(builtin)
+    except PricesError as exc:
+        for problem in exc.problems:
+            env.problem("PRICES", problem)
+        return builtin
+
+
 def read_policy(env: EnvReader) -> Policy:
     text = env.get("POLICY")
     if text is None:
         return default_policy()
-    path = env.path("POLICY")
-    suffix = Path(path).suffix.lower() if path is not None else ".json"
-    try:
-        if suffix == ".toml":
-            data: object = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text, parse_constant=_refuse_constant)
-        else:
-            env.problem("POLICY", "must name a .json or .toml file")
-            return default_policy()
-    except json.JSONDecodeError as exc:
-        env.problem("POLICY", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
-        return default_policy()
-    except ValueError as exc:  # tomllib.TOMLDecodeError, NaN/Infinity
-        env.problem("POLICY", f"invalid {suffix[1:].upper()}: {exc}")
+    data = _read_document(env, "POLICY", text)
+    if data is _UNREADABLE:
         return default_policy()
     try:
         return parse_policy(data)

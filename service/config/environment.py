@@ -5,7 +5,7 @@
 - a per-tenant setting X is read from `BROKER_<ID>_X`, else `BROKER_X`;
 - X and its file form X_FILE (secrets, JWT_PUBLIC_KEY; POLICY_FILE for POLICY) are one
   setting: the tenant's spelling of either wins over the global one, setting both at the
-  same level is an error;
+  same level is an error (PRICES_FILE for PRICES too);
 - the JWT key (JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL) is one choice: a tenant that
   sets any of the three ignores the global ones, and then reads JWT_ALGORITHMS only at
   tenant level too, so a tenant can use a PEM while the others share a global secret;
@@ -34,12 +34,12 @@ TENANT_SETTINGS = (
     "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL", "JWT_JWKS_CACHE_SECONDS",
     "JWT_ISSUER", "JWT_AUDIENCE", "JWT_ALGORITHMS", "JWT_LEEWAY_SECONDS",
     "JWT_USER_CLAIM", "JWT_ROLE_CLAIM", "POLICY", "ADMIN_API_KEY", "CORS_ORIGINS",
-    "RATE_LIMIT_FAILURE_MODE", "USER_HASH_KEY", "GEMINI_API_VERSION",
+    "RATE_LIMIT_FAILURE_MODE", "USER_HASH_KEY", "GEMINI_API_VERSION", "PRICES",
 )  # fmt: skip
 # Settings that also accept X_FILE, a path to a file holding the value.
 FILE_SETTINGS = frozenset(
     {"REDIS_URL", "UPSTREAM_API_KEY", "JWT_SECRET", "JWT_PUBLIC_KEY", "ADMIN_API_KEY", "POLICY",
-     "USER_HASH_KEY"}
+     "USER_HASH_KEY", "PRICES"}
 )  # fmt: skip
 _TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _INTEGER = re.compile(r"-?[0-9]+")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Literal, cast, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -22,6 +22,7 @@ from service.config.checks import (
     http_url,
     jwt_key,
     read_policy,
+    read_prices,
 )
 from service.config.environment import (
     PREFIX,
@@ -35,6 +36,7 @@ from service.limits import Limit
 from service.policy.model import Policy
 from service.policy.parse import render_policy
 from service.redact import Secret
+from service.usage.prices import PriceTable, builtin_prices
 
 UpstreamKind = Literal["openai", "azure", "fake", "gemini"]
 GeminiApiVersion = Literal["v1alpha", "v1beta"]
@@ -76,6 +78,8 @@ class TenantSettings:
     user_hash_key: Secret | None = None
     # UPSTREAM=gemini (DESIGN 12): the API version of Google's routes the broker calls.
     gemini_api_version: GeminiApiVersion = "v1alpha"
+    # USD prices of usage (DESIGN 11): PRICES / PRICES_FILE over the built-in table.
+    prices: PriceTable = field(default_factory=builtin_prices)
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,7 @@ def _load_tenant(
             GeminiApiVersion,
             env.choice("GEMINI_API_VERSION", get_args(GeminiApiVersion), "v1alpha"),
         ),
+        prices=read_prices(env),
     )
 
 
@@ -318,9 +323,42 @@ def describe_settings(settings: Settings) -> dict[str, object]:
         entry = cast(dict[str, object], _jsonable(tenant))
         # In BROKER_POLICY's own shape, so that it can be pasted back.
         entry["policy"] = render_policy(tenant.policy)
+        entry["prices"] = tenant.prices.render()
+        entry["unpriced_models"] = unpriced_policy_models(tenant)
         tenants[tenant.id] = entry
     described["tenants"] = tenants
+    described["warnings"] = usage_warnings(settings)
     return described
+
+
+def unpriced_policy_models(tenant: TenantSettings) -> list[str]:
+    """Models the tenant's policy allows that its price table does not price: their
+    usage is counted, and costs nothing in the ledger (broker_usage_unpriced_tokens_total)."""
+    models = {m for rules in tenant.policy.roles.values() for m in rules.models or ()}
+    return sorted(m for m in models if tenant.prices.price(m) is None)
+
+
+def usage_warnings(settings: Settings) -> list[str]:
+    """What `config check` warns about usage and spend (DESIGN 11): a role with a money
+    budget that may mint (a minted secret's session is not metered), and policy models
+    with no price."""
+    warnings: list[str] = []
+    for tenant in settings.tenants:
+        for role, rules in sorted(tenant.policy.roles.items()):
+            budget = rules.daily_usd_budget is not None or rules.monthly_usd_budget is not None
+            if budget and rules.mint:
+                warnings.append(
+                    f"tenant {tenant.id}: role {role} has a money budget and may mint client "
+                    'secrets, whose sessions are not metered; set "mint": false to keep its '
+                    "usage within the budget"
+                )
+        unpriced = unpriced_policy_models(tenant)
+        if unpriced:
+            warnings.append(
+                f"tenant {tenant.id}: no price for {', '.join(unpriced)}; its usage is counted "
+                "but costs nothing (set BROKER_PRICES)"
+            )
+    return warnings
 
 
 def _jsonable(value: object) -> object:

@@ -1,5 +1,7 @@
 """The built-in fake upstream: an in-process ASGI app speaking OpenAI's mint and vector-store
-endpoints, for dev mode, tests and benchmarks (`token-broker fake-upstream --port N`).
+endpoints, for dev mode, tests and benchmarks (`token-broker fake-upstream --port N`), and,
+beside them at Google's paths, the fake Gemini (service.fake.gemini: ephemeral tokens and
+the Live peer).
 
 It is honest where it matters to the broker: responses validate against the reference
 OpenAPI schemas, secrets are `ek_...` with a real `expires_at` (from the injected clock),
@@ -24,6 +26,7 @@ from starlette.routing import Route
 
 from service.clock import Clock, system_clock
 from service.fake.calls import FakeCalls, fake_call_routes
+from service.fake.gemini import FakeGemini
 from service.fake.live import FakeLiveSessions, fake_live_routes
 from service.fake.sessions import (
     beta_session,
@@ -111,7 +114,8 @@ def create_fake_app(
     `app.state.calls` counts requests per "METHOD /path", for tests; `app.state.realtime_calls`
     is the registry of WebRTC calls (service.fake.calls), `app.state.live_sessions` that of
     GPT-Live sessions (service.fake.live), which report their usage every `usage_interval`
-    seconds.
+    seconds; `app.state.gemini` is the fake Gemini (its tokens, the requests it received,
+    its Live sessions), which takes the same `api_key` in `x-goog-api-key`.
     """
     shapes = RequestShapes.build()
     stores = VectorStores()
@@ -119,6 +123,7 @@ def create_fake_app(
     order_shape = choice("asc", "desc")
     realtime_calls = FakeCalls()
     live_sessions = FakeLiveSessions(clock=clock, usage_interval=usage_interval)
+    gemini = FakeGemini(clock=clock, api_key=api_key)
 
     def sideband_authorized(authorization: str, azure_key: str = "") -> bool:
         # A bearer token (OpenAI), or Azure's `api-key` header.
@@ -232,10 +237,12 @@ def create_fake_app(
                 create_shape=shapes.live_create,
                 authorized=sideband_authorized,
             ),
+            *gemini.routes(),
         ],
         exception_handlers={Refusal: refused, HTTPException: http_error},
     )
     app.state.calls = calls
     app.state.realtime_calls = realtime_calls
     app.state.live_sessions = live_sessions
+    app.state.gemini = gemini
     return app

@@ -37,14 +37,25 @@ from service.fake.events import new_event as _event
 from service.fake.validate import Refusal, Shape
 
 Handler = Callable[[Request], Awaitable[Response]]
-# Shaped like OpenAI's `response.done` usage.
+# Shaped like OpenAI's `response.done` usage, with its proportions (a short spoken turn:
+# instructions and history as text, part of it cached, audio at 10 tokens a second in and
+# 20 out; the transcript as output text).
 FAKE_USAGE: dict[str, Any] = {
     "total_tokens": 100,
     "input_tokens": 40,
     "output_tokens": 60,
-    "input_token_details": {"text_tokens": 10, "audio_tokens": 30, "cached_tokens": 0},
+    "input_token_details": {
+        "text_tokens": 10,
+        "audio_tokens": 30,
+        "image_tokens": 0,
+        "cached_tokens": 8,
+        "cached_tokens_details": {"text_tokens": 6, "audio_tokens": 2, "image_tokens": 0},
+    },
     "output_token_details": {"text_tokens": 15, "audio_tokens": 45},
 }
+# A test (or the benchmark) may ask for a response with usage of its own: a fake-only
+# `usage` key on the `response.create` it sends through `/v1/_fake/.../events`.
+FAKE_USAGE_KEY = "usage"
 TRANSCRIPT = ("Hello", " from", " the fake", " upstream.")
 # Secrets whose session a later call may start with (oldest forgotten first).
 MINTED_KEPT = 1024
@@ -178,11 +189,18 @@ class FakeCalls:
             self._emit(call, _event("session.updated", session=call.session))
         elif kind == "response.create":
             given = event.get("response")
-            self.respond(call, given if isinstance(given, dict) else {})
+            usage = event.get(FAKE_USAGE_KEY) if not sideband else None
+            self.respond(
+                call,
+                given if isinstance(given, dict) else {},
+                usage=usage if isinstance(usage, dict) else None,
+            )
         elif kind == "response.cancel":
             self._emit(call, _event("response.cancelled", response_id=event.get("response_id")))
 
-    def respond(self, call: FakeCall, overrides: dict[str, Any]) -> None:
+    def respond(
+        self, call: FakeCall, overrides: dict[str, Any], *, usage: dict[str, Any] | None = None
+    ) -> None:
         """A whole response, as OpenAI streams one: created, transcript deltas, the end
         of its audio, done with usage."""
         response = {
@@ -200,7 +218,7 @@ class FakeCalls:
             call, _event("response.output_audio_transcript.done", **ids, transcript=transcript)
         )
         self._emit(call, _event("response.output_audio.done", **ids))
-        done = {**response, "status": "completed", "usage": FAKE_USAGE}
+        done = {**response, "status": "completed", "usage": usage or FAKE_USAGE}
         self._emit(call, _event("response.done", response=done))
 
     def speech(self, call_id: str, *, started: bool) -> None:

@@ -1,6 +1,7 @@
 """The fake upstream in the broker's own process: dev mode's wiring, and the tests'.
 
-`InProcessFakes` builds one fake app per tenant whose `UPSTREAM` is `fake`, an HTTP
+`InProcessFakes` builds one fake app per tenant whose `UPSTREAM` is `fake` (and, when asked,
+per tenant whose `UPSTREAM` is `gemini`: `token-broker dev --upstream gemini`), an HTTP
 transport into each (no socket), and a sideband connector that joins the fake's calls
 directly. Only `service.dev` uses it: production code never imports the fake.
 """
@@ -24,6 +25,7 @@ from service.errors import NotFound, UpstreamUnavailable
 from service.fake.app import create_fake_app
 from service.fake.calls import FakeCalls
 from service.fake.events import Sidebands
+from service.fake.gemini import FakeGemini
 from service.fake.live import FakeLiveSessions
 
 
@@ -31,14 +33,25 @@ class InProcessFakes:
     """One fake upstream per fake tenant: `transports` for the upstream clients, `calls`
     and `live` (the fakes' Realtime call and GPT-Live session registries, by tenant) for
     tests that play the browser. Each fake requires its tenant's `upstream_api_key` when
-    it has one (as OpenAI requires the key), and any key otherwise."""
+    it has one (as OpenAI requires the key), and any key otherwise. With `gemini`, each
+    `UPSTREAM=gemini` tenant gets a fake too (its key required in `x-goog-api-key`);
+    `gemini_fakes` holds their fake Geminis by tenant."""
 
-    def __init__(self, tenants: Iterable[TenantSettings], *, clock: Clock) -> None:
+    def __init__(
+        self, tenants: Iterable[TenantSettings], *, clock: Clock, gemini: bool = False
+    ) -> None:
         self.transports: dict[str, httpx.AsyncBaseTransport] = {}
         self.calls: dict[str, FakeCalls] = {}
         self.live: dict[str, FakeLiveSessions] = {}
         self.apps: dict[str, Starlette] = {}
+        self.gemini_fakes: dict[str, FakeGemini] = {}
         for tenant in tenants:
+            if tenant.upstream == "gemini" and gemini:
+                key = tenant.upstream_api_key
+                app = create_fake_app(clock=clock, api_key=None if key is None else key.reveal())
+                self.transports[tenant.id] = httpx.ASGITransport(app=app)
+                self.gemini_fakes[tenant.id] = app.state.gemini
+                continue
             if tenant.upstream != "fake":
                 continue
             key = tenant.upstream_api_key
@@ -54,6 +67,13 @@ class InProcessFakes:
         OpenAI does: the key for everything, a secret it minted for placing a call."""
         first = next(iter(self.apps.values()), None)
         return [] if first is None else [Mount("/dev/fake", app=first)]
+
+    def gemini_routes(self) -> list[BaseRoute]:
+        """The first fake Gemini's Live WebSocket, at Google's own paths, so that a client
+        given the broker's URL as its base URL reaches it with a token the broker minted
+        (`token-broker dev --upstream gemini` has one Gemini tenant)."""
+        first = next(iter(self.gemini_fakes.values()), None)
+        return [] if first is None else first.live_routes()
 
     def connector(self, other: SidebandConnector) -> SidebandConnector:
         return InProcessConnector(self.calls, live=self.live, other=other)

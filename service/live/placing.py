@@ -44,8 +44,8 @@ async def place_live_session(
     pending, (session, adjusted) = await admit_call(broker, controller, identity, decide)
     upstream_body = {"session": session, "transport": {"type": "webrtc", "sdp": request.sdp}}
     try:
-        created = await broker.upstreams[tenant.id].create_live_session(
-            json.dumps(upstream_body, separators=(",", ":")).encode(),
+        created = await broker.openai_upstream(tenant.id).create_live_session(
+            json.dumps(upstream_body, separators=(",", ":"), allow_nan=False).encode(),
             safety_identifier=pending.safety_identifier,
         )
         session_id = created["session"]["id"]
@@ -56,12 +56,17 @@ async def place_live_session(
         raise
     # Nothing to pin: upstream keeps model, voice and instructions as created. The budgets
     # are the role's, fixed now, as for a Realtime call.
+    model = session.get("model")
     policy = CallPolicy(
         role=pending.role,
         pinned={},
         on_session_update=pending.rules.on_session_update,
         daily_token_budget=pending.rules.daily_token_budget,
         daily_minute_budget=pending.rules.daily_minute_budget,
+        # Its seconds are priced as this model's (service.usage).
+        model=model if isinstance(model, str) else None,
+        daily_usd_budget=pending.rules.daily_usd_budget,
+        monthly_usd_budget=pending.rules.monthly_usd_budget,
     )
     headers = await pending.commit(session_id, "live", policy, adjusted)
     return PlacedSession(session_id, created, tenant.id, identity.user_id, headers)

@@ -90,7 +90,7 @@ def make_plan(policy: Policy, role: str, requested: Requested, api: Api) -> Plan
         realtime, adjustments = apply_policy(policy, role, requested)
         effective = realtime
         path, upstream_body, dropped = encode_upstream_request(realtime, api)
-    upstream_json = json.dumps(upstream_body, separators=(",", ":")).encode()
+    upstream_json = json.dumps(upstream_body, separators=(",", ":"), allow_nan=False).encode()
     return Plan(requested, effective, tuple(adjustments), path, upstream_json, tuple(dropped))
 
 

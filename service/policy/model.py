@@ -88,6 +88,10 @@ class RoleRules:
     # Per user and UTC day, metered on the sideband; None means no budget.
     daily_token_budget: int | None = None
     daily_minute_budget: int | None = None
+    # Money budgets per user (USD, UTC day and UTC month), spent by supervised calls' usage
+    # as priced (service.usage); None means no budget.
+    daily_usd_budget: float | None = None
+    monthly_usd_budget: float | None = None
     # What the broker does when a client changes a policy-controlled field mid-call.
     on_session_update: OnSessionUpdate = "reapply"
     # The browser's channel for events: WebRTC's data channel straight to OpenAI, or the

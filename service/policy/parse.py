@@ -24,6 +24,7 @@ from service.policy.values import (
     mint_rule,
     on_session_update,
     parse_limits,
+    positive_amount,
     positive_int,
     range_rule,
     ttl_rule,
@@ -58,6 +59,8 @@ _ROLE_KEYS = frozenset(
         "max_call_seconds",
         "daily_token_budget",
         "daily_minute_budget",
+        "daily_usd_budget",
+        "monthly_usd_budget",
         "on_session_update",
         "client_channel",
         "client_events",
@@ -193,6 +196,8 @@ def _parse_role(raw: object, path: str, problems: Problems) -> RoleRules:
         max_call_seconds=positive_int(raw, "max_call_seconds", path, problems),
         daily_token_budget=positive_int(raw, "daily_token_budget", path, problems),
         daily_minute_budget=positive_int(raw, "daily_minute_budget", path, problems),
+        daily_usd_budget=positive_amount(raw, "daily_usd_budget", path, problems),
+        monthly_usd_budget=positive_amount(raw, "monthly_usd_budget", path, problems),
         on_session_update=on_session_update(raw.get("on_session_update"), path, problems),
         client_channel=channel,
         mint=mint_rule(raw.get("mint"), channel, path, problems),
@@ -251,7 +256,7 @@ def _render_role(rules: RoleRules) -> dict[str, Any]:
     if rules.vector_store_limits is not None:
         out["vector_store_limits"] = [limit.text for limit in rules.vector_store_limits]
     for key in ("max_concurrent_calls", "max_call_seconds", "daily_token_budget",
-                "daily_minute_budget"):  # fmt: skip
+                "daily_minute_budget", "daily_usd_budget", "monthly_usd_budget"):  # fmt: skip
         if (value := getattr(rules, key)) is not None:
             out[key] = value
     out["on_session_update"] = rules.on_session_update

@@ -253,3 +253,16 @@ def positive_int(raw: Mapping[str, Any], key: str, path: str, problems: Problems
         problems.add(f"{path}.{key}", "must be a positive integer")
         return None
     return cast(int, value)
+
+
+def positive_amount(
+    raw: Mapping[str, Any], key: str, path: str, problems: Problems
+) -> float | None:
+    """A money amount (USD): a positive finite number."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not is_number(value) or value <= 0:
+        problems.add(f"{path}.{key}", "must be a positive number of USD")
+        return None
+    return float(value)

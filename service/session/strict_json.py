@@ -1,5 +1,6 @@
-"""Strict JSON: request bodies (UTF-8 only, no NaN/Infinity, an object where one is
-expected) and checks of the wire shapes, in OpenAI's wording.
+"""Strict JSON: request bodies (UTF-8 only, no NaN/Infinity, no number too large for a
+double, an object where one is expected) and checks of the wire shapes, in OpenAI's
+wording.
 
 Each check takes a value and its parameter path, returns the value typed, or raises
 `InvalidValue` / `UnknownParameter` naming that path. Messages follow OpenAI's wording;
@@ -11,6 +12,7 @@ the session dataclasses.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -22,21 +24,90 @@ MAX_ID_CHARS = 256
 TEXT_MAX_CHARS = 65_536
 
 
+class _NonFinite(ValueError):
+    """A number the JSON spells finitely but a double cannot hold (`1e999`)."""
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # Python's own float() reads `1e999` as inf, which `parse_constant` never sees; sent
+    # on, it would be `Infinity` (not JSON) in the body the broker writes upstream.
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+class _OutOfRange:
+    """Stands for a non-finite number while the body is read again to name its field."""
+
+
+_OUT_OF_RANGE = _OutOfRange()
+
+
+def _marked_float(text: str) -> float | _OutOfRange:
+    value = float(text)
+    return value if math.isfinite(value) else _OUT_OF_RANGE
+
+
+# Built once: `json.loads` with a hook builds a decoder and its scanner on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+# Only for a body refused for such a number: the refusal then names its field.
+_MARKING_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_marked_float)
+
+
 def parse_json(raw: bytes, *, empty: object = None) -> object:
-    """Strict JSON: UTF-8 only, no NaN/Infinity. An empty body gives `empty`."""
+    """Strict JSON: UTF-8 only, no NaN/Infinity, every number finite as a double (a 400
+    naming the field of one that is not). An empty body gives `empty`."""
     if not raw.strip():
         if empty is None:
             raise InvalidJSON("The request body must be a JSON object.")
         return empty
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
         raise InvalidJSON("The request body is not valid JSON.") from exc
+    return parse_json_text(text)
+
+
+def parse_json_text(text: str) -> object:
+    """`parse_json` of text already decoded (a WebSocket's text frame)."""
+    try:
+        return _DECODER.decode(text)
+    except _NonFinite:
+        path = _out_of_range_field(text)
+        if not path:
+            raise InvalidJSON("The request body holds a number out of range.") from None
+        invalid(path, "number out of range.")
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJSON("The request body is not valid JSON.") from exc
+
+
+def _out_of_range_field(text: str) -> str | None:
+    """The path of the first number out of range in the JSON `text`, if it can be told."""
+    try:
+        return _out_of_range_path(_MARKING_DECODER.decode(text), "")
+    except (ValueError, RecursionError):
+        return None
+
+
+def _out_of_range_path(value: object, path: str) -> str | None:
+    """The path of the first number out of range in `value` ("" for `value` itself)."""
+    if value is _OUT_OF_RANGE:
+        return path
+    items: Iterable[tuple[str | int, object]] = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    for key, item in items:
+        found = _out_of_range_path(item, join(path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def parse_json_object(raw: bytes, *, empty: object = None) -> dict[str, Any]:
@@ -132,11 +203,15 @@ def as_number(
     value: object, path: str, low: float | None = None, high: float | None = None
 ) -> float:
     # bool is an int subclass: `true` is not a number. NaN/Infinity never get here
-    # because the JSON parser of the web layer rejects them.
+    # because the JSON parser of the web layer rejects them; an integer too large for a
+    # double does (JSON integers are exact).
     if isinstance(value, bool) or not isinstance(value, int | float):
         wrong_type(path, "a number", value)
     _check_range(value, path, low, high)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        invalid(path, "number out of range.")
 
 
 def _check_range(value: float, path: str, low: float | None, high: float | None) -> None:

@@ -30,6 +30,11 @@ def _part(value: str) -> str:
     return quote(value, safe="")
 
 
+def quote_part(value: str) -> str:
+    """An id as it appears in a key (or a hash field): percent-encoded, `:` included."""
+    return _part(value)
+
+
 def user_tag(tenant: str, user_id: str) -> str:
     return f"{PREFIX}{{{_part(tenant)}:{_part(user_id)}}}"
 

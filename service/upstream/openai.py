@@ -1,49 +1,36 @@
 """The client for OpenAI and Azure OpenAI: one pooled transport per upstream, every call
 under one overall deadline, upstream failures translated into the broker's errors
 (README "Errors"). Every call, JSON or multipart, takes one send path with one error
-mapping (`_call` → `_attempt` → `_raise_for_status`). No httpx exception and no upstream
-text that could carry a secret crosses this module's boundary.
+mapping (`_call` → service.upstream.http's `Sender` → `_raise_for_status`). No httpx
+exception and no upstream text that could carry a secret crosses this module's boundary.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import math
 import re
-import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Container, Mapping
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
-from service import __version__
-from service.errors import (
-    BrokerError,
-    InvalidRequest,
-    NotFound,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from service.errors import InvalidRequest, NotFound, UpstreamError, UpstreamUnavailable
 from service.redact import Secret
+from service.upstream.http import (
+    MISCONFIGURED,
+    USER_AGENT,
+    Observer,
+    Sender,
+    default_transport,
+    error_object,
+    json_of,
+    scrub,
+)
 
-logger = logging.getLogger(__name__)
-
-USER_AGENT = f"realtime-token-broker/{__version__}"
 SAFETY_IDENTIFIER_HEADER = "OpenAI-Safety-Identifier"
-# Measured in bench/upstream_client.py, see docs/upstream-transport.md: the aiohttp
-# transport costs a fraction of httpx's default pool per call. The pool is sized for many
-# concurrent mints to one host; keep-alive connections are what makes a mint cheap.
-MAX_CONNECTIONS = 256
-KEEPALIVE_EXPIRY = 30.0
-RETRY_BACKOFF = 0.05
 RETRIED_STATUSES = frozenset({502, 503, 504})
-MISCONFIGURED = "The broker is misconfigured: the upstream refused its credentials."
-MAX_MESSAGE_CHARS = 1000
 # URLs of fixed paths (the mints', `/realtime/calls`, `/vector_stores`) are built once;
 # a path with an id in it (a hangup) is built per call. The bound holds whatever a caller
 # passes: a cache keyed by every path ever seen grew by ~0.5 KB a hung-up call.
@@ -53,32 +40,6 @@ _SECRET_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*]{4,}")
 _SAFE_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # A field path such as `session.audio.input.format` or `tools[0].name`.
 _SAFE_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_.\[\]]{0,199}")
-_CONNECTION_FAILURES = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-)
-
-
-def default_transport() -> httpx.AsyncBaseTransport:
-    """The transport chosen by measurement (docs/upstream-transport.md)."""
-    return AiohttpTransport(
-        limits=httpx.Limits(
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_CONNECTIONS,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-        )
-    )
-
-
-class _Retryable(Exception):
-    """One attempt failed in a way a second attempt may fix; carries the final error."""
-
-    def __init__(self, error: BrokerError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 class OpenAIUpstream:
@@ -111,15 +72,20 @@ class OpenAIUpstream:
         transport: httpx.AsyncBaseTransport | None = None,
         deadline: float = 10.0,
         connect_timeout: float = 2.0,
-        observer: Callable[[float, BaseException | None], None] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         # `observer(seconds, error)` is called after every call (the metrics hook).
-        self._observer = observer
         self._base_url = base_url
         self._api_key = api_key
         self._flavor = flavor
-        self._deadline = deadline
         self._transport = transport if transport is not None else default_transport()
+        self._sender = Sender(
+            self._transport,
+            deadline=deadline,
+            retried_statuses=RETRIED_STATUSES,
+            raise_for_status=self._raise_for_status,
+            observer=observer,
+        )
         # Requests go straight to the transport with URLs and headers built once: an
         # `httpx.AsyncClient`'s per-call URL merging, cookie jar, auth and redirect
         # machinery cost more than the transport itself (bench/README.md), and none of it
@@ -154,7 +120,7 @@ class OpenAIUpstream:
         headers = self._headers(safety_identifier)
         content = b""
         if json_body is not None:
-            content = json.dumps(json_body, separators=(",", ":")).encode()
+            content = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
             headers["Content-Type"] = "application/json"
         response = await self._call(
             method, path, params=params, content=content, headers=headers, ok=(200,), retry=True
@@ -169,7 +135,7 @@ class OpenAIUpstream:
         answer would place a second call."""
         files = {
             "sdp": (None, sdp.encode(), "application/sdp"),
-            "session": (None, json.dumps(session).encode(), "application/json"),
+            "session": (None, json.dumps(session, allow_nan=False).encode(), "application/json"),
         }
         form = httpx.Request("POST", "/", files=files)
         headers = {
@@ -220,7 +186,7 @@ class OpenAIUpstream:
         )
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._sender.aclose()
 
     def _headers(self, safety_identifier: str | None) -> dict[str, str]:
         headers = dict(self._base_headers)
@@ -247,95 +213,11 @@ class OpenAIUpstream:
     ) -> httpx.Response:
         """One call, its retry included, within the deadline; observed when it ends.
         `fixed_path`: the path holds no id, so its URL may be kept for the next call."""
-        started = time.perf_counter()
         url = self._url(path, params, keep=fixed_path)
-        try:
-            response = await self._within_deadline(method, url, content, headers, ok, retry)
-        except BrokerError as exc:
-            if self._observer is not None:
-                self._observer(time.perf_counter() - started, exc)
-            raise
-        if self._observer is not None:
-            self._observer(time.perf_counter() - started, None)
-        return response
-
-    async def _within_deadline(
-        self,
-        method: str,
-        url: httpx.URL,
-        content: bytes,
-        headers: dict[str, str],
-        ok: Container[int],
-        retry: bool,
-    ) -> httpx.Response:
-        loop = asyncio.get_running_loop()
-        deadline_at = loop.time() + self._deadline
         request = httpx.Request(
-            method,
-            url,
-            headers=headers,
-            content=content,
-            extensions=self._extensions,
+            method, url, headers=headers, content=content, extensions=self._extensions
         )
-        try:
-            async with asyncio.timeout_at(deadline_at):
-                try:
-                    return await self._attempt(request, ok, attempt=1)
-                except _Retryable as first:
-                    # A retry that cannot finish in time would only turn a clear 502/503
-                    # into a 504.
-                    if not retry or deadline_at - loop.time() < self._deadline / 4:
-                        raise first.error from None
-                await asyncio.sleep(RETRY_BACKOFF)
-                try:
-                    return await self._attempt(request, ok, attempt=2)
-                except _Retryable as second:
-                    raise second.error from None
-        except TimeoutError:
-            logger.warning(
-                "upstream %s %s: no answer within %.1fs", method, url.path, self._deadline
-            )
-            raise UpstreamTimeout("The upstream did not answer in time.") from None
-
-    async def _attempt(
-        self, request: httpx.Request, ok: Container[int], *, attempt: int
-    ) -> httpx.Response:
-        method, path = request.method, request.url.path
-        try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except (*_CONNECTION_FAILURES, httpx.TimeoutException, OSError) as exc:
-            # Read, write and pool timeouts: the deadline is spent; the caller answers 504.
-            # (A connect timeout is a connection failure; TimeoutError is an OSError.)
-            if not isinstance(exc, _CONNECTION_FAILURES) and isinstance(
-                exc, (httpx.TimeoutException, TimeoutError)
-            ):
-                raise TimeoutError from None
-            # Refused, reset or dropped connections (or a raw socket error from a transport
-            # other than httpx's own): worth one more try on a fresh connection.
-            logger.warning(
-                "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
-            )
-            raise _Retryable(UpstreamUnavailable("The upstream could not be reached.")) from None
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            logger.warning(
-                "upstream %s %s attempt %d: %s", method, path, attempt, type(exc).__name__
-            )
-            raise UpstreamError("The upstream call failed.") from None
-        if response.status_code not in ok:
-            logger.warning(
-                "upstream %s %s attempt %d: HTTP %d (request id %s)",
-                method,
-                path,
-                attempt,
-                response.status_code,
-                response.headers.get("x-request-id", "-"),
-            )
-            self._raise_for_status(response)
-        return response
+        return await self._sender.send(request, ok, retry=retry)
 
     def _url(self, path: str, params: dict[str, str] | None, *, keep: bool) -> httpx.URL:
         url = self._urls.get(path)
@@ -346,14 +228,11 @@ class OpenAIUpstream:
         return url.copy_merge_params(params) if params else url
 
     def _raise_for_status(self, response: httpx.Response) -> NoReturn:
+        """A refused answer (502/503/504 are the Sender's: retried) as the broker's error."""
         status = response.status_code
-        if status in RETRIED_STATUSES:
-            if status == 503:
-                raise _Retryable(UpstreamUnavailable("The upstream is unavailable."))
-            raise _Retryable(UpstreamError(f"The upstream failed (HTTP {status})."))
         if status in (401, 403):
             raise UpstreamError(MISCONFIGURED)
-        error = _error_object(response)
+        error = error_object(response)
         if status == 400:
             code = error.get("code")
             raise InvalidRequest(
@@ -384,31 +263,14 @@ class OpenAIUpstream:
 
     def _scrub(self, text: object) -> str:
         """Upstream's own words, only after masking anything secret-shaped and the key."""
-        if not isinstance(text, str):
-            return ""
-        if self._api_key:
-            text = text.replace(self._api_key.reveal(), "**********")
-        return _SECRET_LIKE.sub("**********", text)[:MAX_MESSAGE_CHARS]
+        return scrub(text, self._api_key, _SECRET_LIKE)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_of(response)
     if not isinstance(body, dict):
         raise UpstreamError("The upstream sent a response the broker could not read.")
     return body
-
-
-def _error_object(response: httpx.Response) -> dict[str, Any]:
-    """OpenAI's `{"error": {...}}`, or empty when the body is something else."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
 
 
 def _retry_after(value: str | None) -> str | None:

@@ -65,9 +65,12 @@ async def forward(
 ) -> Proxied:
     """Admit `identity` in `scope`, require its effective role in `roles`, make `call`.
 
-    Raises what `Broker.admit` raises (403 revoked, 429, 503), `RoleForbidden`, or the
-    upstream's `BrokerError`; in the last two cases nothing stays charged.
+    Raises `NotFound` for a tenant without OpenAI's API (a Gemini one), what
+    `Broker.admit` raises (403 revoked, 429, 503), `RoleForbidden`, or the upstream's
+    `BrokerError`; in the last two cases nothing stays charged.
     """
+    # A Gemini tenant has no vector stores (404), known before anything is charged.
+    upstream = broker.openai_upstream(identity.tenant)
     if user_limits is None:
         user_limits = vector_store_limits(broker.tenant(identity.tenant).policy)
     admit_request = broker.admit_request(identity, scope=scope, user_limits=user_limits)
@@ -81,7 +84,7 @@ async def forward(
             f"{', '.join(sorted(roles))}."
         )
     try:
-        body = await broker.upstreams[identity.tenant].request(
+        body = await upstream.request(
             call.method,
             call.path,
             params=call.params,

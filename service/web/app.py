@@ -1,7 +1,7 @@
 """The composition root: settings in, a running ASGI app out.
 
-Every backend is chosen here and only here (memory or Redis store, OpenAI or Azure
-upstream), and every seam a test needs is a keyword argument. The in-process fake
+Every backend is chosen here and only here (memory or Redis store, OpenAI, Azure or
+Gemini upstream), and every seam a test needs is a keyword argument. The in-process fake
 upstream is not one of them: dev mode (service.dev) passes it in through `transports`
 and `call_options`, so production code never imports it.
 """
@@ -32,19 +32,23 @@ from service.calls.supervised import CallOptions, revocation_check
 from service.clock import Clock, system_clock
 from service.config.settings import Settings, TenantSettings
 from service.errors import BrokerError, ConfigError
+from service.gemini.minting import GeminiMinting
 from service.metrics import CONTENT_TYPE, Metrics
 from service.mint.broker import Broker
+from service.mint.spend import SpendGate
 from service.redact import Secret
 from service.stores.base import Store
 from service.stores.memory import MemoryStore
 from service.stores.resilient import FailureAwareStore
 from service.upstream.base import Upstream
+from service.upstream.gemini import GeminiUpstream
 from service.upstream.openai import OpenAIUpstream
 from service.web.admin import admin_routes
 from service.web.calls import call_routes
 from service.web.cors import CORSMiddleware
 from service.web.demo import demo_routes
 from service.web.errors import broker_error_handler, http_exception_handler
+from service.web.gemini import gemini_routes
 from service.web.handlers import health_routes, mint_routes
 from service.web.live import live_routes
 from service.web.middleware import RequestContextMiddleware, route_template
@@ -110,12 +114,32 @@ def build_store(
     )
 
 
+def build_gemini_upstream(
+    tenant: TenantSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    observer: Callable[[float, BaseException | None], None] | None = None,
+) -> GeminiUpstream:
+    """The client of a tenant with UPSTREAM=gemini: Gemini's API, which serves only
+    Gemini Live tokens."""
+    return GeminiUpstream(
+        base_url=tenant.upstream_url,
+        api_key=tenant.upstream_api_key,
+        api_version=tenant.gemini_api_version,
+        transport=transport,
+        deadline=tenant.upstream_timeout_ms / 1000,
+        observer=observer,
+    )
+
+
 def build_upstream(
     tenant: TenantSettings,
     *,
     transport: httpx.AsyncBaseTransport | None,
     observer: Callable[[float, BaseException | None], None] | None = None,
 ) -> Upstream:
+    """The client of OpenAI's API of any other tenant: OpenAI, Azure, or the in-process
+    fake."""
     if tenant.upstream == "fake":
         if transport is None:
             # Only dev mode wires the in-process fake (its secrets are not valid at OpenAI).
@@ -220,6 +244,7 @@ def create_app(
     metrics = Metrics(
         (tenant.id for tenant in settings.tenants),
         jwks_refreshes=lambda: authenticator.jwks_refreshes,
+        upstreams={tenant.id: tenant.upstream for tenant in settings.tenants},
     )
     options = call_options or call_options_of(settings)
     # One Redis connection (pool, bound, deadline) for both stores, closed after them.
@@ -235,21 +260,30 @@ def create_app(
     call_store = options.store or build_call_store(clock, redis)
     closers.append(call_store.close)
     per_tenant = transports or {}
-    upstreams = {
-        tenant.id: build_upstream(
-            tenant,
-            transport=per_tenant.get(tenant.id, transport),
-            observer=metrics.upstream_observer(tenant.id),
-        )
-        for tenant in settings.tenants
-    }
-    closers += [upstream.aclose for upstream in upstreams.values()]
+    # OpenAI's API (calls, mints, vector stores: the broker's) and Gemini's (Live tokens
+    # only: service.gemini's), apart: each tenant is in one of the two.
+    upstreams: dict[str, Upstream] = {}
+    gemini: dict[str, GeminiUpstream] = {}
+    for tenant in settings.tenants:
+        tenant_transport = per_tenant.get(tenant.id, transport)
+        observer = metrics.upstream_observer(tenant.id)
+        if tenant.upstream == "gemini":
+            client = build_gemini_upstream(tenant, transport=tenant_transport, observer=observer)
+            gemini[tenant.id] = client
+            closers.append(client.aclose)
+        else:
+            upstream = build_upstream(tenant, transport=tenant_transport, observer=observer)
+            upstreams[tenant.id] = upstream
+            closers.append(upstream.aclose)
     broker = Broker(
         settings,
         store=state_store,
         authenticator=authenticator,
         upstreams=upstreams,
         metrics=metrics,
+        clock=clock,
+        # Mints are refused for money too (DESIGN 11), read from call control's ledger.
+        spend=SpendGate(call_store.ledger, clock=clock),
     )
 
     # The sidebands' keepalive, driven by the call scheduler (service.calls.sideband).
@@ -297,6 +331,7 @@ def create_app(
     routes += call_routes(clock=clock)
     routes += relay_routes()
     routes += live_routes()
+    routes += gemini_routes()
     routes += vector_store_routes()
     routes += usage_routes(clock=clock)
     routes += openapi_routes()
@@ -321,6 +356,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.broker = broker
+    app.state.gemini_minting = GeminiMinting(broker, gemini)
     app.state.calls = calls
     app.state.relays = calls.relays
     app.state.metrics = metrics

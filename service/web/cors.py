@@ -28,8 +28,11 @@ EXPOSED_HEADERS = (
     "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 )
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
-# What the official SDKs send; used when a preflight names no headers.
-DEFAULT_ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID, OpenAI-Beta"
+# What the official SDKs send (OpenAI's; Google's puts its key, here the app JWT, in
+# x-goog-api-key); used when a preflight names no headers.
+DEFAULT_ALLOWED_HEADERS = (
+    "Authorization, Content-Type, X-Request-ID, OpenAI-Beta, x-goog-api-key, x-goog-api-client"
+)
 MAX_AGE = "600"
 ANY = "*"
 # An echoed Access-Control-Request-Headers value: header names, commas and spaces only.

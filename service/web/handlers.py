@@ -49,13 +49,21 @@ def note_caller(request: Request, tenant: str, user_id: str | None) -> None:
         state["user_hash"] = user_hash(tenant, user_id)
 
 
+# The routes that reach OpenAI's API (mints, calls, GPT-Live, vector stores): a tenant
+# whose upstream is Gemini has none of them (its mint is POST /v1alpha/auth_tokens).
+OPENAI_ROUTES = ("/v1/realtime", "/v1/live", "/v1/vector_stores")
+
+
 async def authenticate(request: Request, *, mint: bool = False) -> Identity:
     """The caller's JWT, before anything of the body is read; a mint's refusal also
-    counts as an unauthorized mint (metrics)."""
+    counts as an unauthorized mint (metrics). A Gemini tenant's caller on one of OpenAI's
+    routes is a 404 that says where its mint is (`Broker.openai_upstream`)."""
     broker = broker_of(request)
     values = authorization_values(request)
     identity = await (broker.identify(values) if mint else broker.authenticate(values))
     note_caller(request, identity.tenant, identity.user_id)
+    if request.scope["path"].startswith(OPENAI_ROUTES):
+        broker.openai_upstream(identity.tenant)
     return identity
 
 

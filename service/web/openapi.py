@@ -45,6 +45,24 @@ AUTHED = (400, 401, 403, 429, 503)
 UPSTREAM = (*AUTHED, 413, 502, 504)
 DIRECTORY = (400, 401, 403, 404, 503)
 
+# Google's error shape (google.rpc.Status in JSON), which google-genai and @google/genai
+# raise their typed errors from: the Gemini routes answer with it (service.web.gemini).
+GOOGLE_ERROR_RESPONSE: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "status"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "status": {"type": "string"},
+                "details": {"type": "array"},
+            },
+        }
+    },
+}
 ERROR_RESPONSE: Schema = {
     "type": "object",
     "required": ["error"],
@@ -102,6 +120,8 @@ class Operation:
     request: Mapping[str, Schema] | None = None
     request_required: bool = False
     parameters: tuple[Schema, ...] = ()
+    # The component its errors are: Google's shape on the Gemini routes (DESIGN 12).
+    error_schema: str = "ErrorResponse"
 
     def document(self) -> dict[str, Any]:
         success: dict[str, Any] = {
@@ -111,7 +131,9 @@ class Operation:
         if self.headers:
             success["headers"] = {name: {"schema": STRING} for name in self.headers}
         responses: dict[str, Any] = {str(self.status): success}
-        responses.update({str(status): _error(status) for status in sorted(set(self.errors))})
+        responses.update(
+            {str(status): _error(status, self.error_schema) for status in sorted(set(self.errors))}
+        )
         operation: dict[str, Any] = {
             "summary": self.summary,
             "responses": responses,
@@ -128,10 +150,10 @@ class Operation:
         return copy.deepcopy(operation)
 
 
-def _error(status: int) -> dict[str, Any]:
+def _error(status: int, schema: str) -> dict[str, Any]:
     return {
         "description": _REASONS[status],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
 
 
@@ -176,11 +198,15 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
             "title": "Realtime token broker",
             "version": "0.1.0",
             "description": "Mints short-lived OpenAI Realtime client secrets for browser apps. "
-            "Request and response shapes are OpenAI's; every error is an `ErrorResponse`.",
+            "Request and response shapes are OpenAI's (Google's on the Gemini routes); "
+            "every error is an `ErrorResponse` (a `GoogleErrorResponse` there).",
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"ErrorResponse": copy.deepcopy(ERROR_RESPONSE)},
+            "schemas": {
+                "ErrorResponse": copy.deepcopy(ERROR_RESPONSE),
+                "GoogleErrorResponse": copy.deepcopy(GOOGLE_ERROR_RESPONSE),
+            },
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

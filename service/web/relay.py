@@ -40,6 +40,7 @@ from service.calls.controller import CallController
 from service.errors import (
     BrokerError,
     Conflict,
+    InvalidRequest,
     InvalidToken,
     InvalidValue,
     PermissionDenied,
@@ -51,6 +52,7 @@ from service.mint.broker import Broker
 from service.redact import user_hash
 from service.relay.hub import CLAIM_SECONDS, Relay, RelayHub
 from service.relay.policing import RelayPolicy, error_event
+from service.session.strict_json import parse_json_text
 from service.web.errors import render_broker_error
 
 logger = logging.getLogger(__name__)
@@ -111,6 +113,8 @@ async def relay_endpoint(websocket: WebSocket) -> None:
         if not call_id or len(call_id) > 256:
             raise InvalidValue("Name the call: /v1/realtime?call_id=...", param="call_id")
         identity = await broker.authenticate([f"Bearer {credential}"])
+        # A Gemini tenant has no calls: 404, as on every other OpenAI route.
+        broker.openai_upstream(identity.tenant)
         tenant = broker.tenant(identity.tenant)
         record = await calls.store.record(tenant.id, call_id)
         if record is None or record.user_id != identity.user_id:
@@ -225,8 +229,10 @@ async def _up(websocket: WebSocket, hub: RelayHub, relay: Relay, policy: RelayPo
             await _send(websocket, error_event("Send events as JSON text.", code="invalid_event"))
             continue
         try:
-            event: Any = json.loads(text)
-        except ValueError:
+            # Strict: no NaN or Infinity, nor a number a double cannot hold (`1e999`),
+            # which the sideband would send on as `Infinity`, not JSON.
+            event: Any = parse_json_text(text)
+        except InvalidRequest:
             event = None
         policed = policy.police(event)
         if policed.error is not None:

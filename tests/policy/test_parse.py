@@ -179,6 +179,8 @@ def test_every_role_key_renders() -> None:
         "max_call_seconds": 600,
         "daily_token_budget": 1000,
         "daily_minute_budget": 30,
+        "daily_usd_budget": 2.5,
+        "monthly_usd_budget": 40,
         "on_session_update": "hangup",
         "client_channel": "relay",
         "client_events": ["response.create"],
@@ -246,3 +248,15 @@ def test_the_default_policy_names_no_translation_model_nor_effort() -> None:
     for rules in default_policy().roles.values():
         assert rules.mint is True
         assert (rules.translation_models, rules.reasoning_efforts) == (None, None)
+
+
+@pytest.mark.parametrize("value", [0, -1, "5", True, float("inf")])
+def test_a_money_budget_is_a_positive_number_of_usd(value: object) -> None:
+    with pytest.raises(PolicyError, match=r"roles\.reader\.daily_usd_budget: must be a positive"):
+        parse_policy({"roles": {"reader": {"daily_usd_budget": value}}})
+
+
+def test_money_budgets_are_parsed_per_role() -> None:
+    policy = parse_policy({"roles": {"reader": {"daily_usd_budget": 2, "monthly_usd_budget": 9.5}}})
+    rules = policy.rules_for("reader")
+    assert (rules.daily_usd_budget, rules.monthly_usd_budget) == (2.0, 9.5)

@@ -28,7 +28,8 @@ from service.errors import (
 from service.fake.app import create_fake_app
 from service.redact import Secret
 from service.upstream.base import Upstream
-from service.upstream.openai import MAX_CACHED_URLS, MISCONFIGURED, OpenAIUpstream
+from service.upstream.http import MISCONFIGURED
+from service.upstream.openai import MAX_CACHED_URLS, OpenAIUpstream
 from tests.fake.conftest import FAKE_KEY
 
 KEY = "sk-test-SECRET-0123456789abcdef"

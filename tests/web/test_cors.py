@@ -161,6 +161,25 @@ async def test_preflight_without_requested_headers_allows_the_sdk_defaults(
         h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
     }
     assert {"authorization", "content-type", "x-request-id", "openai-beta"} <= allowed
+    # Google's SDKs send their key (here the app JWT) in x-goog-api-key.
+    assert {"x-goog-api-key", "x-goog-api-client"} <= allowed
+
+
+async def test_preflight_for_a_gemini_mint_allows_googles_sdk_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    requested = "content-type, x-goog-api-client, x-goog-api-key"
+    response = await client.options(
+        "/v1alpha/auth_tokens",
+        headers={
+            "Origin": ACME_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": requested,
+        },
+    )
+    assert response.status_code == 204
+    assert_cors(response, ACME_ORIGIN)
+    assert response.headers["access-control-allow-headers"] == requested
 
 
 async def test_without_configured_origins_there_are_no_cors_headers() -> None:

@@ -188,3 +188,19 @@ async def test_a_relay_whose_attach_fails_closes_1011_and_frees_the_call_for_ano
         await ws.recv()
     assert ws.protocol.close_code == 1000
     await served.handlers_done()
+
+
+@pytest.mark.parametrize("number", ["NaN", "1e999"])
+async def test_an_event_with_a_number_json_cannot_carry_is_refused_not_relayed(
+    served: Served, number: str
+) -> None:
+    """Python's json reads both (1e999 as inf); relayed, the sideband would send them on
+    as `NaN` / `Infinity`, which is not JSON."""
+    call_id = await served.place()
+    async with served.relay(call_id) as ws:
+        await ws.send('{"type": "response.cancel", "response_id": "r", "x": ' + number + "}")
+        answer = json.loads(await ws.recv())
+
+    assert answer["type"] == "error"
+    assert answer["error"]["code"] == "invalid_event"
+    await served.handlers_done()
