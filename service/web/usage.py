@@ -6,6 +6,7 @@ the ledger (service.usage), render."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from service.errors import (
     StoreUnavailable,
     UnknownParameter,
 )
+from service.logs import current_request_id
 from service.usage.budgets import SPEND_LIMIT_REACHED
 from service.usage.ledger import Ledger
 from service.usage.model import NANO
@@ -35,6 +37,9 @@ from service.web.bodies import read_json_object
 from service.web.calls import controller_of
 from service.web.handlers import authorize, broker_of
 from service.web.openapi import DIRECTORY, DocumentedRoute, Operation, json_body, query
+
+# A child of `service.audit`, as the directory's and the mints' audit lines.
+audit_logger = logging.getLogger("service.audit.spend_limit")
 
 COMPLETIONS_PATH = "/v1/organization/usage/completions"
 COSTS_PATH = "/v1/organization/costs"
@@ -159,6 +164,22 @@ def _limit_object(cents: int, tenant_month: int) -> dict[str, Any]:
     }
 
 
+def _audit(action: str, actor: Actor, cents: int | None, clock: Clock) -> None:
+    """A spend-limit change is an operator's act: who, when, the new threshold."""
+    audit_logger.info(
+        "spend limit change",
+        extra={
+            "event": "audit",
+            "action": action,
+            "tenant": actor.tenant,
+            "actor": actor.label,
+            "threshold_amount": cents,
+            "at": int(clock()),
+            "request_id": current_request_id(),
+        },
+    )
+
+
 def _threshold(body: dict[str, Any]) -> int:
     for name in sorted(
         set(body) - {"currency", "interval", "threshold_amount", "notification_channel"}
@@ -204,10 +225,12 @@ def usage_routes(*, clock: Clock = system_clock) -> list[BaseRoute]:
         if request.method == "DELETE":
             if not await _read(ledger.delete_spend_limit(actor.tenant)):
                 raise NotFound("No spend limit is set.")
+            _audit("spend_limit.deleted", actor, None, clock)
             return JSONResponse({"object": "organization.spend_limit.deleted", "deleted": True})
         if request.method == "POST":
             cents = _threshold(await read_json_object(request))
             await _read(ledger.set_spend_limit(actor.tenant, cents))
+            _audit("spend_limit.updated", actor, cents, clock)
         spend = await _read(ledger.spend(actor.tenant, "", clock()))
         if spend.limit_cents is None:
             raise NotFound("No spend limit is set.")

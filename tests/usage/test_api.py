@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -211,7 +212,10 @@ async def test_a_daily_budget_ends_the_call_that_crosses_it_and_refuses_the_next
     assert (await served.place("bob")).status_code == 201
 
 
-async def test_the_spend_limit_enforces_and_lifts_at_once(served: Served) -> None:
+async def test_the_spend_limit_enforces_and_lifts_at_once(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.audit")
     admin = served.admin().admin.organization
     with pytest.raises(openai.NotFoundError):
         await admin.spend_limit.retrieve()
@@ -228,6 +232,17 @@ async def test_the_spend_limit_enforces_and_lifts_at_once(served: Served) -> Non
     deleted = await admin.spend_limit.delete()
     assert deleted.deleted is True
     assert (await served.place("bob")).status_code == 201
+    # Each change is an audit line: who (never the key), what, the threshold.
+    changes = [
+        (r.__dict__["action"], r.__dict__["actor"], r.__dict__["threshold_amount"])
+        for r in caplog.records
+        if r.name == "service.audit.spend_limit"
+    ]
+    assert changes == [
+        ("spend_limit.updated", "admin_key", 100),
+        ("spend_limit.updated", "admin_key", 0),
+        ("spend_limit.deleted", "admin_key", None),
+    ]
 
 
 async def test_a_reader_is_refused_and_a_bad_parameter_is_named(served: Served) -> None:
