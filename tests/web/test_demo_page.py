@@ -1,7 +1,8 @@
 """The dev demo page in headless Chromium (Debian's package), against `token-broker dev`:
 it mints, shows the secret's expiry without showing the secret, and shows a 429 clearly;
 it shows the role's policy, places one call at a time (a new call or Hang up ends the
-current one) and shows each call's events alone, the broker's revert included.
+current one) and shows each call's events alone, the broker's revert included, and the
+signed-in user's spend today from the usage API.
 
 Chromium is driven over the DevTools protocol with aiohttp's WebSocket client (already a
 dependency), so no test tool downloads a browser of its own.
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -548,3 +550,80 @@ async def test_the_demo_page_shows_why_a_role_may_not_mint(tmp_path: Path) -> No
     assert "call control" in banner
     assert secret == "—"
     assert connect_disabled is True
+
+
+# A reader with a money budget, and an owner role, so the page may read the usage API.
+SPEND_POLICY = {
+    "default_role": "reader",
+    "roles": {
+        "reader": {"models": ["gpt-realtime"], "mint": False, "limits": ["20/minute"],
+                   "daily_usd_budget": 5},
+        "owner": {"models": ["gpt-realtime"], "limits": ["20/minute"]},
+    },
+}  # fmt: skip
+
+
+def costs_today(base: str, user: str) -> float | None:
+    """`user`'s USD today as GET /v1/organization/costs answers an owner (None: no row)."""
+    owner = httpx.post(f"{base}/dev/token", json={"user_id": "admin", "role": "owner"})
+    midnight = int(time.time()) // 86400 * 86400
+    answer = httpx.get(
+        f"{base}/v1/organization/costs",
+        params={"start_time": midnight, "bucket_width": "1d", "group_by[]": "user_id"},
+        headers={"Authorization": f"Bearer {owner.json()['token']}"},
+    )
+    assert answer.status_code == 200, answer.text
+    rows = [r for b in answer.json()["data"] for r in b["results"] if r["user_id"] == user]
+    return sum(r["amount"]["value"] for r in rows) if rows else None
+
+
+@pytest.mark.skipif(
+    NO_BROWSER, reason="BROKER_TESTS_NO_BROWSER=1: demo page not tested in a browser"
+)
+async def test_the_demo_page_shows_the_users_spend_today_from_the_usage_api(
+    tmp_path: Path,
+) -> None:
+    """Issue 24: a reader's call through the broker costs something; once it ends, the
+    page's spend line shows it, read from the costs and usage APIs with the page's own
+    owner token (a reader may not read them), beside the role's daily_usd_budget."""
+    port = free_port()
+    env = {
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "BROKER_POLICY": json.dumps(SPEND_POLICY),
+        "BROKER_LOG_LEVEL": "warning",
+    }
+    base = f"http://127.0.0.1:{port}"
+    spend = "document.getElementById('spend-usd')?.textContent"
+    with running(["dev", "--port", str(port)], env=env, ready_url=f"{base}/healthz"):
+        async with browser_page(base + "/", tmp_path / "profile") as page:
+            await signed_in_as(page, "spend-user")
+            await page.evaluate("document.getElementById('signin').click()")
+            before = await page.wait_for(spend)
+            budget = await page.evaluate(page.text("spend-budget"))
+
+            await page.evaluate("document.getElementById('via-broker').click()")
+            await page.wait_for("!document.getElementById('relay-response').disabled")
+            await page.evaluate("document.getElementById('relay-response').click()")
+            await page.wait_for(f"{page.text('events')}.includes('response.done')")
+            await page.evaluate("document.getElementById('hangup').click()")
+            # Refreshed by itself once the call ended (the broker meters its last usage).
+            shown = await page.wait_for(f"{spend} !== '$0.0000' && {spend}")
+            tokens = await page.evaluate(page.text("spend-tokens"))
+            responses = await page.evaluate(page.text("spend-responses"))
+            note = await page.evaluate(page.text("spend-note"))
+            api = await asyncio.to_thread(costs_today, base, "spend-user")
+            # The Refresh button reads it again.
+            await page.evaluate("document.getElementById('spend').textContent = 'stale'")
+            await page.evaluate("document.getElementById('spend-refresh').click()")
+            refreshed = await page.wait_for(spend)
+
+    assert before == "$0.0000"
+    assert budget == " of $5.00 (daily_usd_budget)"
+    assert api is not None
+    assert api > 0
+    assert shown == f"${api:.4f}"
+    # The fake's response.done usage: 100 tokens, one response.
+    assert (tokens, responses) == ("100", "1")
+    assert "demo-usage-reader" in note
+    assert "In production an owner or the admin key reads them" in note
+    assert refreshed == shown
