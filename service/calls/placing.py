@@ -31,6 +31,7 @@ from service.calls.model import (
     CallKind,
     CallPolicy,
     Supervision,
+    Usage,
     call_deadline,
     over_budget,
     seconds_to_midnight,
@@ -56,6 +57,7 @@ from service.redact import user_hash
 from service.session.codec import decode_request, encode_upstream_request
 from service.stores.base import Admission, AdmitRequest
 from service.usage.budgets import refusal
+from service.usage.model import Spend
 
 T = TypeVar("T")
 
@@ -173,14 +175,26 @@ async def admit_call(
         deadline = call_deadline(now, rules.max_call_seconds)
         lease_ttl = deadline - now + controller.lease_ttl
         try:
-            # The day's tokens and seconds, and the money (service.usage): read together.
-            usage, spend = await asyncio.gather(
-                store.usage(tenant.id, user, utc_day(now)), store.ledger.spend(tenant.id, user, now)
-            )
-            refused = refusal(rules, spend, now)
+            # The day's tokens and seconds, and the money (service.usage): read together,
+            # and only what a budget or the tenant's spend limit can refuse (most roles
+            # have none: then nothing is read).
+            daily = rules.daily_token_budget is not None or rules.daily_minute_budget is not None
+            money = broker.spend is not None and await broker.spend.needed(tenant.id, rules)
+            usage: Usage | None = None
+            spend: Spend | None = None
+            if daily and money:
+                usage, spend = await asyncio.gather(
+                    store.usage(tenant.id, user, utc_day(now)),
+                    store.ledger.spend(tenant.id, user, now),
+                )
+            elif daily:
+                usage = await store.usage(tenant.id, user, utc_day(now))
+            elif money:
+                spend = await store.ledger.spend(tenant.id, user, now)
+            refused = refusal(rules, spend, now) if spend is not None else None
             if refused is not None:
                 raise refused
-            reached = over_budget(rules, usage)
+            reached = over_budget(rules, usage) if usage is not None else None
             if reached is not None:
                 raise RateLimited(
                     f"The user's {reached.replace('_', ' ')} is spent for today.",

@@ -30,6 +30,8 @@ from service.usage.metering import Unpriced, UsageMetrics, count_written, entrie
 from service.usage.model import LedgerEntry, Tally
 
 TENANT_ENDED = "tenant.ended"
+# A tenant's spend limit was set, raised or deleted (service.web.usage).
+LIMIT_CHANGED = "spend_limit.changed"
 
 
 @dataclass(slots=True)
@@ -65,6 +67,9 @@ class Spending:
         self._endings = endings
         self._spawn = spawn
         self._metrics = metrics if isinstance(metrics, UsageMetrics) else None
+        # Told a tenant's spend limit changed or is reached, here or on another replica:
+        # the doors' copies of it (service.usage.gate.SpendGate.changed).
+        self.limit_listeners: list[Callable[[str], None]] = []
         # Per tenant, the models whose name is a metric label (priced, or in the policy).
         self._model_labels = {
             t.id: frozenset(
@@ -131,13 +136,30 @@ class Spending:
     async def end_tenant_everywhere(self, tenant: str, reason: str) -> None:
         """`end_tenant` here and, through the store's events, on every replica."""
         self.end_tenant(tenant, reason)
+        self._limit_changed(tenant)
         with contextlib.suppress(StoreUnavailable):
             await self._store.publish({"type": TENANT_ENDED, "tenant": tenant, "reason": reason})
 
+    async def limit_changed_everywhere(self, tenant: str) -> None:
+        """The tenant's limit was set or deleted here: every replica's doors read it again
+        (at once where the event arrives; within their refresh where it is lost)."""
+        self._limit_changed(tenant)
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.publish({"type": LIMIT_CHANGED, "tenant": tenant})
+
     def receive(self, kind: object, tenant: str, event: Mapping[str, Any]) -> bool:
-        """An event from another replica, if it is this module's (`tenant.ended`)."""
+        """An event from another replica, if it is this module's (`tenant.ended`,
+        `spend_limit.changed`)."""
+        if kind == LIMIT_CHANGED:
+            self._limit_changed(tenant)
+            return True
         if kind != TENANT_ENDED:
             return False
         if event.get("reason") == SPEND_LIMIT_REACHED:
+            self._limit_changed(tenant)
             self.end_tenant(tenant, SPEND_LIMIT_REACHED)
         return True
+
+    def _limit_changed(self, tenant: str) -> None:
+        for listener in self.limit_listeners:
+            listener(tenant)

@@ -33,13 +33,13 @@ from service.limits import Limit, tightest
 from service.logs import current_request_id
 from service.metrics import Metrics
 from service.mint.plans import MintPlans
-from service.mint.spend import SpendGate
 from service.redact import user_hash
 from service.session.model import Endpoint
 from service.stores.base import Admission, AdmitRequest, Store, UserProfile
 from service.timing import HEADER as SERVER_TIMING
 from service.timing import PhaseTimer
 from service.upstream.base import Upstream
+from service.usage.gate import SpendGate
 
 logger = logging.getLogger("service.mint.broker")
 # A child of `service.audit` (directory changes log there): audit routing by the

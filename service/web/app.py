@@ -35,7 +35,6 @@ from service.errors import BrokerError, ConfigError
 from service.gemini.minting import GeminiMinting
 from service.metrics import CONTENT_TYPE, Metrics
 from service.mint.broker import Broker
-from service.mint.spend import SpendGate
 from service.redact import Secret
 from service.stores.base import Store
 from service.stores.memory import MemoryStore
@@ -43,6 +42,7 @@ from service.stores.resilient import FailureAwareStore
 from service.upstream.base import Upstream
 from service.upstream.gemini import GeminiUpstream
 from service.upstream.openai import OpenAIUpstream
+from service.usage.gate import SpendGate
 from service.web.admin import admin_routes
 from service.web.calls import call_routes
 from service.web.cors import CORSMiddleware
@@ -275,6 +275,7 @@ def create_app(
             upstream = build_upstream(tenant, transport=tenant_transport, observer=observer)
             upstreams[tenant.id] = upstream
             closers.append(upstream.aclose)
+    spend_gate = SpendGate(call_store.ledger, clock=clock)
     broker = Broker(
         settings,
         store=state_store,
@@ -282,8 +283,9 @@ def create_app(
         upstreams=upstreams,
         metrics=metrics,
         clock=clock,
-        # Mints are refused for money too (DESIGN 11), read from call control's ledger.
-        spend=SpendGate(call_store.ledger, clock=clock),
+        # Mints, placements and Live sessions are refused for money (DESIGN 11), read
+        # from call control's ledger.
+        spend=spend_gate,
     )
 
     # The sidebands' keepalive, driven by the call scheduler (service.calls.sideband).
@@ -305,6 +307,8 @@ def create_app(
     # stores and the upstream clients still open.
     closers.append(calls.aclose)
     metrics.watch_calls(lambda: len(calls))
+    # A spend limit changed or reached on any replica: the doors read it again at once.
+    calls.spending.limit_listeners.append(spend_gate.changed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -226,11 +226,13 @@ def usage_routes(*, clock: Clock = system_clock) -> list[BaseRoute]:
             if not await _read(ledger.delete_spend_limit(actor.tenant)):
                 raise NotFound("No spend limit is set.")
             _audit("spend_limit.deleted", actor, None, clock)
+            await controller_of(request).spending.limit_changed_everywhere(actor.tenant)
             return JSONResponse({"object": "organization.spend_limit.deleted", "deleted": True})
         if request.method == "POST":
             cents = _threshold(await read_json_object(request))
             await _read(ledger.set_spend_limit(actor.tenant, cents))
             _audit("spend_limit.updated", actor, cents, clock)
+            await controller_of(request).spending.limit_changed_everywhere(actor.tenant)
         spend = await _read(ledger.spend(actor.tenant, "", clock()))
         if spend.limit_cents is None:
             raise NotFound("No spend limit is set.")

@@ -33,6 +33,7 @@ from service.auth.tokens import sign_dev_token
 from service.calls.controller import CallController
 from service.dev import create_dev_app
 from service.fake.calls import FakeCalls
+from service.usage.model import Spend
 from tests.eventually import eventually
 from tests.web.conftest import SECRET, make_settings
 
@@ -104,8 +105,8 @@ class Served:
         self.clients.append(client)
         return client
 
-    async def place(self, sub: str) -> httpx.Response:
-        jwt = sign_dev_token(SECRET, sub=sub, role="reader", now=time.time())
+    async def place(self, sub: str, role: str = "reader") -> httpx.Response:
+        jwt = sign_dev_token(SECRET, sub=sub, role=role, now=time.time())
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
             return await client.post(
                 "/v1/realtime/calls",
@@ -263,3 +264,27 @@ async def test_a_reader_is_refused_and_a_bad_parameter_is_named(served: Served) 
     with pytest.raises(openai.BadRequestError) as refused:
         await admin.spend_limit.update(currency="USD", interval="month", threshold_amount=-1)
     assert refused.value.param == "threshold_amount"
+
+
+async def test_a_placement_reads_the_ledger_only_when_money_can_refuse_it(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = served.calls.store.ledger
+    spend, reads = ledger.spend, []
+
+    async def counted(tenant: str, user_id: str, now: float) -> Spend:
+        reads.append(user_id)
+        return await spend(tenant, user_id, now)
+
+    monkeypatch.setattr(ledger, "spend", counted)
+    # The owner role has no money budget and the tenant no limit: no read, no round trip.
+    for sub in ("olga", "oleg"):
+        assert (await served.place(sub, role="owner")).status_code == 201
+    assert reads == []
+    assert (await served.place("rita")).status_code == 201  # a reader has daily_usd_budget
+    assert reads == ["rita"]
+    # A limit set here holds at this replica's next placement, not seconds later.
+    admin = served.admin().admin.organization
+    await admin.spend_limit.update(currency="USD", interval="month", threshold_amount=100)
+    assert (await served.place("oscar", role="owner")).status_code == 201
+    assert reads == ["rita", "", "oscar"]  # "": the endpoint's own read of the tenant

@@ -1,13 +1,14 @@
-"""Money refusals at the mint (DESIGN 11): a user whose money budget is spent, or a
-tenant whose spend limit is enforcing, is refused a mint as a placement is, although a
-minted session's own usage is never metered.
+"""Money refusals at every door (DESIGN 11): a user whose money budget is spent, or a
+tenant whose spend limit is enforcing, is refused mints (although a minted session's own
+usage is never metered), call placements and GPT-Live sessions.
 
-The check costs a ledger read (a round trip), so a mint pays it only when it can matter:
-the role has a money budget, or the tenant has a spend limit. Whether a tenant has one is
-known from a copy refreshed at most every `refresh` seconds (one read per tenant and
-interval, not per mint): a limit set on any replica holds at this replica's mints within
-that interval, and one deleted or raised lets them through at once (the read that follows
-sees the store's limit, not the copy).
+The check costs a ledger read (a round trip), so a request pays it only when it can
+matter: the role has a money budget, or the tenant has a spend limit. Whether a tenant has
+one is known from a copy refreshed at most every `refresh` seconds (one read per tenant
+and interval, not per request) and dropped at once on the replica that changes the limit
+(`changed`): a limit set on another replica holds here within that interval, and one
+deleted or raised lets work through at once (the read that follows sees the store's
+limit, not the copy).
 """
 
 from __future__ import annotations
@@ -31,13 +32,21 @@ class SpendGate:
         # tenant → (has a limit, when that was read)
         self._limits: dict[str, tuple[bool, float]] = {}
 
+    async def needed(self, tenant: str, rules: MoneyBudgets) -> bool:
+        """Whether a request of `tenant` under `rules` must read the ledger."""
+        budgeted = rules.daily_usd_budget is not None or rules.monthly_usd_budget is not None
+        return budgeted or await self._has_limit(tenant)
+
+    def changed(self, tenant: str) -> None:
+        """The tenant's limit was set or deleted here: read it again at the next request."""
+        self._limits.pop(tenant, None)
+
     async def check(
         self, tenant: str, user_id: str, rules: MoneyBudgets, *, fail_open: bool
     ) -> None:
         """Raise `BudgetExceeded` / `SpendLimitReached` (429) when the user or tenant may
         spend no more; 503 when the ledger cannot answer and the tenant fails closed."""
-        budgeted = rules.daily_usd_budget is not None or rules.monthly_usd_budget is not None
-        if budgeted or await self._has_limit(tenant):
+        if await self.needed(tenant, rules):
             await refuse_spent(
                 self._ledger, tenant, user_id, rules, self._clock(), fail_open=fail_open
             )

@@ -1,4 +1,4 @@
-"""Money refusals at the mint (service.mint.spend, DESIGN 11): a user whose money budget
+"""Money refusals at the mint (service.usage.gate, DESIGN 11): a user whose money budget
 is spent and a tenant whose spend limit is enforcing are refused every mint — OpenAI's
 and Gemini's — with the admission refunded; a mint that cannot be refused for money
 costs no ledger read beyond the tenant's limit, read once per interval."""
@@ -16,7 +16,7 @@ from service.errors import (
     SpendLimitReached,
     StoreUnavailable,
 )
-from service.mint.spend import SpendGate
+from service.usage.gate import SpendGate
 from service.usage.ledger_memory import MemoryLedger
 from service.usage.model import LedgerEntry, Spend
 from tests.gemini.conftest import MODEL, POLICY, gemini_settings, harness_for
@@ -153,3 +153,18 @@ async def test_both_mints_are_refused_for_money_and_the_admission_refunded() -> 
         assert minted.status_code == 429, minted.text
         assert minted.json()["error"]["code"] == "spend_limit_reached"
         assert harness.openai_requests == []
+
+
+async def test_needed_names_what_can_refuse_and_a_change_here_is_read_at_once(
+    clock: ManualClock,
+) -> None:
+    ledger = CountingLedger(clock)
+    gate = SpendGate(ledger, clock=clock, refresh=60.0)
+    assert await gate.needed("t", Rules(monthly=5.0))
+    assert ledger.reads == []  # a budget decides without reading anything
+    assert not await gate.needed("t", Rules())
+    await ledger.set_spend_limit("t", 100)
+    assert not await gate.needed("t", Rules())  # another replica's change: within `refresh`
+    gate.changed("t")
+    assert await gate.needed("t", Rules())
+    assert ledger.reads == ["limit", "limit"]
