@@ -368,7 +368,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         + "; token-broker config check --dev"
         + (" --upstream gemini" if gemini else "")
         + " prints it",
-        "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME):",
+        "Sample JWT for dev-user, role owner, valid 1 h (more: token-broker jwt --sub NAME "
+        "[--role owner]):",
         f"  {token}",
     ]
     if gemini:

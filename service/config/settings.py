@@ -333,7 +333,11 @@ def describe_settings(settings: Settings) -> dict[str, object]:
 
 def unpriced_policy_models(tenant: TenantSettings) -> list[str]:
     """Models the tenant's policy allows that its price table does not price: their
-    usage is counted, and costs nothing in the ledger (broker_usage_unpriced_tokens_total)."""
+    usage is counted, and costs nothing in the ledger (broker_usage_unpriced_tokens_total).
+    None for a Gemini tenant: its sessions run between the browser and Google, never
+    metered, so nothing of them is priced."""
+    if tenant.upstream == "gemini":
+        return []
     models = {m for rules in tenant.policy.roles.values() for m in rules.models or ()}
     return sorted(m for m in models if tenant.prices.price(m) is None)
 
@@ -346,7 +350,13 @@ def usage_warnings(settings: Settings) -> list[str]:
     for tenant in settings.tenants:
         for role, rules in sorted(tenant.policy.roles.items()):
             budget = rules.daily_usd_budget is not None or rules.monthly_usd_budget is not None
-            if budget and rules.mint:
+            if budget and tenant.upstream == "gemini":
+                warnings.append(
+                    f"tenant {tenant.id}: role {role} has a money budget, but a Gemini "
+                    "tenant's sessions are not metered (they run between the browser and "
+                    "Google): the budget never fills"
+                )
+            elif budget and rules.mint:
                 warnings.append(
                     f"tenant {tenant.id}: role {role} has a money budget and may mint client "
                     'secrets, whose sessions are not metered; set "mint": false to keep its '

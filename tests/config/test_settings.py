@@ -588,3 +588,37 @@ def test_a_gemini_tenant_defaults_to_googles_endpoint_and_v1alpha() -> None:
                 "BROKER_GEMINI_API_VERSION": "v2",
             }
         )
+
+
+def test_config_check_warns_about_unmetered_budgets_and_unpriced_models() -> None:
+    from service.config.settings import describe_settings
+
+    policy = {
+        "default_role": "reader",
+        "roles": {
+            "reader": {"models": ["gpt-realtime", "my-finetune"], "daily_usd_budget": 1.0},
+            "caller": {"models": ["gpt-realtime"], "daily_usd_budget": 1.0, "mint": False},
+        },
+    }
+    base = {"BROKER_UPSTREAM_API_KEY": "k", "BROKER_JWT_SECRET": "s" * 32}
+    openai = describe_settings(load_settings({**base, "BROKER_POLICY": json.dumps(policy)}))
+    assert openai["warnings"] == [
+        "tenant default: role reader has a money budget and may mint client secrets, whose "
+        'sessions are not metered; set "mint": false to keep its usage within the budget',
+        "tenant default: no price for my-finetune; its usage is counted but costs nothing "
+        "(set BROKER_PRICES)",
+    ]
+    gemini_policy = {"roles": {"reader": {"models": ["gemini-live"], "daily_usd_budget": 1.0}}}
+    gemini = describe_settings(
+        load_settings(
+            {**base, "BROKER_UPSTREAM": "gemini", "BROKER_POLICY": json.dumps(gemini_policy)}
+        )
+    )
+    # Nothing of a Gemini tenant is metered: no model is "unpriced", and a budget never fills.
+    tenants = gemini["tenants"]
+    assert isinstance(tenants, dict)
+    assert tenants["default"]["unpriced_models"] == []
+    assert gemini["warnings"] == [
+        "tenant default: role reader has a money budget, but a Gemini tenant's sessions are "
+        "not metered (they run between the browser and Google): the budget never fills"
+    ]
