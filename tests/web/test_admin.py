@@ -437,7 +437,10 @@ async def test_a_revocation_through_one_replica_holds_on_the_other(
     redis_server: RedisServer,
 ) -> None:
     clock = ManualClock()
-    config = settings({"BROKER_REDIS_URL": redis_server.url})
+    # A generous Redis deadline: what is tested is the revocation crossing replicas, and
+    # the first commands on a fresh server (connection, scripts) may take longer than the
+    # default 250 ms on a loaded machine.
+    config = settings({"BROKER_REDIS_URL": redis_server.url, "BROKER_REDIS_TIMEOUT_MS": "3000"})
     one = Harness(build(config, clock), clock)
     two = Harness(build(config, clock), clock)
     # The apps' own lifespans: each closes what it made (its stores and their one Redis
