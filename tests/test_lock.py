@@ -123,12 +123,21 @@ def test_the_test_command_installs_only_from_the_lock_and_ci_runs_it() -> None:
     ]
     assert '"$py" -m pip check' in commands
     assert 'python3 -m venv --clear "$venv"' in commands  # made again when the lock changed
-    assert commands[-4:] == [
+    checks = [
         '"$py" -m ruff check .',
         '"$py" -m ruff format --check .',
         '"$py" -m mypy',
-        '"$py" -m pytest "$@"',
     ]
+    at = commands.index(checks[0])
+    assert commands[at : at + 3] == checks
+    runs = [c for c in commands[at + 3 :] if "-m pytest" in c]
+    # With arguments, pytest as asked; without, the whole suite in two halves that
+    # together leave nothing out (the process tests beside the rest), both waited for.
+    assert runs[0] == 'exec "$py" -m pytest "$@"  # a narrower run, as asked'
+    assert any('-m pytest -m process ' in c and c.endswith("&") for c in runs)
+    assert any('-m pytest -m "not process" ' in c for c in runs)
+    assert 'wait "$process_pid" || process_status=$?' in commands
+    assert commands[-1] == "exit $(( status != 0 ? status : process_status ))"
     ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and ln[0] != "#"]
     assert ci[-1] == "scripts/test.sh"
     assert "```sh\nscripts/test.sh\n```" in (ROOT / "README.md").read_text()
