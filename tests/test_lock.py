@@ -134,7 +134,7 @@ def test_the_test_command_installs_only_from_the_lock_and_ci_runs_it() -> None:
     # With arguments, pytest as asked; without, the whole suite in two halves that
     # together leave nothing out (the process tests beside the rest), both waited for.
     assert runs[0] == 'exec "$py" -m pytest "$@"  # a narrower run, as asked'
-    assert any('-m pytest -m process ' in c and c.endswith("&") for c in runs)
+    assert any("-m pytest -m process " in c and c.endswith("&") for c in runs)
     assert any('-m pytest -m "not process" ' in c for c in runs)
     assert 'wait "$process_pid" || process_status=$?' in commands
     assert commands[-1] == "exit $(( status != 0 ? status : process_status ))"
