@@ -54,7 +54,7 @@ from service.auth.tokens import sign_dev_token
 from service.timing import parse_server_timing
 
 SECRET = "bench-calls-secret-0123456789-abcdefghij"
-UPSTREAM_KEY = "sk-bench-calls-" + "k" * 24
+UPSTREAM_KEY = "test-bench-calls-" + "k" * 24
 ADMIN_KEY = "bench-calls-admin-key-0123456789"
 MODEL = "gpt-realtime-mini"
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"

@@ -202,7 +202,7 @@ def broker_env(port: int, redis_port: int, upstream_port: int, jwks_port: int) -
         "BROKER_REDIS_URL": f"redis://127.0.0.1:{redis_port}",
         "BROKER_UPSTREAM": "openai",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "BROKER_UPSTREAM_API_KEY": "sk-bench-" + "k" * 32,
+        "BROKER_UPSTREAM_API_KEY": "test-bench-" + "k" * 32,
         "BROKER_JWT_AUDIENCE": "bench",
         "BROKER_HS_JWT_SECRET": HS_SECRET,
         "BROKER_HS_JWT_ISSUER": "bench-hs",

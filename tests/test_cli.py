@@ -83,7 +83,7 @@ def broker(failing_upstream: int, hanging_upstream: int) -> Iterator[str]:
         "BROKER_PORT": str(broker_port),
         "BROKER_TENANTS": ",".join(TENANTS),
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-process-test-key",
+        "BROKER_UPSTREAM_API_KEY": "test-process-test-key",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BROKER_UPSTREAM_TIMEOUT_MS": "700",
         "BROKER_POLICY": json.dumps(
@@ -233,14 +233,14 @@ def test_config_check_masks_secrets() -> None:
     env = {
         "PATH": "/usr/bin:/bin",
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-config-check-key",
+        "BROKER_UPSTREAM_API_KEY": "test-config-check-key",
     }
     result = subprocess.run(
         [*CLI, "config", "check"], env=env, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
     assert SECRET not in result.stdout
-    assert "sk-config-check-key" not in result.stdout
+    assert "test-config-check-key" not in result.stdout
     described = json.loads(result.stdout)
     assert "default" in json.dumps(described)
 
@@ -286,7 +286,7 @@ def test_dev_upstream_gemini_says_so_and_its_curl_line_mints_a_gemini_token(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    env = {"XDG_STATE_HOME": str(tmp_path), "BROKER_UPSTREAM_API_KEY": "sk-not-for-the-fake"}
+    env = {"XDG_STATE_HOME": str(tmp_path), "BROKER_UPSTREAM_API_KEY": "test-not-for-the-fake"}
     with running(
         ["dev", "--upstream", "gemini", "--port", str(port)],
         env=env,
@@ -361,7 +361,7 @@ def test_the_dev_banner_says_what_it_runs_on(tmp_path: Path) -> None:
         "XDG_STATE_HOME": str(tmp_path),
         "BROKER_UPSTREAM": "openai",
         "BROKER_UPSTREAM_URL": "http://127.0.0.1:9/v1",
-        "BROKER_UPSTREAM_API_KEY": "sk-banner-test-key-0123456789",
+        "BROKER_UPSTREAM_API_KEY": "test-banner-test-key-0123456789",
     }
     with running(
         ["dev", "--port", str(port)], env=env, ready_url=f"http://127.0.0.1:{port}/healthz"
@@ -474,7 +474,7 @@ def test_serve_with_a_metrics_port_serves_metrics_only_there() -> None:
         "BROKER_PORT": str(port),
         "BROKER_METRICS_PORT": str(metrics_port),
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-process-test-key",
+        "BROKER_UPSTREAM_API_KEY": "test-process-test-key",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}/v1",
     }
     with running(["serve"], env=env, ready_url=f"http://127.0.0.1:{port}/healthz") as proc:
@@ -513,7 +513,7 @@ def first_line(proc: subprocess.Popen[str], prefix: str) -> str:
 
 SERVE_ENV = {
     "BROKER_JWT_SECRET": SECRET,
-    "BROKER_UPSTREAM_API_KEY": "sk-process-test-key",
+    "BROKER_UPSTREAM_API_KEY": "test-process-test-key",
     "BROKER_UPSTREAM_URL": "http://127.0.0.1:9/v1",
 }
 
@@ -550,7 +550,7 @@ def test_serve_takes_host_and_port_over_the_environment_and_says_what_it_runs_on
         "in-memory state (one process); CORS https://app.example; /metrics on this port)"
     )
     assert SECRET not in line
-    assert "sk-process-test-key" not in line
+    assert "test-process-test-key" not in line
 
 
 def test_serve_on_a_busy_port_names_the_flag_it_takes() -> None:

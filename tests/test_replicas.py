@@ -47,7 +47,7 @@ def replicas(replicas_redis: RedisServer) -> Iterator[list[str]]:
         "BROKER_HOST": "127.0.0.1",
         "BROKER_TENANTS": "solo,crowd",
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-replica-test",
+        "BROKER_UPSTREAM_API_KEY": "test-replica-test",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BROKER_REDIS_URL": replicas_redis.url,
         "BROKER_REDIS_TIMEOUT_MS": "500",

@@ -76,7 +76,7 @@ def test_sigterm_finishes_the_in_flight_mint_then_exits_cleanly(
         "BROKER_HOST": "127.0.0.1",
         "BROKER_PORT": str(port),
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-shutdown-test-key",
+        "BROKER_UPSTREAM_API_KEY": "test-shutdown-test-key",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{slow_upstream.server_address[1]}/v1",
         "BROKER_UPSTREAM_TIMEOUT_MS": "10000",
         "BROKER_LOG_LEVEL": "warning",

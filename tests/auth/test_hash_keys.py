@@ -26,7 +26,7 @@ from tests.redis_servers import RedisServer
 
 SECRET = "hash-keys-secret-0123456789-abcdefghij"
 KEY = "configured-user-hash-key-0123456789-abcdef"
-UPSTREAM_KEY = "sk-hash-keys-upstream-0123456789"
+UPSTREAM_KEY = "test-hash-keys-upstream-0123456789"
 MINT = "/v1/realtime/client_secrets"
 MINT_BODY = {"session": {"type": "realtime"}}
 

@@ -19,7 +19,7 @@ from service.errors import NotFound
 from service.redact import Secret
 from tests.freezing_proxy import FreezingProxy
 
-KEY = "sk-sideband-test-0123456789abcdef"
+KEY = "test-sideband-test-0123456789abcdef"
 
 
 def test_the_url_of_each_kind() -> None:

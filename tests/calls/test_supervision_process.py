@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.process, pytest.mark.redis]
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ADMIN_KEY = "admin-key-0123456789abcdef"
-UPSTREAM_KEY = "sk-supervision-test-key-0123456789"
+UPSTREAM_KEY = "test-supervision-test-key-0123456789"
 LEASE = 2.0
 MAX_CALL_SECONDS = 8
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"

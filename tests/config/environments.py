@@ -9,7 +9,7 @@ from service.config.settings import TenantSettings, load_settings
 from service.errors import ConfigError
 
 # Distinctive values, so that a leak is found by a plain substring search.
-UPSTREAM_KEY = "sk-upstream-LEAKCANARY-0123456789"
+UPSTREAM_KEY = "test-upstream-LEAKCANARY-0123456789"
 JWT_SECRET = "jwt-secret-LEAKCANARY-0123456789abcdef"
 ADMIN_KEY = "admin-key-LEAKCANARY-0123"
 REDIS_PASSWORD = "redispw-LEAKCANARY"

@@ -411,7 +411,7 @@ def full_env(tmp_path: Path) -> dict[str, str]:
         "BROKER_ACME_ADMIN_API_KEY": ADMIN_KEY,
         "BROKER_GLOBEX_EU_ADMIN_API_KEY": "globex-admin-key-LEAKCANARY",
         "BROKER_ACME_JWT_SECRET_FILE": str(secret_file),
-        "BROKER_ACME_UPSTREAM_API_KEY": "sk-acme-LEAKCANARY",
+        "BROKER_ACME_UPSTREAM_API_KEY": "test-acme-LEAKCANARY",
         "BROKER_ACME_USER_HASH_KEY": HASH_KEY,
         "BROKER_POLICY": json.dumps(POLICY_JSON),
     }

@@ -19,7 +19,7 @@ from service.fake.app import create_fake_app
 
 SPEC_PATH = Path(__file__).parents[1] / "schemas" / "openai-openapi-subset.yaml"
 SPEC_URI = "urn:openai-openapi-subset"
-FAKE_KEY = "sk-fake-test-key-1234567890"
+FAKE_KEY = "test-fake-test-key-1234567890"
 
 SchemaCheck = Callable[[str, Any], None]
 

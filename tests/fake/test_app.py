@@ -280,11 +280,11 @@ async def test_a_request_without_a_key_is_refused(
 async def test_a_wrong_key_is_refused_like_openai_does(fake_app: Starlette) -> None:
     transport = httpx.ASGITransport(app=fake_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://fake") as client:
-        response = await client.get("/v1/vector_stores", headers={"api-key": "sk-wrong-key-9876"})
+        response = await client.get("/v1/vector_stores", headers={"api-key": "test-wrong-key-9876"})
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
-    assert "sk-wrong-key-9876" not in response.text
+    assert "test-wrong-key-9876" not in response.text
 
 
 async def test_azure_style_api_key_header_is_accepted(fake_app: Starlette) -> None:

@@ -30,7 +30,7 @@ from service.dev import create_dev_app
 ISSUER = "https://idp.example"
 AUDIENCE = "broker"
 JWKS_URL = "http://127.0.0.1:9/jwks.json"  # never dialled: jwks_transport answers
-UPSTREAM_KEY = "sk-security-suite-key-0123"
+UPSTREAM_KEY = "test-security-suite-key-0123"
 
 # Sync or async, as httpx.MockTransport takes either.
 Handler = Callable[[httpx.Request], Any]

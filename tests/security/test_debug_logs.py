@@ -29,7 +29,7 @@ pytestmark = pytest.mark.process
 
 SECRET = "debug-logs-secret-0123456789-abcdefghijk"
 ADMIN_KEY = "debug-logs-admin-key-0123456789"
-UPSTREAM_KEY = "sk-debug-logs-upstream-key-0123456789"
+UPSTREAM_KEY = "test-debug-logs-upstream-key-0123456789"
 HASH_KEY = "debug-logs-user-hash-key-0123456789-abcdef"
 # Words of the call that no line may carry: the policy's instructions (in every
 # session.updated the sideband reads), what the browser sends through the relay, and what

@@ -110,7 +110,7 @@ def test_a_relay_roles_mint_is_403_while_its_call_is_placed_by_real_processes(
         "BROKER_HOST": "127.0.0.1",
         "BROKER_PORT": str(port),
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-relay-role-test-0123456789",
+        "BROKER_UPSTREAM_API_KEY": "test-relay-role-test-0123456789",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BROKER_POLICY": json.dumps(POLICY),
         "BROKER_LOG_LEVEL": "warning",

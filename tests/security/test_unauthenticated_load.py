@@ -49,7 +49,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         "BROKER_HOST": "127.0.0.1",
         "BROKER_PORT": str(port),
         "BROKER_JWT_SECRET": SECRET,
-        "BROKER_UPSTREAM_API_KEY": "sk-unauthenticated-load-test",
+        "BROKER_UPSTREAM_API_KEY": "test-unauthenticated-load-test",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BROKER_POLICY": json.dumps(POLICY),
         # Thousands of 401 access lines would measure the disk, not the broker.

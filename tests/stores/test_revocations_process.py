@@ -41,7 +41,7 @@ def test_a_user_revoked_before_an_outage_stays_refused_in_open_mode(tmp_path: Pa
         "BROKER_HOST": "127.0.0.1",
         "BROKER_JWT_SECRET": SECRET,
         "BROKER_ADMIN_API_KEY": ADMIN_KEY,
-        "BROKER_UPSTREAM_API_KEY": "sk-revocation-test-0123456789",
+        "BROKER_UPSTREAM_API_KEY": "test-revocation-test-0123456789",
         "BROKER_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BROKER_REDIS_URL": server.url,
         "BROKER_REDIS_TIMEOUT_MS": "500",

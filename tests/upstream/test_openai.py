@@ -32,7 +32,7 @@ from service.upstream.http import MISCONFIGURED
 from service.upstream.openai import MAX_CACHED_URLS, OpenAIUpstream
 from tests.fake.conftest import FAKE_KEY
 
-KEY = "sk-test-SECRET-0123456789abcdef"
+KEY = "test-test-SECRET-0123456789abcdef"
 BASE = "https://upstream.test/v1"
 PATH = "/realtime/client_secrets"
 SAFETY_ID = "5f2b8c0e9a1d4e7f8a6b3c2d1e0f9a8b"
@@ -452,7 +452,7 @@ async def test_the_fakes_refusal_becomes_an_invalid_request() -> None:
 
 
 async def test_a_wrong_key_at_the_fake_is_reported_as_misconfiguration() -> None:
-    async with against_fake(key="sk-wrong-0123456789") as upstream:
+    async with against_fake(key="test-wrong-0123456789") as upstream:
         with pytest.raises(UpstreamError) as raised:
             await mint(upstream)
 

@@ -216,7 +216,7 @@ def test_the_fake_sideband_needs_the_key_the_broker_uses() -> None:
 
 
 async def test_a_configured_key_is_the_one_the_fake_requires() -> None:
-    key = "sk-dev-fake-key-0123456789"
+    key = "test-dev-fake-key-0123456789"
     async with client_for(dev_app({"BROKER_UPSTREAM_API_KEY": key})) as client:
         secret = await mint(client)
         listed = await client.get("/dev/fake/v1/vector_stores", headers=bearer(key))

@@ -22,7 +22,7 @@ from service.dev import create_dev_app
 from service.fake.app import create_fake_app
 from tests.web.conftest import TokenFactory, make_settings
 
-UPSTREAM_KEY = "sk-tenant-translation-key-0123456789"
+UPSTREAM_KEY = "test-tenant-translation-key-0123456789"
 ADMIN_KEY = "admin-key-for-translations-0123"
 TRANSLATIONS = "/v1/realtime/translations/client_secrets"
 READER = {

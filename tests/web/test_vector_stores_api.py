@@ -27,7 +27,7 @@ from service.stores.memory import MemoryStore
 from service.web.vector_stores import vector_store_routes
 from tests.web.conftest import SECRET, make_settings
 
-SERVER_KEY = "sk-server-held-key-0123456789"
+SERVER_KEY = "test-server-held-key-0123456789"
 PATH = "/v1/vector_stores"
 
 
