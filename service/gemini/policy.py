@@ -40,6 +40,7 @@ from typing import Any
 
 from service.errors import InvalidValue, PolicyViolation
 from service.gemini.schema import SETUP_PARAM
+from service.policy.application import Adjustments
 from service.policy.apply import apply_instructions
 from service.policy.model import InstructionsRule, Range, RoleRules, TurnDetectionRule
 from service.session.strict_json import (
@@ -130,20 +131,8 @@ def _number(value: object, param: str) -> float | None:
     return None if value is None else as_number(value, param)
 
 
-class _Application:
+class _Application(Adjustments):
     """The running state of one `apply_setup_policy` call: what was adjusted."""
-
-    def __init__(self, *, reject: bool) -> None:
-        self.reject = reject
-        self.adjusted: list[str] = []
-
-    def violation(self, path: str, allowed: tuple[str, ...] | None = None) -> None:
-        if self.reject:
-            hint = f" Allowed: {', '.join(allowed)}." if allowed else ""
-            raise PolicyViolation(
-                f"The value of '{path}' is not allowed for this role.{hint}", param=path
-            )
-        self.adjusted.append(path)
 
     def model(self, value: object, allowed: tuple[str, ...] | None) -> str:
         if value is not None:

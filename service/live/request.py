@@ -17,6 +17,7 @@ from typing import Any
 
 from service.calls.sdp import check_offer
 from service.errors import InvalidValue, PolicyViolation, UnknownParameter
+from service.policy.application import Adjustments
 from service.policy.apply import apply_instructions
 from service.policy.model import Policy, RoleRules
 
@@ -161,20 +162,8 @@ def _voice(audio: object) -> str | dict[str, str] | None:
     )
 
 
-class _Application:
+class _Application(Adjustments):
     """The running state of one `apply_live_policy` call: what was adjusted."""
-
-    def __init__(self, *, reject: bool) -> None:
-        self.reject = reject
-        self.adjusted: list[str] = []
-
-    def violation(self, path: str, allowed: tuple[str, ...] | None = None) -> None:
-        if self.reject:
-            hint = f" Allowed: {', '.join(allowed)}." if allowed else ""
-            raise PolicyViolation(
-                f"The value of '{path}' is not allowed for this role.{hint}", param=path
-            )
-        self.adjusted.append(path)
 
     def model(self, value: object, rules: RoleRules) -> str:
         path = "session.model"

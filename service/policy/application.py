@@ -52,26 +52,42 @@ def apply_instructions(
     return value, "kept"
 
 
-class PolicyApplication:
-    """The running state of one application of the policy (`apply_policy`, or
-    `apply_translation_policy` for a translation mint): what was adjusted or defaulted.
-    `endpoint` spells a refused field's `param` the way its client does."""
+class Adjustments:
+    """What one application of a role's rules adjusted, and the one way a value the rules
+    do not allow is handled: refused in reject mode (a 400 naming it), else recorded.
+    Shared by every provider's application (OpenAI mints and calls, GPT-Live, Gemini)."""
 
-    def __init__(self, policy: Policy, endpoint: Endpoint) -> None:
-        self.reject = policy.on_violation == "reject"
-        self.endpoint = endpoint
+    def __init__(self, *, reject: bool) -> None:
+        self.reject = reject
         self.adjusted: list[str] = []
-        self.defaulted: set[str] = set()
+
+    def param(self, path: str) -> str:
+        """How the client spells `path` (as it is, unless a subclass knows better)."""
+        return path
 
     def violation(self, path: str, allowed: tuple[str, ...] | None = None) -> None:
         """Raise in reject mode; otherwise record the adjustment."""
         if self.reject:
-            param = client_param(self.endpoint, path)
+            param = self.param(path)
             hint = f" Allowed: {', '.join(allowed)}." if allowed else ""
             raise PolicyViolation(
                 f"The value of '{param}' is not allowed for this role.{hint}", param=param
             )
         self.adjusted.append(path)
+
+
+class PolicyApplication(Adjustments):
+    """The running state of one application of the policy (`apply_policy`, or
+    `apply_translation_policy` for a translation mint): what was adjusted or defaulted.
+    `endpoint` spells a refused field's `param` the way its client does."""
+
+    def __init__(self, policy: Policy, endpoint: Endpoint) -> None:
+        super().__init__(reject=policy.on_violation == "reject")
+        self.endpoint = endpoint
+        self.defaulted: set[str] = set()
+
+    def param(self, path: str) -> str:
+        return client_param(self.endpoint, path)
 
     def choose(self, value: str | None, allowed: tuple[str, ...] | None, path: str) -> str | None:
         if allowed is None or value in allowed:
